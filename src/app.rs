@@ -1,0 +1,160 @@
+//! Application state, start-up and shutdown.
+//!
+//! [`App::build`] connects the database and Redis, prepares the schema and
+//! binds the listener; [`App::run_until_stopped`] serves until the shutdown
+//! future resolves, then drains in-flight requests under a deadline, quits
+//! Redis and closes the pool. `main` passes SIGINT/SIGTERM; tests pass their
+//! own future and read the bound port from [`App::local_addr`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::cache::RedisStore;
+use crate::config::Config;
+use crate::db::{self, AnimeRepo};
+use crate::graphql::{self, AppSchema};
+use crate::server;
+use crate::service::AnimeService;
+
+/// Everything a request handler needs. Cheap to clone: each field is a
+/// handle to shared state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the app was built with.
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// The Redis connection (possibly disconnected and reconnecting).
+    pub redis: RedisStore,
+    /// Catalogue reads.
+    pub anime: AnimeService,
+}
+
+/// A built application: connected, migrated and bound, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    schema: AppSchema,
+}
+
+impl App {
+    /// Connects to the database and Redis, prepares the schema and binds the
+    /// listener. Logs "Starting application" first.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting application");
+        let db = db::connect(&config.database).await?;
+        db::prepare(&db, &config.database).await?;
+        let redis = RedisStore::connect(&config.redis).await?;
+        let listener = TcpListener::bind(config.http.bind_addr)
+            .await
+            .with_context(|| format!("binding the HTTP listener to {}", config.http.bind_addr))?;
+
+        let state = AppState {
+            anime: AnimeService::new(AnimeRepo::new(db.clone())),
+            config: Arc::new(config),
+            db,
+            redis,
+        };
+        let schema = graphql::build_schema(state.clone());
+        Ok(Self {
+            listener,
+            state,
+            schema,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.http.bind_addr)
+    }
+
+    /// The shared state, for tests and tools that need the handles.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down in order: stop
+    /// accepting, let in-flight requests finish (at most
+    /// `SHUTDOWN_TIMEOUT_SECS`), quit Redis, close the database pool.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            schema,
+        } = self;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let router = server::router(state.clone(), schema);
+        tracing::info!(%addr, "Listening on http://{addr}/graphql");
+
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("Shutting down application");
+            let _ = stop_tx.send(true);
+        };
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .into_future();
+
+        let drain_timeout = state.config.http.shutdown_timeout;
+        let deadline = async move {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(drain_timeout).await;
+        };
+        tokio::select! {
+            result = serve => result.context("serving HTTP")?,
+            () = deadline => tracing::warn!(
+                timeout_secs = drain_timeout.as_secs(),
+                "In-flight requests did not finish before the shutdown timeout; dropping them"
+            ),
+        }
+
+        state.redis.quit().await;
+        if let Err(err) = state.db.close().await {
+            tracing::warn!(error = %err, "Closing the database pool failed");
+        }
+        tracing::info!("Shutdown complete");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl+C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "Cannot listen for Ctrl+C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,266 @@
+//! The Redis connection through fred, configured so that a missing, slow or
+//! failing Redis looks like a cache miss rather than holding up requests.
+//!
+//! fred's defaults suit a primary data store, not a cache: no command
+//! timeout, no reconnect policy, an unbounded command queue and a first
+//! connection that fails the caller. [`RedisStore::connect`] overrides each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use fred::prelude::*;
+use fred::types::InfoKind;
+use fred::types::config::{Options, UnresponsiveConfig};
+use serde::Serialize;
+
+use crate::config::RedisConfig;
+
+/// Commands that may wait for a connection; past this the oldest are
+/// refused, so a Redis outage cannot pile up unbounded work in memory.
+const MAX_QUEUED_COMMANDS: usize = 4_096;
+
+/// Reconnect backoff: first retry after 100 ms, doubling up to 5 s, forever.
+/// Forever because the service must come back to the cache on its own after
+/// any outage; 5 s keeps a dead Redis from being hammered.
+const RECONNECT_MIN_DELAY_MS: u32 = 100;
+const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
+
+/// A socket that has not answered anything for this long is treated as
+/// dead (a frozen or partitioned Redis) and reconnected.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
+
+/// The shared Redis client. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    /// `host:port`, for logs and readiness output.
+    addr: String,
+    /// Upper bound for any single cache command.
+    command_timeout: Duration,
+}
+
+/// Connection state as seen by readiness checks and stats.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisStatus {
+    /// Connected and answering.
+    Up,
+    /// Not connected, or not answering within the timeout.
+    Down,
+}
+
+/// The server facts the start-up log line and readiness report show.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RedisServerStats {
+    /// `redis_version` from INFO.
+    pub version: String,
+    /// `used_memory` in bytes.
+    pub used_memory: u64,
+    /// `used_memory_human`, e.g. "2.5M".
+    pub used_memory_human: String,
+    /// `maxmemory` in bytes (0 = no limit).
+    pub max_memory: u64,
+    /// `maxmemory_policy`, e.g. "allkeys-lru".
+    pub max_memory_policy: String,
+    /// Keys in the selected database (DBSIZE).
+    pub keys: u64,
+}
+
+impl RedisStore {
+    /// Starts the client and waits up to `connect_timeout` for a first
+    /// connection. When Redis is unreachable this logs a warning and returns
+    /// a store that keeps reconnecting in the background, unless
+    /// `REDIS_REQUIRED` is set, in which case it fails.
+    pub async fn connect(config: &RedisConfig) -> anyhow::Result<Self> {
+        let mut fred_config = Config::from_url(config.url.expose())
+            .with_context(|| format!("parsing REDIS_URL for {}", config.display_addr))?;
+        // Run the reconnect policy for the first connection too, instead of
+        // failing start-up when Redis is late or down.
+        fred_config.fail_fast = false;
+
+        let client = Builder::from_config(fred_config)
+            .with_performance_config(|perf| {
+                perf.default_command_timeout = config.command_timeout;
+            })
+            .with_connection_config(|conn| {
+                conn.connection_timeout = config.connect_timeout;
+                conn.internal_command_timeout = config.connect_timeout;
+                conn.max_command_buffer_len = MAX_QUEUED_COMMANDS;
+                // One attempt: a cache command that failed is a miss, not
+                // something to retry while the request waits.
+                conn.max_command_attempts = 1;
+                conn.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_AFTER),
+                    interval: Duration::from_millis(500),
+                };
+            })
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                RECONNECT_MIN_DELAY_MS,
+                RECONNECT_MAX_DELAY_MS,
+                2,
+            ))
+            .build()
+            .context("building the Redis client")?;
+
+        let store = Self {
+            client,
+            addr: config.display_addr.clone(),
+            command_timeout: config.command_timeout,
+        };
+        store.watch_connection();
+        // The connection task runs until `quit`; its handle is not needed.
+        let _task = store.client.connect();
+
+        match tokio::time::timeout(config.connect_timeout, store.client.wait_for_connect()).await {
+            Ok(Ok(())) => {
+                tracing::info!(redis_addr = %store.addr, "Redis connected: {}", store.addr);
+                match store.server_stats().await {
+                    Ok(stats) => {
+                        let json = serde_json::to_string(&stats).unwrap_or_default();
+                        tracing::info!(redis_addr = %store.addr, "Redis stats: {json}");
+                    }
+                    Err(err) => {
+                        tracing::warn!(redis_addr = %store.addr, error = %err, "Redis stats unavailable")
+                    }
+                }
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(err)) => err.to_string(),
+                    _ => format!(
+                        "no connection within {} ms",
+                        config.connect_timeout.as_millis()
+                    ),
+                };
+                if config.is_required {
+                    anyhow::bail!(
+                        "Redis at {} is unreachable ({reason}) and REDIS_REQUIRED is set",
+                        store.addr
+                    );
+                }
+                tracing::warn!(
+                    redis_addr = %store.addr,
+                    reason = %reason,
+                    "Redis unreachable: running without the cache, retrying in the background"
+                );
+            }
+        }
+        Ok(store)
+    }
+
+    /// Logs reconnects and connection errors. An outage is reported once at
+    /// warn (fred reports every failed attempt; those go to debug) and its
+    /// end once at info, so a long outage does not flood the log.
+    fn watch_connection(&self) {
+        let is_outage_reported = Arc::new(AtomicBool::new(false));
+        let addr = self.addr.clone();
+        let reported = Arc::clone(&is_outage_reported);
+        // The listener tasks end when the client quits; their handles are
+        // not needed, so they are detached.
+        drop(self.client.on_reconnect(move |_server| {
+            let addr = addr.clone();
+            let was_down = reported.swap(false, Ordering::Relaxed);
+            async move {
+                if was_down {
+                    tracing::info!(redis_addr = %addr, "Redis reconnected");
+                }
+                Ok(())
+            }
+        }));
+        let addr = self.addr.clone();
+        drop(self.client.on_error(move |(error, _server)| {
+            let addr = addr.clone();
+            let is_first = !is_outage_reported.swap(true, Ordering::Relaxed);
+            async move {
+                if is_first {
+                    tracing::warn!(redis_addr = %addr, error = %error, "Redis connection lost: serving from the database until it is back");
+                } else {
+                    tracing::debug!(redis_addr = %addr, error = %error, "Redis connection error");
+                }
+                Ok(())
+            }
+        }));
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The fred client, for the cache layer.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether a connection is currently up (no round trip).
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    /// Options for one cache command: fail at once while disconnected, one
+    /// attempt, bounded by the command timeout.
+    pub fn fast_options(&self) -> Options {
+        Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(self.command_timeout),
+            ..Options::default()
+        }
+    }
+
+    /// PINGs the server within the command timeout.
+    pub async fn ping(&self) -> (RedisStatus, Option<Duration>) {
+        if !self.is_connected() {
+            return (RedisStatus::Down, None);
+        }
+        let started = Instant::now();
+        let reply: Result<String, _> = self
+            .client
+            .with_options(&self.fast_options())
+            .ping(None)
+            .await;
+        match reply {
+            Ok(_) => (RedisStatus::Up, Some(started.elapsed())),
+            Err(_) => (RedisStatus::Down, None),
+        }
+    }
+
+    /// Server version, memory and key count, from INFO and DBSIZE.
+    pub async fn server_stats(&self) -> Result<RedisServerStats, Error> {
+        let client = self.client.with_options(&Options {
+            // Admin-side reads may take longer than a cache GET.
+            timeout: Some(self.command_timeout.max(Duration::from_millis(500))),
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Options::default()
+        });
+        let info: String = client.info(Some(InfoKind::Server)).await?;
+        let memory: String = client.info(Some(InfoKind::Memory)).await?;
+        let keys: u64 = client.dbsize().await?;
+        let field = |text: &str, name: &str| -> String {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        Ok(RedisServerStats {
+            version: field(&info, "redis_version"),
+            used_memory: field(&memory, "used_memory").parse().unwrap_or_default(),
+            used_memory_human: field(&memory, "used_memory_human"),
+            max_memory: field(&memory, "maxmemory").parse().unwrap_or_default(),
+            max_memory_policy: field(&memory, "maxmemory_policy"),
+            keys,
+        })
+    }
+
+    /// Closes the connection; pending commands finish first.
+    pub async fn quit(&self) {
+        if let Err(err) = self.client.quit().await {
+            tracing::debug!(error = %err, "Redis quit failed");
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! Configuration: the only module that reads the environment.
+//!
+//! [`Config::from_env`] loads an optional `.env` (dotenvy), then parses every
+//! variable into a typed value once, at start-up. A bad value stops start-up
+//! with one line naming the variable, the value and what was expected
+//! ([`ConfigError`]). Everything else receives `Config` or one of its
+//! sections; tests build them directly or through [`Config::from_lookup`].
+//!
+//! Every variable read here is listed, with the same text, in `.env.example`
+//! (a test checks that none is missing).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The embedded default database: a SQLite file in the working directory,
+/// created when missing (`mode=rwc`).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://anigo.db?mode=rwc";
+
+/// Demo anime inserted into an empty database when running on the embedded
+/// default, so `cargo run` shows data at once.
+pub const DEFAULT_DEMO_SEED_COUNT: u64 = 1_000;
+
+/// The whole service configuration, grouped by concern.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// HTTP listener and request handling.
+    pub http: HttpConfig,
+    /// The relational database.
+    pub database: DatabaseConfig,
+    /// The Redis connection.
+    pub redis: RedisConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// HTTP listener and request handling.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// `BIND_ADDR`: address the server listens on. Port 0 picks a free port.
+    pub bind_addr: SocketAddr,
+    /// `SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may run after a
+    /// shutdown signal before they are dropped.
+    pub shutdown_timeout: Duration,
+}
+
+/// The relational database.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: `postgres://…` or `sqlite://…`. May hold a password, so
+    /// it is kept as a [`Secret`] and logged without credentials.
+    pub url: Secret,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size.
+    pub max_connections: u32,
+    /// `DATABASE_CONNECT_TIMEOUT_SECS`: how long to wait for a pooled
+    /// connection (and for the first connection at start-up).
+    pub connect_timeout: Duration,
+    /// `DATABASE_AUTO_MIGRATE`: apply pending migrations on start-up.
+    pub auto_migrate: bool,
+    /// `DEMO_SEED_COUNT`: demo anime inserted on start-up when the table is
+    /// empty. Defaults to 1000 on the embedded SQLite default, 0 otherwise.
+    pub demo_seed_count: u64,
+}
+
+/// The Redis connection. The service runs without Redis (only slower) unless
+/// [`RedisConfig::is_required`] is set.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `REDIS_URL`, or the old backend's `REDIS_HOST`, `REDIS_PORT`,
+    /// `REDIS_DB`, `REDIS_PASSWORD` when it is unset.
+    pub url: Secret,
+    /// `host:port` for logs (never the URL, which may hold a password).
+    pub display_addr: String,
+    /// `REDIS_TIMEOUT_MS`: the longest any cache command may take before it
+    /// counts as failed and the request goes on without Redis.
+    pub command_timeout: Duration,
+    /// `REDIS_CONNECT_TIMEOUT_MS`: how long start-up waits for the first
+    /// connection before it goes on without Redis (reconnecting in the
+    /// background), and the TCP connect timeout of each attempt.
+    pub connect_timeout: Duration,
+    /// `REDIS_REQUIRED`: refuse to start when Redis is unreachable.
+    pub is_required: bool,
+}
+
+/// Logging.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// `LOG_FORMAT`: `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// `RUST_LOG`: tracing filter directives.
+    pub filter: String,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A value that must not appear in logs: `Debug` prints `[redacted]` and
+/// there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration value that could not be used. Displays as one line that
+/// names the variable, the value and what is expected.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// The value found (passwords are never echoed: see `REDIS_PASSWORD`).
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: String,
+}
+
+impl Config {
+    /// Loads `.env` when present, then reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is reported by parsing
+        // the variables it would have set.
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let database_url = env.get("DATABASE_URL");
+        let is_embedded_default = database_url.is_none();
+        let database_url = database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError {
+                var: "DATABASE_URL",
+                value: redact_url(&database_url),
+                expected: "a postgres://, postgresql:// or sqlite:// URL".to_owned(),
+            });
+        }
+
+        let (redis_url, display_addr) = redis_url(&env)?;
+
+        Ok(Self {
+            http: HttpConfig {
+                bind_addr: env.parse(
+                    "BIND_ADDR",
+                    "127.0.0.1:8000".parse().expect("literal address is valid"),
+                    "host:port such as 127.0.0.1:8000",
+                )?,
+                shutdown_timeout: Duration::from_secs(env.parse(
+                    "SHUTDOWN_TIMEOUT_SECS",
+                    10,
+                    "whole seconds",
+                )?),
+            },
+            database: DatabaseConfig {
+                url: Secret::new(database_url),
+                max_connections: env.parse(
+                    "DATABASE_MAX_CONNECTIONS",
+                    10,
+                    "a positive whole number",
+                )?,
+                connect_timeout: Duration::from_secs(env.parse(
+                    "DATABASE_CONNECT_TIMEOUT_SECS",
+                    5,
+                    "whole seconds",
+                )?),
+                auto_migrate: env.parse_bool("DATABASE_AUTO_MIGRATE", true)?,
+                demo_seed_count: env.parse(
+                    "DEMO_SEED_COUNT",
+                    if is_embedded_default {
+                        DEFAULT_DEMO_SEED_COUNT
+                    } else {
+                        0
+                    },
+                    "a whole number of anime",
+                )?,
+            },
+            redis: RedisConfig {
+                url: Secret::new(redis_url),
+                display_addr,
+                command_timeout: Duration::from_millis(env.parse(
+                    "REDIS_TIMEOUT_MS",
+                    50,
+                    "milliseconds, such as 50",
+                )?),
+                connect_timeout: Duration::from_millis(env.parse(
+                    "REDIS_CONNECT_TIMEOUT_MS",
+                    1_000,
+                    "milliseconds, such as 1000",
+                )?),
+                is_required: env.parse_bool("REDIS_REQUIRED", false)?,
+            },
+            log: LogConfig {
+                format: match env.get("LOG_FORMAT").as_deref() {
+                    None | Some("pretty") => LogFormat::Pretty,
+                    Some("json") => LogFormat::Json,
+                    Some(other) => {
+                        return Err(ConfigError {
+                            var: "LOG_FORMAT",
+                            value: other.to_owned(),
+                            expected: "pretty or json".to_owned(),
+                        });
+                    }
+                },
+                filter: env
+                    .get("RUST_LOG")
+                    .unwrap_or_else(|| "info,sqlx=warn,sea_orm=warn,fred=warn".to_owned()),
+            },
+        })
+    }
+}
+
+/// The variable source, with typed accessors that produce [`ConfigError`]s.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// A variable's value; empty counts as unset, as in most `.env` tooling.
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|value| !value.trim().is_empty())
+    }
+
+    fn parse<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|_| ConfigError {
+                var,
+                value,
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    fn parse_bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError {
+                var,
+                value: other.to_owned(),
+                expected: "true or false".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Resolves the Redis URL and its `host:port` for logs: `REDIS_URL` wins,
+/// otherwise the old backend's variables are assembled into a URL.
+fn redis_url(env: &Env<'_>) -> Result<(String, String), ConfigError> {
+    if let Some(url) = env.get("REDIS_URL") {
+        let parsed = url::Url::parse(&url).map_err(|_| ConfigError {
+            var: "REDIS_URL",
+            value: redact_url(&url),
+            expected: "a URL such as redis://127.0.0.1:6379/0".to_owned(),
+        })?;
+        if !matches!(
+            parsed.scheme(),
+            "redis" | "rediss" | "redis-cluster" | "redis-sentinel"
+        ) {
+            return Err(ConfigError {
+                var: "REDIS_URL",
+                value: redact_url(&url),
+                expected: "a redis://, rediss://, redis-cluster:// or redis-sentinel:// URL"
+                    .to_owned(),
+            });
+        }
+        let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+        let port = parsed.port().unwrap_or(6379);
+        return Ok((url, format!("{host}:{port}")));
+    }
+
+    let host = env
+        .get("REDIS_HOST")
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    if host.contains(['/', '@', ' ']) {
+        return Err(ConfigError {
+            var: "REDIS_HOST",
+            value: host,
+            expected: "a host name or IP address".to_owned(),
+        });
+    }
+    let port: u16 = env.parse("REDIS_PORT", 6379, "a port number from 1 to 65535")?;
+    if port == 0 {
+        return Err(ConfigError {
+            var: "REDIS_PORT",
+            value: "0".to_owned(),
+            expected: "a port number from 1 to 65535".to_owned(),
+        });
+    }
+    let db: u8 = env.parse("REDIS_DB", 0, "a database number from 0 to 15")?;
+    if db > 15 {
+        return Err(ConfigError {
+            var: "REDIS_DB",
+            value: db.to_string(),
+            expected: "a database number from 0 to 15".to_owned(),
+        });
+    }
+    let username = env.get("REDIS_USERNAME");
+    let password = env.get("REDIS_PASSWORD");
+    let mut url =
+        url::Url::parse(&format!("redis://{host}:{port}/{db}")).map_err(|_| ConfigError {
+            var: "REDIS_HOST",
+            value: host.clone(),
+            expected: "a host name or IP address".to_owned(),
+        })?;
+    // `set_username`/`set_password` percent-encode, so any password works.
+    if let Some(password) = password {
+        let _ = url.set_username(username.as_deref().unwrap_or("default"));
+        let _ = url.set_password(Some(&password));
+    }
+    Ok((url.into(), format!("{host}:{port}")))
+}
+
+/// A URL with its password replaced, safe for error messages and logs.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.into()
+        }
+        Ok(url) => url.into(),
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_use_embedded_sqlite_and_local_redis() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(config.database.demo_seed_count, DEFAULT_DEMO_SEED_COUNT);
+        assert_eq!(config.redis.url.expose(), "redis://127.0.0.1:6379/0");
+        assert_eq!(config.redis.display_addr, "127.0.0.1:6379");
+        assert_eq!(config.http.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.redis.command_timeout, Duration::from_millis(50));
+        assert_eq!(config.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn explicit_database_disables_demo_seed() {
+        let config = config(&[("DATABASE_URL", "postgres://u@h/db")]).expect("valid");
+        assert_eq!(config.database.demo_seed_count, 0);
+    }
+
+    #[test]
+    fn old_redis_variables_build_a_url_with_an_encoded_password() {
+        let config = config(&[
+            ("REDIS_HOST", "cache.internal"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "2"),
+            ("REDIS_PASSWORD", "p@ss/word"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.redis.url.expose(),
+            "redis://default:p%40ss%2Fword@cache.internal:6380/2"
+        );
+        assert_eq!(config.redis.display_addr, "cache.internal:6380");
+        assert!(
+            !format!("{config:?}").contains("p@ss"),
+            "Debug must not show the password"
+        );
+    }
+
+    #[test]
+    fn redis_url_wins_over_old_variables() {
+        let config = config(&[
+            ("REDIS_URL", "rediss://h:7000/1"),
+            ("REDIS_HOST", "ignored"),
+        ])
+        .expect("valid");
+        assert_eq!(config.redis.display_addr, "h:7000");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_the_value_and_the_expectation() {
+        let err = config(&[("REDIS_PORT", "abc")]).expect_err("port abc is invalid");
+        assert_eq!(err.var, "REDIS_PORT");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: REDIS_PORT=\"abc\": expected a port number from 1 to 65535"
+        );
+
+        let err = config(&[("REDIS_URL", "http://x")]).expect_err("scheme");
+        assert_eq!(err.var, "REDIS_URL");
+        let err = config(&[("DATABASE_URL", "mysql://x")]).expect_err("scheme");
+        assert_eq!(err.var, "DATABASE_URL");
+        let err = config(&[("BIND_ADDR", "localhost")]).expect_err("no port");
+        assert_eq!(err.var, "BIND_ADDR");
+        let err = config(&[("LOG_FORMAT", "xml")]).expect_err("format");
+        assert_eq!(err.var, "LOG_FORMAT");
+        let err = config(&[("REDIS_REQUIRED", "maybe")]).expect_err("bool");
+        assert_eq!(err.var, "REDIS_REQUIRED");
+        let err = config(&[("REDIS_DB", "16")]).expect_err("db");
+        assert_eq!(err.var, "REDIS_DB");
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_not_echoed() {
+        let err = config(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).expect_err("scheme");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,51 @@
+//! Every sea-orm query on the `anime` table. Methods are named after the
+//! query they run; callers above (`service`) never see SQL.
+
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
+
+use crate::entities::anime::{self, Entity as Anime};
+use crate::error::Result;
+
+/// Reads the anime catalogue. Cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct AnimeRepo {
+    db: DatabaseConnection,
+}
+
+impl AnimeRepo {
+    /// Wraps a connection pool.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// The `limit` most popular anime: `ORDER BY popularity DESC, id ASC`
+    /// (served by `idx_anime_popularity_desc_id`).
+    pub async fn popular(&self, limit: u64) -> Result<Vec<anime::Model>> {
+        Ok(Anime::find()
+            .order_by_desc(anime::Column::Popularity)
+            .order_by_asc(anime::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// One page in id order: rows `offset .. offset + limit`.
+    pub async fn page(&self, offset: u64, limit: u64) -> Result<Vec<anime::Model>> {
+        Ok(Anime::find()
+            .order_by_asc(anime::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Number of anime in the catalogue.
+    pub async fn count(&self) -> Result<u64> {
+        Ok(Anime::find().count(&self.db).await?)
+    }
+
+    /// One anime by id.
+    pub async fn by_id(&self, id: i32) -> Result<Option<anime::Model>> {
+        Ok(Anime::find_by_id(id).one(&self.db).await?)
+    }
+}

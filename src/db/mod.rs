@@ -1,0 +1,73 @@
+//! The relational database: connecting (PostgreSQL or SQLite), preparing the
+//! schema on start-up, and checking health. Every query lives in
+//! [`anime_repo`]; nothing outside `db` builds SQL.
+
+pub mod anime_repo;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+use crate::config::{DatabaseConfig, redact_url};
+
+pub use anime_repo::AnimeRepo;
+
+/// Opens the connection pool. Fails when the first connection cannot be made
+/// within the configured timeout.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
+    let url = config.url.expose();
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.connect_timeout)
+        // sqlx logs every statement at info; per-query logging is debug at most.
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .with_context(|| format!("connecting to the database at {}", redact_url(url)))
+}
+
+/// Applies pending migrations (when enabled) and inserts demo data into an
+/// empty catalogue (when configured), so a first `cargo run` shows anime.
+pub async fn prepare(db: &DatabaseConnection, config: &DatabaseConfig) -> anyhow::Result<()> {
+    if config.auto_migrate {
+        Migrator::up(db, None)
+            .await
+            .context("applying database migrations")?;
+    }
+    if config.demo_seed_count > 0 {
+        let repo = AnimeRepo::new(db.clone());
+        if repo
+            .count()
+            .await
+            .context("counting anime before the demo seed")?
+            == 0
+        {
+            let started = Instant::now();
+            let inserted =
+                crate::seed::insert(db, config.demo_seed_count, crate::seed::DEFAULT_SEED)
+                    .await
+                    .context("inserting demo anime")?;
+            tracing::info!(
+                inserted,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Seeded demo anime into an empty database"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Round-trips a trivial query, for readiness checks.
+pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, db.execute_unprepared("SELECT 1")).await {
+        Ok(Ok(_)) => Ok(started.elapsed()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}

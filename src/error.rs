@@ -1,0 +1,138 @@
+//! The API-boundary error and its GraphQL error codes.
+//!
+//! [`AppError`] is what services return. Some variants are errors a client can
+//! act on; the others are opaque. [`AppError::extend`] (via
+//! `async_graphql::ErrorExtensions`) is the one place where an `AppError`
+//! becomes a GraphQL error: internal variants are logged there, once, with
+//! their cause chain, and the client gets a generic message and code
+//! `INTERNAL`. The request id is attached to those errors by
+//! `graphql::errors::ErrorShaping`, which also gives async-graphql's own
+//! parse and validation errors a code.
+
+use async_graphql::ErrorExtensions;
+
+/// Result alias for services and repositories.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// Stable `extensions.code` values clients can match on.
+pub mod code {
+    /// An argument is outside its allowed range or malformed.
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    /// The thing asked for does not exist.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// Something failed on our side; details are in the log under the
+    /// request id.
+    pub const INTERNAL: &str = "INTERNAL";
+    /// The document is not valid GraphQL syntax.
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    /// The document does not fit the schema.
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+}
+
+/// Errors at the API boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Code `BAD_USER_INPUT`: an argument is out of range or malformed. The
+    /// message names the argument and what is allowed.
+    #[error("{message}")]
+    BadUserInput {
+        /// The GraphQL argument at fault, as the client spelled it.
+        argument: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// Code `NOT_FOUND`.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Code `INTERNAL`: the database failed. The cause is logged, never sent.
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+    /// Code `INTERNAL`: anything else that should not happen.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A `BAD_USER_INPUT` error for `argument`.
+    pub fn bad_input(argument: &'static str, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            argument,
+            message: message.into(),
+        }
+    }
+
+    /// The `extensions.code` the client sees.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput { .. } => code::BAD_USER_INPUT,
+            Self::NotFound(_) => code::NOT_FOUND,
+            Self::Database(_) | Self::Internal(_) => code::INTERNAL,
+        }
+    }
+
+    /// Whether this error hides its cause from the client.
+    pub fn is_internal(&self) -> bool {
+        self.code() == code::INTERNAL
+    }
+
+    /// The full cause chain, for the log only.
+    fn cause_chain(&self) -> String {
+        match self {
+            Self::Database(err) => err.to_string(),
+            Self::Internal(err) => format!("{err:#}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Message shown to clients for every internal error.
+pub const INTERNAL_MESSAGE: &str =
+    "internal server error; quote the requestId extension when reporting it";
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        if self.is_internal() {
+            // Logged here, once per failed field, inside the request's span
+            // (which carries the request id); the client sees none of it.
+            tracing::error!(error = %self.cause_chain(), "request failed");
+            return async_graphql::Error::new(INTERNAL_MESSAGE)
+                .extend_with(|_, ext| ext.set("code", code::INTERNAL));
+        }
+        let error = async_graphql::Error::new(self.to_string());
+        match self {
+            Self::BadUserInput { argument, .. } => error.extend_with(|_, ext| {
+                ext.set("code", code::BAD_USER_INPUT);
+                ext.set("argument", *argument);
+            }),
+            _ => error.extend_with(|_, ext| ext.set("code", self.code())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(err: &async_graphql::Error) -> String {
+        err.extensions
+            .as_ref()
+            .and_then(|ext| ext.get("code"))
+            .map(|value| value.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn database_errors_hide_their_text() {
+        let err = AppError::from(sea_orm::DbErr::Custom("SELECT secret FROM t".into())).extend();
+        assert_eq!(err.message, INTERNAL_MESSAGE);
+        assert_eq!(code_of(&err), "\"INTERNAL\"");
+        assert!(!format!("{err:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_input_names_the_argument() {
+        let err = AppError::bad_input("limit", "limit must be between 1 and 100 (got 0)").extend();
+        assert_eq!(err.message, "limit must be between 1 and 100 (got 0)");
+        assert_eq!(code_of(&err), "\"BAD_USER_INPUT\"");
+    }
+}

@@ -1,0 +1,32 @@
+//! The GraphQL API: schema assembly ([`build_schema`], [`sdl`]), the query
+//! root, API types and error shaping. Resolvers are thin: they check
+//! arguments, call the service, and map to API types.
+
+pub mod errors;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+
+use crate::app::AppState;
+
+pub use errors::RequestId;
+pub use query::QueryRoot;
+
+/// The executable schema.
+pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+/// Builds the schema with the application state as schema data.
+pub fn build_schema(state: AppState) -> AppSchema {
+    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+        .data(state)
+        .extension(errors::ErrorShaping)
+        .finish()
+}
+
+/// The schema as SDL: what `schema.graphql` must contain.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}

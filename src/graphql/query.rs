@@ -1,0 +1,145 @@
+//! The query root: the frontend's read API. Each resolver checks its
+//! arguments, calls the service and maps the result; nothing else.
+
+use std::ops::RangeInclusive;
+
+use async_graphql::{Context, ErrorExtensions, ID, Object, Result, ResultExt};
+
+use super::types::{Anime, AnimePage};
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::service::PageRequest;
+
+/// Allowed `limit` and `perPage`. Arguments are read as 64-bit integers
+/// (still `Int` in the schema) so that an out-of-range literal such as
+/// `99999999999` gets our message naming the argument, not a parse error.
+const PAGE_SIZE: RangeInclusive<i64> = 1..=100;
+
+/// Read access to the anime catalogue.
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The most popular anime, most members first (ties: lower id first).
+    /// `limit` is 1 to 100.
+    async fn popular_anime(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] limit: i64,
+    ) -> Result<Vec<Anime>> {
+        let limit = in_range("limit", limit, PAGE_SIZE).extend()?;
+        let anime = state(ctx)?.anime.popular(limit).await.extend()?;
+        Ok(anime.into_iter().map(Anime).collect())
+    }
+
+    /// One page of the catalogue in id order. `page` starts at 1; `perPage`
+    /// is 1 to 100. A page past the end is empty, with `hasNextPage: false`.
+    async fn anime_page(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 1)] page: i64,
+        #[graphql(default = 20)] per_page: i64,
+    ) -> Result<AnimePage> {
+        let page = in_range("page", page, 1..=i64::MAX).extend()?;
+        let per_page = in_range("perPage", per_page, PAGE_SIZE).extend()?;
+        let result = state(ctx)?
+            .anime
+            .page(PageRequest { page, per_page })
+            .await
+            .extend()?;
+        Ok(result.into())
+    }
+
+    /// Number of anime in the catalogue.
+    async fn anime_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        state(ctx)?.anime.count().await.extend()
+    }
+
+    /// One anime by id; null when there is none with that id.
+    async fn anime(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Anime>> {
+        let id = parse_id(&id).extend()?;
+        let anime = state(ctx)?.anime.by_id(id).await.extend()?;
+        Ok(anime.map(Anime))
+    }
+}
+
+fn state<'a>(ctx: &Context<'a>) -> Result<&'a AppState> {
+    // Registered once in `build_schema`; absent only in a miswired test.
+    ctx.data::<AppState>().map_err(|_| {
+        AppError::Internal(anyhow::anyhow!("AppState missing from schema data")).extend()
+    })
+}
+
+/// Checks an integer argument against its allowed range.
+fn in_range(
+    argument: &'static str,
+    value: i64,
+    allowed: RangeInclusive<i64>,
+) -> Result<u64, AppError> {
+    if !allowed.contains(&value) {
+        let message = if *allowed.end() == i64::MAX {
+            format!(
+                "{argument} must be at least {} (got {value})",
+                allowed.start()
+            )
+        } else {
+            format!(
+                "{argument} must be between {} and {} (got {value})",
+                allowed.start(),
+                allowed.end()
+            )
+        };
+        return Err(AppError::bad_input(argument, message));
+    }
+    // In range, so non-negative.
+    Ok(value.unsigned_abs())
+}
+
+/// Parses an `ID` argument as a positive database id.
+fn parse_id(id: &ID) -> Result<i32, AppError> {
+    match id.parse::<i32>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(AppError::bad_input(
+            "id",
+            format!(
+                "id must be a positive integer up to {} (got {:?})",
+                i32::MAX,
+                truncate(id, 40)
+            ),
+        )),
+    }
+}
+
+/// Echoes at most `max` characters of client input back in a message.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_accept_bounds_and_reject_outside() {
+        assert_eq!(in_range("limit", 1, PAGE_SIZE).ok(), Some(1));
+        assert_eq!(in_range("limit", 100, PAGE_SIZE).ok(), Some(100));
+        let err = in_range("limit", 101, PAGE_SIZE).expect_err("101 is too big");
+        assert_eq!(err.to_string(), "limit must be between 1 and 100 (got 101)");
+        let err = in_range("page", 0, 1..=i64::MAX).expect_err("0 is too small");
+        assert_eq!(err.to_string(), "page must be at least 1 (got 0)");
+    }
+
+    #[test]
+    fn ids_must_be_positive_integers() {
+        assert_eq!(parse_id(&ID::from("7")).ok(), Some(7));
+        for bad in ["0", "-1", "abc", "1.5", "", "99999999999"] {
+            assert!(parse_id(&ID::from(bad)).is_err(), "{bad} accepted");
+        }
+        let long = "x".repeat(500);
+        let err = parse_id(&ID::from(long.as_str())).expect_err("long");
+        assert!(err.to_string().len() < 150);
+    }
+}

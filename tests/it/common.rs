@@ -1,0 +1,212 @@
+//! `TestApp`: the real application on `127.0.0.1:0` with a fresh database,
+//! plus typed helpers for the queries the tests send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use anigo::{App, AppState, Config};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::support;
+
+/// Anime seeded into every test database: 12 full pages of 20 and a last
+/// page of 10, so paging arithmetic has an uneven end.
+pub(crate) const SEEDED: u64 = 250;
+
+/// Which database the app runs on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Backend {
+    /// A fresh database on the throwaway PostgreSQL server.
+    Postgres,
+    /// A fresh SQLite file in a temp dir (the embedded default's driver).
+    Sqlite,
+}
+
+/// Builder-style settings for [`TestApp::spawn_with`].
+pub(crate) struct TestSettings {
+    pub(crate) backend: Backend,
+    /// Redis URL; `None` uses the shared throwaway Redis.
+    pub(crate) redis_url: Option<String>,
+    /// Database URL; `None` creates a fresh one for `backend`.
+    pub(crate) database_url: Option<String>,
+    /// Extra environment-style variables.
+    pub(crate) vars: Vec<(&'static str, String)>,
+}
+
+impl TestSettings {
+    pub(crate) fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            redis_url: None,
+            database_url: None,
+            vars: Vec::new(),
+        }
+    }
+}
+
+/// A running application and an HTTP client for it.
+pub(crate) struct TestApp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) http: reqwest::Client,
+    pub(crate) state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Keeps the SQLite file alive for the app's lifetime.
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// The app on `backend`, seeded with [`SEEDED`] anime, using the shared
+    /// throwaway Redis.
+    pub(crate) async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(TestSettings::new(backend)).await
+    }
+
+    /// The app with custom settings.
+    pub(crate) async fn spawn_with(settings: TestSettings) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let database_url = settings
+            .database_url
+            .unwrap_or_else(|| match settings.backend {
+                Backend::Postgres => support::fresh_database_url(),
+                Backend::Sqlite => format!("sqlite://{}/anigo.db?mode=rwc", dir.path().display()),
+            });
+        let redis_url = settings.redis_url.unwrap_or_else(support::shared_redis_url);
+        let mut vars: HashMap<&'static str, String> = HashMap::from([
+            ("DATABASE_URL", database_url),
+            ("REDIS_URL", redis_url),
+            ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+            ("DEMO_SEED_COUNT", SEEDED.to_string()),
+            ("REDIS_CONNECT_TIMEOUT_MS", "500".to_owned()),
+            ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
+        ]);
+        vars.extend(settings.vars);
+        let config =
+            Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration");
+
+        let app = App::build(config).await.expect("building the app");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            state,
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// `http://addr` + `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL request and returns the response.
+    pub(crate) async fn post(&self, query: &str, variables: Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("sending the GraphQL request")
+    }
+
+    /// POSTs a GraphQL request and returns the JSON body.
+    pub(crate) async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.post(query, variables)
+            .await
+            .json()
+            .await
+            .expect("GraphQL response is JSON")
+    }
+
+    /// Runs a query that must succeed and returns its `data`.
+    pub(crate) async fn data(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// `popularAnime(limit)` → (id, popularity) pairs.
+    pub(crate) async fn popular(&self, limit: i64) -> Vec<(i64, i64)> {
+        let data = self
+            .data(
+                "query($limit: Int) { popularAnime(limit: $limit) { id popularity } }",
+                json!({ "limit": limit }),
+            )
+            .await;
+        data["popularAnime"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|a| (id_of(a), a["popularity"].as_i64().expect("popularity")))
+            .collect()
+    }
+
+    /// `animePage(page, perPage)` → the page object.
+    pub(crate) async fn page(&self, page: i64, per_page: i64) -> Value {
+        self.data(
+            "query($page: Int, $perPage: Int) { animePage(page: $page, perPage: $perPage) { total page perPage hasNextPage items { id } } }",
+            json!({ "page": page, "perPage": per_page }),
+        )
+        .await["animePage"]
+            .clone()
+    }
+
+    /// `animeCount`.
+    pub(crate) async fn count(&self) -> i64 {
+        self.data("{ animeCount }", json!({})).await["animeCount"]
+            .as_i64()
+            .expect("count")
+    }
+
+    /// GET `path` → (status, JSON body).
+    pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Signals shutdown and waits for `run_until_stopped` to return.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(handle) => handle.await.expect("server task panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The numeric id of an anime JSON object (`id` is a GraphQL `ID` string).
+pub(crate) fn id_of(anime: &Value) -> i64 {
+    anime["id"]
+        .as_str()
+        .expect("id is a string")
+        .parse()
+        .expect("id is numeric")
+}
+
+/// `extensions.code` of the first error.
+pub(crate) fn first_error_code(body: &Value) -> String {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

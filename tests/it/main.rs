@@ -1,0 +1,13 @@
+//! The integration suite: one binary, so the crate links once.
+//!
+//! Every test talks to the real router over HTTP, with a real PostgreSQL or
+//! SQLite database and a real `redis-server`, all started by `support`.
+
+mod common;
+mod support;
+
+mod api;
+mod bad_input;
+mod contract;
+mod health;
+mod lifecycle;
