@@ -324,6 +324,9 @@ fn pick<'a>(rng: &mut ChaCha8Rng, words: &[&'a str]) -> &'a str {
     words.choose(rng).copied().unwrap_or_default()
 }
 
+/// Longest synopsis, in bytes (so also at most this many characters).
+const MAX_SYNOPSIS: usize = 1200;
+
 /// 400-1200 characters of plausible plot summary.
 fn synopsis(rng: &mut ChaCha8Rng) -> String {
     let target = rng.random_range(400..=1200);
@@ -339,16 +342,19 @@ fn synopsis(rng: &mut ChaCha8Rng) -> String {
         } else {
             format!("{} {}.", pick(rng, CHARACTERS), pick(rng, HOOKS))
         };
+        // Whole sentences only, never past 1200: each sentence is far
+        // shorter than 800, so stopping here still leaves at least 400.
+        if text.len() + 1 + sentence.len() > MAX_SYNOPSIS {
+            break;
+        }
         text.push(' ');
         text.push_str(&sentence);
     }
     let ending = pick(rng, ENDINGS);
-    if text.len() + ending.len() < 1200 {
+    if text.len() + 1 + ending.len() <= MAX_SYNOPSIS {
         text.push(' ');
         text.push_str(ending);
     }
-    // Every fragment is ASCII, so byte truncation cannot split a character.
-    text.truncate(1200);
     text
 }
 
@@ -374,7 +380,7 @@ mod tests {
     #[test]
     fn generated_anime_have_realistic_shape() {
         let mut generator = Generator::new(DEFAULT_SEED);
-        let all: Vec<NewAnime> = (0..2_000).map(|_| generator.next_anime()).collect();
+        let all: Vec<NewAnime> = (0..20_000).map(|_| generator.next_anime()).collect();
         for anime in &all {
             assert!(
                 (400..=1200).contains(&anime.synopsis.len()),
@@ -389,7 +395,7 @@ mod tests {
         let mut popularity: Vec<i64> = all.iter().map(|a| i64::from(a.popularity)).collect();
         popularity.sort_unstable_by(|a, b| b.cmp(a));
         let total: i64 = popularity.iter().sum();
-        let top: i64 = popularity[..20].iter().sum();
+        let top: i64 = popularity[..200].iter().sum();
         assert!(top * 5 > total, "top 1% holds {top} of {total}");
     }
 }
