@@ -5,6 +5,8 @@
 //! down), `info` is lifecycle, `debug` is per request (cache hits and
 //! misses), so load tests measure the server rather than the logger.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -26,6 +28,8 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        // Colours only on a terminal: escape codes in log files hurt grep.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // An Err here only means a subscriber is already installed.
     let _ = match config.format {

@@ -71,6 +71,10 @@ async fn readyz_is_503_when_the_database_is_unreachable() {
     let mut postgres = PostgresServer::start();
     let mut settings = TestSettings::new(Backend::Postgres);
     settings.database_url = Some(postgres.create_database());
+    // Fail queries fast once the server is gone.
+    settings
+        .vars
+        .push(("DATABASE_CONNECT_TIMEOUT_SECS", "1".to_owned()));
     let app = TestApp::spawn_with(settings).await;
     assert_eq!(app.get_json("/readyz").await.0, 200);
 
