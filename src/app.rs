@@ -14,9 +14,9 @@ use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
-use crate::cache::RedisStore;
+use crate::cache::{Cache, RedisStore};
 use crate::config::Config;
-use crate::db::{self, AnimeRepo};
+use crate::db::{self, AnimeRepo, DbStats};
 use crate::graphql::{self, AppSchema};
 use crate::server;
 use crate::service::AnimeService;
@@ -29,8 +29,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The database pool.
     pub db: DatabaseConnection,
+    /// Statement counters of `db`.
+    pub db_stats: Arc<DbStats>,
     /// The Redis connection (possibly disconnected and reconnecting).
     pub redis: RedisStore,
+    /// The cache every cached resolver reads through.
+    pub cache: Cache,
     /// Catalogue reads.
     pub anime: AnimeService,
 }
@@ -47,18 +51,21 @@ impl App {
     /// listener. Logs "Starting application" first.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting application");
-        let db = db::connect(&config.database).await?;
+        let (db, db_stats) = db::connect_with_stats(&config.database).await?;
         db::prepare(&db, &config.database).await?;
         let redis = RedisStore::connect(&config.redis).await?;
+        let cache = Cache::new(redis.clone(), config.cache.clone());
         let listener = TcpListener::bind(config.http.bind_addr)
             .await
             .with_context(|| format!("binding the HTTP listener to {}", config.http.bind_addr))?;
 
         let state = AppState {
-            anime: AnimeService::new(AnimeRepo::new(db.clone())),
+            anime: AnimeService::new(AnimeRepo::new(db.clone()), cache.clone()),
             config: Arc::new(config),
             db,
+            db_stats,
             redis,
+            cache,
         };
         let schema = graphql::build_schema(state.clone());
         Ok(Self {

@@ -14,6 +14,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::cache::policy::Resolver;
+use crate::cache::{CacheConfig, key};
+
 /// The embedded default database: a SQLite file in the working directory,
 /// created when missing (`mode=rwc`).
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://anigo.db?mode=rwc";
@@ -31,6 +34,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The Redis connection.
     pub redis: RedisConfig,
+    /// Cache policies and batching.
+    pub cache: CacheConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -216,6 +221,7 @@ impl Config {
                 )?),
                 is_required: env.parse_bool("REDIS_REQUIRED", false)?,
             },
+            cache: cache_config(&env)?,
             log: LogConfig {
                 format: match env.get("LOG_FORMAT").as_deref() {
                     None | Some("pretty") => LogFormat::Pretty,
@@ -273,6 +279,51 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// `CACHE_*`: namespace, per-resolver TTLs, batching and write-back bounds.
+fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
+    let defaults = CacheConfig::default();
+    let namespace = env.get("CACHE_NAMESPACE").unwrap_or(defaults.namespace);
+    if !key::is_valid_namespace(&namespace) {
+        return Err(ConfigError {
+            var: "CACHE_NAMESPACE",
+            value: namespace,
+            expected: "1-64 letters, digits, '_', '-' or '.' (no ':' or glob characters)"
+                .to_owned(),
+        });
+    }
+    let mut policies = defaults.policies;
+    for resolver in Resolver::ALL {
+        let seconds = env.parse(
+            resolver.ttl_var(),
+            resolver.default_ttl().as_secs(),
+            "whole seconds (0 disables caching for this resolver)",
+        )?;
+        policies = policies.with_ttl(resolver, Duration::from_secs(seconds));
+    }
+    let max_pending_writes = env.parse(
+        "CACHE_MAX_PENDING_WRITES",
+        defaults.max_pending_writes,
+        "a positive whole number",
+    )?;
+    if max_pending_writes == 0 {
+        return Err(ConfigError {
+            var: "CACHE_MAX_PENDING_WRITES",
+            value: "0".to_owned(),
+            expected: "a positive whole number".to_owned(),
+        });
+    }
+    Ok(CacheConfig {
+        namespace,
+        policies,
+        batch_window: Duration::from_micros(env.parse(
+            "CACHE_BATCH_WINDOW_US",
+            defaults.batch_window.as_micros() as u64,
+            "microseconds, such as 250",
+        )?),
+        max_pending_writes,
+    })
 }
 
 /// Resolves the Redis URL and its `host:port` for logs: `REDIS_URL` wins,
@@ -436,6 +487,23 @@ mod tests {
         assert_eq!(err.var, "REDIS_REQUIRED");
         let err = config(&[("REDIS_DB", "16")]).expect_err("db");
         assert_eq!(err.var, "REDIS_DB");
+    }
+
+    #[test]
+    fn cache_ttls_can_be_overridden_and_disabled() {
+        let parsed =
+            config(&[("CACHE_TTL_POPULAR", "90"), ("CACHE_TTL_ANIME", "0")]).expect("valid");
+        let policies = &parsed.cache.policies;
+        assert_eq!(
+            policies.ttl(Resolver::PopularAnime),
+            Duration::from_secs(90)
+        );
+        assert!(!policies.is_enabled(Resolver::Anime));
+        assert_eq!(policies.ttl(Resolver::AnimeCount), Duration::from_secs(600));
+        let err = config(&[("CACHE_TTL_ANIME_COUNT", "-1")]).expect_err("negative");
+        assert_eq!(err.var, "CACHE_TTL_ANIME_COUNT");
+        let err = config(&[("CACHE_NAMESPACE", "a:*")]).expect_err("glob");
+        assert_eq!(err.var, "CACHE_NAMESPACE");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::app::AppState;
 use crate::cache::RedisStatus;
 use crate::error::{INTERNAL_MESSAGE, code};
 use crate::graphql::errors::attach_request_id;
+use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 use crate::graphql::{AppSchema, RequestId};
 
 /// Header carrying the request id, generated when the client sends none.
@@ -84,11 +85,20 @@ async fn execute(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let mut response = state
-        .schema
-        .execute(request.data(RequestId(request_id.clone())))
-        .await;
+    let mut request = request.data(RequestId(request_id.clone()));
+    let trace = headers
+        .get(CACHE_DEBUG_HEADER)
+        .is_some_and(|value| value.as_bytes() == b"1")
+        .then(CacheTrace::default);
+    if let Some(trace) = &trace {
+        request = request.data(trace.clone());
+    }
+    let mut response = state.schema.execute(request).await;
     attach_request_id(&mut response, &request_id);
+    if let Some(trace) = trace {
+        let entries = async_graphql::to_value(trace.entries()).unwrap_or_default();
+        response.extensions.insert("cache".to_owned(), entries);
+    }
     response.into()
 }
 

@@ -6,13 +6,14 @@
 //! connection that fails the caller. [`RedisStore::connect`] overrides each.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use fred::prelude::*;
 use fred::types::InfoKind;
 use fred::types::config::{Options, UnresponsiveConfig};
+use fred::types::{Expiration, Key, Value};
 use serde::Serialize;
 
 use crate::config::RedisConfig;
@@ -31,6 +32,17 @@ const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
 /// dead (a frozen or partitioned Redis) and reconnected.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
+/// Consecutive command failures that open the breaker.
+const BREAKER_THRESHOLD: u32 = 3;
+
+/// How long an open breaker skips Redis before one request probes it again.
+/// Long enough that a frozen Redis costs one timeout per second, not one
+/// per request; short enough that a recovered Redis is used again at once.
+const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
+
+/// At most one "Redis command failed" warning per this interval.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The shared Redis client. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -39,6 +51,8 @@ pub struct RedisStore {
     addr: String,
     /// Upper bound for any single cache command.
     command_timeout: Duration,
+    /// Skips Redis for a moment after repeated failures.
+    breaker: Arc<Breaker>,
 }
 
 /// Connection state as seen by readiness checks and stats.
@@ -109,6 +123,7 @@ impl RedisStore {
             client,
             addr: config.display_addr.clone(),
             command_timeout: config.command_timeout,
+            breaker: Arc::new(Breaker::default()),
         };
         store.watch_connection();
         // The connection task runs until `quit`; its handle is not needed.
@@ -257,10 +272,199 @@ impl RedisStore {
         })
     }
 
+    /// Whether cache commands should be sent now: connected, and not
+    /// within a pause after repeated failures.
+    pub fn is_available(&self) -> bool {
+        self.client.is_connected() && self.breaker.is_closed()
+    }
+
+    /// Reads `keys` in one MGET. `None` where a key is absent.
+    pub async fn mget(&self, keys: Vec<Key>) -> Result<Vec<Option<Value>>, Error> {
+        let count = keys.len();
+        let reply: Result<Value, Error> = self
+            .client
+            .with_options(&self.fast_options())
+            .mget(keys)
+            .await;
+        let values = match reply {
+            Ok(Value::Array(values)) if values.len() == count => values,
+            // MGET of one key may come back unwrapped on some proxies.
+            Ok(value) if count == 1 && !matches!(value, Value::Array(_)) => vec![value],
+            Ok(other) => {
+                let err = Error::new(
+                    fred::error::ErrorKind::Protocol,
+                    format!("MGET returned {:?} for {count} keys", other.kind()),
+                );
+                self.record_failure("MGET", &err);
+                return Err(err);
+            }
+            Err(err) => {
+                self.record_failure("MGET", &err);
+                return Err(err);
+            }
+        };
+        self.breaker.record_success();
+        Ok(values
+            .into_iter()
+            .map(|value| (!value.is_null()).then_some(value))
+            .collect())
+    }
+
+    /// Writes `entries` (key, value, TTL) in one pipelined round trip of
+    /// `SET key value PX ttl`.
+    pub async fn set_many(&self, entries: Vec<(Key, Vec<u8>, Duration)>) -> Result<(), Error> {
+        let pipeline = self.client.pipeline();
+        for (key, value, ttl) in entries {
+            let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+            // Queued locally; the round trip happens in `all()`.
+            let _: () = pipeline
+                .set(
+                    key,
+                    value.as_slice(),
+                    Some(Expiration::PX(millis)),
+                    None,
+                    false,
+                )
+                .await?;
+        }
+        // The default command timeout bounds each queued SET; this bounds
+        // the pipeline as a whole.
+        let outcome = tokio::time::timeout(self.command_timeout * 4, pipeline.all::<Value>()).await;
+        let result = match outcome {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(Error::new(
+                fred::error::ErrorKind::Timeout,
+                "pipelined SET timed out",
+            )),
+        };
+        match &result {
+            Ok(()) => self.breaker.record_success(),
+            Err(err) => self.record_failure("SET", err),
+        }
+        result
+    }
+
+    /// Counts a failed command toward the breaker and logs it, at most once
+    /// per [`FAILURE_LOG_INTERVAL`] (with how many were not logged).
+    fn record_failure(&self, command: &str, error: &Error) {
+        self.breaker.record_failure();
+        if let Some(suppressed) = self.breaker.take_log_permit() {
+            tracing::warn!(
+                redis_addr = %self.addr,
+                command,
+                error = %error,
+                suppressed,
+                "Redis command failed: serving from the database"
+            );
+        }
+    }
+
     /// Closes the connection; pending commands finish first.
     pub async fn quit(&self) {
         if let Err(err) = self.client.quit().await {
             tracing::debug!(error = %err, "Redis quit failed");
         }
+    }
+}
+
+/// A small circuit breaker: after [`BREAKER_THRESHOLD`] consecutive
+/// failures, Redis is skipped for [`BREAKER_OPEN_FOR`]; the first request
+/// after that probes it again. Also throttles failure logs.
+#[derive(Debug)]
+struct Breaker {
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since `epoch` until which Redis is skipped.
+    open_until_ms: AtomicU64,
+    /// Milliseconds since `epoch` before which no failure is logged.
+    next_log_ms: AtomicU64,
+    /// Failures not logged since the last warning.
+    suppressed: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+            next_log_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Breaker {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.now_ms() >= self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn record_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn record_failure(&self) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= BREAKER_THRESHOLD {
+            let until = self.now_ms() + BREAKER_OPEN_FOR.as_millis() as u64;
+            self.open_until_ms.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// `Some(suppressed count)` when a warning may be logged now.
+    fn take_log_permit(&self) -> Option<u64> {
+        let now = self.now_ms();
+        let next = self.next_log_ms.load(Ordering::Relaxed);
+        let interval = FAILURE_LOG_INTERVAL.as_millis() as u64;
+        if now >= next
+            && self
+                .next_log_ms
+                .compare_exchange(next, now + interval, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_repeated_failures_and_success_resets_the_count() {
+        let breaker = Breaker::default();
+        breaker.record_failure();
+        breaker.record_failure();
+        assert!(breaker.is_closed(), "two failures are tolerated");
+        breaker.record_success();
+        breaker.record_failure();
+        breaker.record_failure();
+        assert!(breaker.is_closed(), "success reset the count");
+        breaker.record_failure();
+        assert!(!breaker.is_closed(), "third consecutive failure opens it");
+    }
+
+    #[test]
+    fn failure_logs_are_throttled() {
+        let breaker = Breaker::default();
+        assert_eq!(breaker.take_log_permit(), Some(0));
+        assert_eq!(breaker.take_log_permit(), None);
+        assert_eq!(breaker.take_log_permit(), None);
+        breaker.next_log_ms.store(0, Ordering::Relaxed);
+        assert_eq!(
+            breaker.take_log_permit(),
+            Some(2),
+            "reports what it suppressed"
+        );
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod anime_repo;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,6 +15,54 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use crate::config::{DatabaseConfig, redact_url};
 
 pub use anime_repo::AnimeRepo;
+
+/// Query counters, fed by sea-orm's metric callback on every statement.
+/// Tests use them to prove a read did or did not reach the database.
+#[derive(Debug, Default)]
+pub struct DbStats {
+    queries: AtomicU64,
+    failed: AtomicU64,
+    total_micros: AtomicU64,
+}
+
+impl DbStats {
+    /// Statements executed since start.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Statements that returned an error.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Time spent in statements, summed.
+    pub fn total_time(&self) -> Duration {
+        Duration::from_micros(self.total_micros.load(Ordering::Relaxed))
+    }
+
+    fn record(&self, elapsed: Duration, is_failed: bool) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        if is_failed {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.total_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+/// Opens the connection pool, counting every statement into the returned
+/// [`DbStats`]. Fails when the first connection cannot be made within the
+/// configured timeout.
+pub async fn connect_with_stats(
+    config: &DatabaseConfig,
+) -> anyhow::Result<(DatabaseConnection, Arc<DbStats>)> {
+    let mut db = connect(config).await?;
+    let stats = Arc::new(DbStats::default());
+    let sink = Arc::clone(&stats);
+    db.set_metric_callback(move |info| sink.record(info.elapsed, info.failed));
+    Ok((db, stats))
+}
 
 /// Opens the connection pool. Fails when the first connection cannot be made
 /// within the configured timeout.

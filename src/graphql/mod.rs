@@ -1,8 +1,10 @@
 //! The GraphQL API: schema assembly ([`build_schema`], [`sdl`]), the query
-//! root, API types and error shaping. Resolvers are thin: they check
-//! arguments, call the service, and map to API types.
+//! root, API types, the cache loader and error shaping. Resolvers are thin:
+//! they check arguments, hand a service query to the loader, and map the
+//! result to API types.
 
 pub mod errors;
+pub mod loader;
 pub mod query;
 pub mod types;
 
@@ -18,8 +20,10 @@ pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
 
 /// Builds the schema with the application state as schema data.
 pub fn build_schema(state: AppState) -> AppSchema {
+    let loader = loader::CacheLoader::data_loader(state.cache.clone());
     Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
         .data(state)
+        .data(loader)
         .extension(errors::ErrorShaping)
         .finish()
 }

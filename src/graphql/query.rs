@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 
 use async_graphql::{Context, ErrorExtensions, ID, Object, Result, ResultExt};
 
+use super::loader::load;
 use super::types::{Anime, AnimePage};
 use crate::app::AppState;
 use crate::error::AppError;
@@ -21,19 +22,20 @@ pub struct QueryRoot;
 #[Object]
 impl QueryRoot {
     /// The most popular anime, most members first (ties: lower id first).
-    /// `limit` is 1 to 100.
+    /// `limit` is 1 to 100. Cached up to 60 s.
     async fn popular_anime(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] limit: i64,
     ) -> Result<Vec<Anime>> {
         let limit = in_range("limit", limit, PAGE_SIZE).extend()?;
-        let anime = state(ctx)?.anime.popular(limit).await.extend()?;
-        Ok(anime.into_iter().map(Anime).collect())
+        let anime = load(ctx, state(ctx)?.anime.popular(limit)).await?;
+        Ok(anime.iter().cloned().map(Anime).collect())
     }
 
     /// One page of the catalogue in id order. `page` starts at 1; `perPage`
     /// is 1 to 100. A page past the end is empty, with `hasNextPage: false`.
+    /// Cached up to 300 s.
     async fn anime_page(
         &self,
         ctx: &Context<'_>,
@@ -42,24 +44,21 @@ impl QueryRoot {
     ) -> Result<AnimePage> {
         let page = in_range("page", page, 1..=i64::MAX).extend()?;
         let per_page = in_range("perPage", per_page, PAGE_SIZE).extend()?;
-        let result = state(ctx)?
-            .anime
-            .page(PageRequest { page, per_page })
-            .await
-            .extend()?;
-        Ok(result.into())
+        let result = load(ctx, state(ctx)?.anime.page(PageRequest { page, per_page })).await?;
+        Ok(AnimePage::from(result.as_ref()))
     }
 
-    /// Number of anime in the catalogue.
+    /// Number of anime in the catalogue. Cached up to 600 s.
     async fn anime_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        state(ctx)?.anime.count().await.extend()
+        Ok(*load(ctx, state(ctx)?.anime.count()).await?)
     }
 
-    /// One anime by id; null when there is none with that id.
+    /// One anime by id; null when there is none with that id. Cached up to
+    /// 300 s.
     async fn anime(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Anime>> {
         let id = parse_id(&id).extend()?;
-        let anime = state(ctx)?.anime.by_id(id).await.extend()?;
-        Ok(anime.map(Anime))
+        let anime = load(ctx, state(ctx)?.anime.by_id(id)).await?;
+        Ok(anime.as_ref().clone().map(Anime))
     }
 }
 

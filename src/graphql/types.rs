@@ -153,14 +153,14 @@ pub struct AnimePage {
     pub items: Vec<Anime>,
 }
 
-impl From<PageResult> for AnimePage {
-    fn from(result: PageResult) -> Self {
+impl From<&PageResult> for AnimePage {
+    fn from(result: &PageResult) -> Self {
         Self {
             total: result.total,
             page: result.request.page,
             per_page: result.request.per_page,
             has_next_page: result.request.has_next_page(result.total),
-            items: result.items.into_iter().map(Anime).collect(),
+            items: result.items.iter().cloned().map(Anime).collect(),
         }
     }
 }

@@ -1,17 +1,28 @@
-//! Reading the anime catalogue.
+//! Reading the anime catalogue, through the cache.
+//!
+//! Each cached read is a [`CachedQuery`]: the policy it follows, its key
+//! parameters and its database load. [`AnimeService`] builds them; the
+//! GraphQL loader batches them, and [`AnimeService::get`] reads one without
+//! GraphQL (benchmarks, tools).
 
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Cache, CachedQuery, Resolver};
 use crate::db::AnimeRepo;
 use crate::entities::anime;
-use crate::error::Result;
+use crate::error::{AppError, Result};
 
 /// The catalogue's read use cases. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AnimeService {
     repo: AnimeRepo,
+    cache: Cache,
 }
 
 /// A validated page request: `page` ≥ 1 and `per_page` ≥ 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PageRequest {
     /// 1-based page number.
     pub page: u64,
@@ -33,7 +44,7 @@ impl PageRequest {
 }
 
 /// One page of anime in id order, with the total it was cut from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PageResult {
     /// The request this page answers.
     pub request: PageRequest,
@@ -43,19 +54,44 @@ pub struct PageResult {
     pub items: Vec<anime::Model>,
 }
 
-impl AnimeService {
-    /// A service reading through `repo`.
-    pub fn new(repo: AnimeRepo) -> Self {
-        Self { repo }
+/// `popularAnime(limit)`: most members first, ties by id.
+pub struct PopularAnime {
+    repo: AnimeRepo,
+    limit: u64,
+}
+
+impl CachedQuery for PopularAnime {
+    type Output = Vec<anime::Model>;
+    const RESOLVER: Resolver = Resolver::PopularAnime;
+
+    fn params(&self) -> String {
+        format!("limit={}", self.limit)
     }
 
-    /// The `limit` most popular anime, most popular first, ties by id.
-    pub async fn popular(&self, limit: u64) -> Result<Vec<anime::Model>> {
-        self.repo.popular(limit).await
+    async fn load(&self) -> Result<Self::Output> {
+        self.repo.popular(self.limit).await
+    }
+}
+
+/// `animePage(page, perPage)`: one page in id order with the total.
+pub struct AnimePage {
+    repo: AnimeRepo,
+    request: PageRequest,
+}
+
+impl CachedQuery for AnimePage {
+    type Output = PageResult;
+    const RESOLVER: Resolver = Resolver::AnimePage;
+
+    fn params(&self) -> String {
+        format!(
+            "page={}:per_page={}",
+            self.request.page, self.request.per_page
+        )
     }
 
-    /// One page in id order, with the total.
-    pub async fn page(&self, request: PageRequest) -> Result<PageResult> {
+    async fn load(&self) -> Result<Self::Output> {
+        let request = self.request;
         let total = self.repo.count().await?;
         let items = if request.offset() >= total {
             Vec::new()
@@ -68,15 +104,91 @@ impl AnimeService {
             items,
         })
     }
+}
 
-    /// Number of anime.
-    pub async fn count(&self) -> Result<u64> {
-        self.repo.count().await
+/// `animeCount`.
+pub struct AnimeCount {
+    repo: AnimeRepo,
+}
+
+impl CachedQuery for AnimeCount {
+    type Output = u64;
+    const RESOLVER: Resolver = Resolver::AnimeCount;
+
+    fn params(&self) -> String {
+        "all".to_owned()
     }
 
-    /// One anime, if it exists.
-    pub async fn by_id(&self, id: i32) -> Result<Option<anime::Model>> {
-        self.repo.by_id(id).await
+    async fn load(&self) -> Result<Self::Output> {
+        self.repo.count().await
+    }
+}
+
+/// `anime(id)`: one anime, or none (absence is cached too, until the TTL
+/// or an invalidation).
+pub struct AnimeById {
+    repo: AnimeRepo,
+    id: i32,
+}
+
+impl CachedQuery for AnimeById {
+    type Output = Option<anime::Model>;
+    const RESOLVER: Resolver = Resolver::Anime;
+
+    fn params(&self) -> String {
+        format!("id={}", self.id)
+    }
+
+    async fn load(&self) -> Result<Self::Output> {
+        self.repo.by_id(self.id).await
+    }
+}
+
+impl AnimeService {
+    /// A service reading through `cache` from `repo`.
+    pub fn new(repo: AnimeRepo, cache: Cache) -> Self {
+        Self { repo, cache }
+    }
+
+    /// The cache this service reads through.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The `limit` most popular anime.
+    pub fn popular(&self, limit: u64) -> PopularAnime {
+        PopularAnime {
+            repo: self.repo.clone(),
+            limit,
+        }
+    }
+
+    /// One page in id order, with the total.
+    pub fn page(&self, request: PageRequest) -> AnimePage {
+        AnimePage {
+            repo: self.repo.clone(),
+            request,
+        }
+    }
+
+    /// Number of anime.
+    pub fn count(&self) -> AnimeCount {
+        AnimeCount {
+            repo: self.repo.clone(),
+        }
+    }
+
+    /// One anime by id.
+    pub fn by_id(&self, id: i32) -> AnimeById {
+        AnimeById {
+            repo: self.repo.clone(),
+            id,
+        }
+    }
+
+    /// Runs one query through the cache, outside GraphQL.
+    pub async fn get<Q: CachedQuery>(&self, query: Q) -> Result<Arc<Q::Output>, Arc<AppError>> {
+        self.cache.get(query).await
     }
 }
 

@@ -1,7 +1,10 @@
 //! Use cases, independent of GraphQL: what the resolvers ask for, in domain
 //! terms. Caching joins here (cache-aside around the repository), so it can
-//! be tested and benchmarked without HTTP.
+//! be tested and benchmarked without HTTP. Each cached read is declared
+//! here as a `cache::CachedQuery` next to its database load.
 
 pub mod anime;
 
-pub use anime::{AnimeService, PageRequest, PageResult};
+pub use anime::{
+    AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
+};

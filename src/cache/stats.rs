@@ -1,0 +1,101 @@
+//! Cache counters per resolver: hits, misses, errors, bypasses, and
+//! database loads. Lock-free (relaxed atomics: each counter is independent
+//! and read only for reporting). The admin stats query and `/metrics` read
+//! the same [`CacheStats::snapshot`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::policy::Resolver;
+
+/// Live counters.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    per_resolver: [Counters; Resolver::ALL.len()],
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    bypasses: AtomicU64,
+    loads: AtomicU64,
+    dropped_writes: AtomicU64,
+}
+
+/// What happened to one lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Served from the cache.
+    Hit,
+    /// Not in the cache (or undecodable): loaded from the database.
+    Miss,
+    /// A Redis command failed or timed out.
+    Error,
+    /// The cache was skipped: Redis unavailable or caching disabled.
+    Bypass,
+    /// A database load ran (after a miss or bypass).
+    Load,
+    /// A write-back was dropped because too many were pending.
+    DroppedWrite,
+}
+
+/// A point-in-time copy of one resolver's counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ResolverStats {
+    /// Lookups served from the cache.
+    pub hits: u64,
+    /// Lookups not found in the cache.
+    pub misses: u64,
+    /// Redis failures (each also counted as a bypass or miss).
+    pub errors: u64,
+    /// Lookups that skipped the cache.
+    pub bypasses: u64,
+    /// Database loads.
+    pub loads: u64,
+    /// Write-backs dropped under pressure.
+    pub dropped_writes: u64,
+}
+
+impl ResolverStats {
+    /// hits / (hits + misses), or 0 before any lookup.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+impl CacheStats {
+    /// Counts one event.
+    pub fn record(&self, resolver: Resolver, event: Event) {
+        let counters = &self.per_resolver[resolver.index()];
+        let counter = match event {
+            Event::Hit => &counters.hits,
+            Event::Miss => &counters.misses,
+            Event::Error => &counters.errors,
+            Event::Bypass => &counters.bypasses,
+            Event::Load => &counters.loads,
+            Event::DroppedWrite => &counters.dropped_writes,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters of `resolver`.
+    pub fn snapshot(&self, resolver: Resolver) -> ResolverStats {
+        let c = &self.per_resolver[resolver.index()];
+        ResolverStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            bypasses: c.bypasses.load(Ordering::Relaxed),
+            loads: c.loads.load(Ordering::Relaxed),
+            dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
+        }
+    }
+}

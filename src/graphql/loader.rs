@@ -1,0 +1,112 @@
+//! The DataLoader between resolvers and the cache.
+//!
+//! One [`CacheLoader`] lives on the schema for the whole process, so keys
+//! from every request arriving within the batching window travel in one
+//! batch: one MGET. Its own cache stays off: a process-wide loader cache
+//! would be a second cache with no TTL and no invalidation.
+//!
+//! Resolvers call [`load`], which also records the key and HIT/MISS/BYPASS
+//! for the `x-anigo-cache-debug` response extension.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, ErrorExtensions};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::cache::{Cache, CacheStatus, CachedQuery, Fetched, QueryKey};
+use crate::error::AppError;
+
+/// Header that asks for the cache debug extension.
+pub const CACHE_DEBUG_HEADER: &str = "x-anigo-cache-debug";
+
+/// Batches cache reads.
+pub struct CacheLoader {
+    cache: Cache,
+}
+
+impl CacheLoader {
+    /// The process-wide loader for `cache`, collecting keys for the cache's
+    /// batching window before each batch.
+    pub fn data_loader(cache: Cache) -> DataLoader<Self> {
+        let window = cache.batch_window();
+        DataLoader::new(Self { cache }, tokio::spawn).delay(window)
+    }
+}
+
+impl Loader<QueryKey> for CacheLoader {
+    /// Per-key outcome: one failed load must not fail the batch.
+    type Value = Fetched;
+    type Error = Infallible;
+
+    async fn load(&self, keys: &[QueryKey]) -> Result<HashMap<QueryKey, Fetched>, Infallible> {
+        Ok(self.cache.fetch_many(keys).await)
+    }
+}
+
+/// Per-request record of cached reads, present when the client sent
+/// `x-anigo-cache-debug: 1`. A std mutex: held only to push or read.
+#[derive(Clone, Default)]
+pub struct CacheTrace(Arc<Mutex<Vec<TraceEntry>>>);
+
+/// One cached read as shown in `extensions.cache`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceEntry {
+    /// The resolver (GraphQL field name).
+    pub resolver: &'static str,
+    /// The Redis key.
+    pub key: String,
+    /// HIT, MISS or BYPASS.
+    pub status: CacheStatus,
+}
+
+impl CacheTrace {
+    fn record(&self, entry: TraceEntry) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
+    }
+
+    /// The recorded reads, in completion order.
+    pub fn entries(&self) -> Vec<TraceEntry> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Reads `query` through the request's loader and the cache.
+pub async fn load<Q: CachedQuery>(
+    ctx: &Context<'_>,
+    query: Q,
+) -> async_graphql::Result<Arc<Q::Output>> {
+    let state = ctx.data::<AppState>()?;
+    let loader = ctx.data::<DataLoader<CacheLoader>>()?;
+    let key = state.cache.query_key(query);
+    let fetched = match loader.load_one(key.clone()).await {
+        Ok(Some(fetched)) => fetched,
+        Ok(None) => {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "cache loader returned no value for {}",
+                key.key()
+            ))
+            .extend());
+        }
+        Err(never) => match never {},
+    };
+    if let Some(trace) = ctx.data_opt::<CacheTrace>() {
+        trace.record(TraceEntry {
+            resolver: key.resolver().name(),
+            key: key.key().to_owned(),
+            status: fetched.status,
+        });
+    }
+    fetched
+        .typed::<Q::Output>()
+        .map_err(|err| err.as_ref().extend())
+}
