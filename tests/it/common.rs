@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anigo::{App, AppState, Config};
 use serde_json::{Value, json};
@@ -81,6 +83,9 @@ impl TestApp {
             ("DEMO_SEED_COUNT", SEEDED.to_string()),
             ("REDIS_CONNECT_TIMEOUT_MS", "500".to_owned()),
             ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
+            // Each app its own namespace, so tests sharing a Redis never
+            // see each other's keys.
+            ("CACHE_NAMESPACE", unique_namespace()),
         ]);
         vars.extend(settings.vars);
         let config =
@@ -116,6 +121,31 @@ impl TestApp {
             .send()
             .await
             .expect("sending the GraphQL request")
+    }
+
+    /// POSTs a GraphQL request with `x-anigo-cache-debug: 1` and returns the
+    /// JSON body (with `extensions.cache`).
+    pub(crate) async fn graphql_debug(&self, query: &str) -> Value {
+        self.http
+            .post(self.url("/graphql"))
+            .header("x-anigo-cache-debug", "1")
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("sending the GraphQL request")
+            .json()
+            .await
+            .expect("GraphQL response is JSON")
+    }
+
+    /// The full Redis key for `prefix:params` in this app's namespace.
+    pub(crate) fn key(&self, rest: &str) -> String {
+        format!("{}:v1:{rest}", self.state.cache.keys().namespace())
+    }
+
+    /// Statements the app has sent to the database so far.
+    pub(crate) fn db_queries(&self) -> u64 {
+        self.state.db_stats.queries()
     }
 
     /// POSTs a GraphQL request and returns the JSON body.
@@ -192,6 +222,20 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// A namespace no other test uses.
+fn unique_namespace() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "t{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The numeric id of an anime JSON object (`id` is a GraphQL `ID` string).

@@ -8,6 +8,7 @@ mod support;
 
 mod api;
 mod bad_input;
+mod cache;
 mod contract;
 mod health;
 mod lifecycle;

@@ -1,0 +1,339 @@
+//! The per-resolver Redis cache, observed by its effects: keys and TTLs in a
+//! real redis-server, database statement counts, and Redis command stats.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp, TestSettings};
+use crate::support::RedisServer;
+
+/// Every cached resolver: (query, key after the namespace, policy TTL in s).
+const RESOLVERS: [(&str, &str, u64); 4] = [
+    (
+        "{ popularAnime(limit: 7) { id title } }",
+        "popular:limit=7",
+        60,
+    ),
+    (
+        "{ animePage(page: 3, perPage: 20) { total items { id } } }",
+        "anime_paginated:page=3:per_page=20",
+        300,
+    ),
+    ("{ animeCount }", "anime_count:all", 600),
+    ("{ anime(id: \"5\") { id title } }", "anime:id=5", 300),
+];
+
+async fn app_with(redis: &RedisServer, backend: Backend, vars: &[(&'static str, &str)]) -> TestApp {
+    let mut settings = TestSettings::new(backend);
+    settings.redis_url = Some(redis.url());
+    settings.vars = vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    TestApp::spawn_with(settings).await
+}
+
+/// `extensions.cache` entries as (key, status).
+fn trace(body: &Value) -> Vec<(String, String)> {
+    body["extensions"]["cache"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cache extension in {body}"))
+        .iter()
+        .map(|entry| {
+            (
+                entry["key"].as_str().unwrap_or_default().to_owned(),
+                entry["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Polls until `check` holds (write-backs land in the background).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn mget_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn each_resolver_misses_then_hits_with_its_key_and_ttl() {
+    let redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Postgres, &[]).await;
+
+    for (query, key_rest, ttl_secs) in RESOLVERS {
+        let key = app.key(key_rest);
+
+        // First read: a miss, loaded from the database.
+        let first = app.graphql_debug(query).await;
+        assert!(first.get("errors").is_none(), "{first}");
+        assert_eq!(trace(&first), vec![(key.clone(), "MISS".to_owned())]);
+
+        // The value lands in Redis under the documented key with the TTL.
+        eventually(&format!("{key} in Redis"), || {
+            redis.command(&["EXISTS", &key]) == "1"
+        })
+        .await;
+        let pttl: i64 = redis.command(&["PTTL", &key]).parse().expect("PTTL");
+        let ttl_ms = (ttl_secs * 1000) as i64;
+        assert!(
+            pttl > ttl_ms - 5_000 && pttl <= ttl_ms,
+            "{key}: PTTL {pttl} vs policy {ttl_ms}"
+        );
+        let stored: Value =
+            serde_json::from_str(&redis.command(&["GET", &key])).expect("JSON value");
+        assert!(
+            !stored.is_null() || key_rest.starts_with("anime:"),
+            "{stored}"
+        );
+
+        // Second read: a hit that does not touch the database.
+        let before = app.db_queries();
+        let second = app.graphql_debug(query).await;
+        assert_eq!(trace(&second), vec![(key.clone(), "HIT".to_owned())]);
+        assert_eq!(
+            second["data"], first["data"],
+            "a hit returns what the miss returned"
+        );
+        assert_eq!(
+            app.db_queries(),
+            before,
+            "{key}: a hit reached the database"
+        );
+    }
+    let stats = app
+        .state
+        .cache
+        .stats()
+        .snapshot(anigo::cache::Resolver::PopularAnime);
+    assert_eq!((stats.hits, stats.misses, stats.loads), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_loaded_from_the_database_again() {
+    let redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Sqlite, &[("CACHE_TTL_POPULAR", "1")]).await;
+    let key = app.key("popular:limit=20");
+    let query = "{ popularAnime { id } }";
+
+    app.graphql_debug(query).await;
+    eventually("the popular key", || {
+        redis.command(&["EXISTS", &key]) == "1"
+    })
+    .await;
+    let cached = app.db_queries();
+    assert_eq!(trace(&app.graphql_debug(query).await)[0].1, "HIT");
+    assert_eq!(app.db_queries(), cached);
+
+    eventually("expiry after 1 s", || {
+        redis.command(&["EXISTS", &key]) == "0"
+    })
+    .await;
+    let body = app.graphql_debug(query).await;
+
+    assert_eq!(trace(&body)[0].1, "MISS");
+    assert_eq!(
+        app.db_queries(),
+        cached + 1,
+        "exactly one load after expiry"
+    );
+}
+
+#[tokio::test]
+async fn a_request_touching_every_cached_field_costs_one_mget() {
+    let redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Sqlite, &[]).await;
+    let query = r#"{
+        popularAnime(limit: 3) { id }
+        animePage(page: 2, perPage: 5) { total }
+        animeCount
+        a: anime(id: "1") { id }
+        b: anime(id: "2") { id }
+    }"#;
+
+    let before = mget_calls(&redis);
+    let cold = app.graphql_debug(query).await;
+    let after_cold = mget_calls(&redis);
+    eventually("all five keys written back", || {
+        redis.command(&[
+            "EXISTS",
+            &app.key("popular:limit=3"),
+            &app.key("anime:id=2"),
+        ]) == "2"
+            && redis.command(&["EXISTS", &app.key("anime_count:all")]) == "1"
+    })
+    .await;
+    let warm = app.graphql_debug(query).await;
+    let after_warm = mget_calls(&redis);
+
+    assert_eq!(trace(&cold).len(), 5, "{cold}");
+    assert_eq!(
+        after_cold - before,
+        1,
+        "a cold request sent {} MGETs",
+        after_cold - before
+    );
+    assert!(
+        trace(&warm).iter().all(|(_, status)| status == "HIT"),
+        "{warm}"
+    );
+    assert_eq!(
+        after_warm - after_cold,
+        1,
+        "a warm request sent {} MGETs",
+        after_warm - after_cold
+    );
+    assert_eq!(warm["data"], cold["data"]);
+}
+
+#[tokio::test]
+async fn ttl_overrides_apply_and_zero_disables_a_resolver() {
+    let redis = RedisServer::start();
+    let app = app_with(
+        &redis,
+        Backend::Sqlite,
+        &[("CACHE_TTL_POPULAR", "90"), ("CACHE_TTL_ANIME_COUNT", "0")],
+    )
+    .await;
+
+    app.graphql_debug("{ popularAnime { id } }").await;
+    let key = app.key("popular:limit=20");
+    eventually("the popular key", || {
+        redis.command(&["EXISTS", &key]) == "1"
+    })
+    .await;
+    let pttl: i64 = redis.command(&["PTTL", &key]).parse().expect("PTTL");
+    assert!(
+        (85_000..=90_000).contains(&pttl),
+        "PTTL {pttl} for a 90 s override"
+    );
+
+    let before = app.db_queries();
+    for _ in 0..3 {
+        let body = app.graphql_debug("{ animeCount }").await;
+        assert_eq!(trace(&body)[0].1, "BYPASS", "{body}");
+        assert_eq!(body["data"]["animeCount"], json!(250));
+    }
+    assert_eq!(
+        app.db_queries(),
+        before + 3,
+        "a disabled resolver reads the database each time"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(redis.command(&["EXISTS", &app.key("anime_count:all")]), "0");
+}
+
+#[tokio::test]
+async fn a_corrupt_value_is_a_miss_and_gets_overwritten() {
+    let redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Sqlite, &[]).await;
+    let key = app.key("anime_count:all");
+    assert_eq!(
+        redis.command(&["SET", &key, "{not json", "EX", "600"]),
+        "OK"
+    );
+
+    let body = app.graphql_debug("{ animeCount }").await;
+
+    assert_eq!(body["data"]["animeCount"], json!(250), "{body}");
+    assert_eq!(trace(&body)[0].1, "MISS");
+    eventually("the corrupt value replaced", || {
+        redis.command(&["GET", &key]) == "250"
+    })
+    .await;
+    assert_eq!(
+        trace(&app.graphql_debug("{ animeCount }").await)[0].1,
+        "HIT"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_identical_cold_requests_load_once() {
+    let redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Postgres, &[]).await;
+    let query = "{ popularAnime(limit: 50) { id popularity } }";
+
+    let before = app.db_queries();
+    let requests = (0..8).map(|_| app.graphql(query, json!({})));
+    let bodies = futures_util::future::join_all(requests).await;
+
+    assert_eq!(
+        app.db_queries() - before,
+        1,
+        "eight concurrent cold requests, one load"
+    );
+    for body in &bodies {
+        assert_eq!(body["data"], bodies[0]["data"]);
+    }
+}
+
+#[tokio::test]
+async fn queries_survive_redis_being_killed_frozen_and_restarted() {
+    // Arrange: a warm cache on a Redis this test owns.
+    let mut redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Postgres, &[]).await;
+    let query = "{ popularAnime(limit: 10) { id popularity } animeCount }";
+    let expected = app.graphql_debug(query).await["data"].clone();
+    eventually("warm cache", || {
+        redis.command(&["EXISTS", &app.key("anime_count:all")]) == "1"
+    })
+    .await;
+
+    // Killed: answers stay correct, straight from the database.
+    redis.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let body = app.graphql_debug(query).await;
+        assert_eq!(body["data"], expected, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!((status, ready["status"].clone()), (200, json!("degraded")));
+
+    // Restarted: hits resume once fred has reconnected.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = app.graphql_debug(query).await;
+        assert_eq!(body["data"], expected);
+        if trace(&body).iter().all(|(_, status)| status == "HIT") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hits 15 s after Redis came back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Frozen (SIGSTOP): the connection stays open but nothing answers.
+    redis.freeze();
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let body = app.graphql_debug(query).await;
+        worst = worst.max(started.elapsed());
+        assert_eq!(body["data"], expected, "{body}");
+    }
+    redis.thaw();
+    // Bound: the 50 ms Redis timeout plus the database time, with slack for
+    // a loaded CI machine; without timeouts this would hang forever.
+    println!("worst latency while Redis was frozen: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(750),
+        "worst request took {worst:?} with Redis frozen"
+    );
+}
