@@ -320,7 +320,7 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
         batch_window: Duration::from_micros(env.parse(
             "CACHE_BATCH_WINDOW_US",
             defaults.batch_window.as_micros() as u64,
-            "microseconds, such as 250",
+            "microseconds, such as 50",
         )?),
         max_pending_writes,
     })

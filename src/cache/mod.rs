@@ -46,8 +46,12 @@ pub struct CacheConfig {
     /// Per-resolver TTLs (`CACHE_TTL_*`).
     pub policies: CachePolicies,
     /// `CACHE_BATCH_WINDOW_US`: how long the loader collects keys before one
-    /// MGET. Fields of one request arrive together; the window also joins
-    /// concurrent requests.
+    /// MGET. The fields of one request enqueue their keys within a few
+    /// microseconds of each other; the window also joins concurrent requests.
+    /// Every cached read waits this long, so it is kept far below
+    /// async-graphql's 1 ms default: measured over HTTP, a count hit took
+    /// 0.23 ms with no window, 0.32 ms at 50 µs, 0.52 ms at 250 µs and
+    /// 1.33 ms at 1 ms (`cargo bench --bench resolver_cache`).
     pub batch_window: Duration,
     /// `CACHE_MAX_PENDING_WRITES`: write-back batches in flight at once;
     /// beyond it, write-backs are dropped (counted) rather than queued.
@@ -59,7 +63,7 @@ impl Default for CacheConfig {
         Self {
             namespace: key::DEFAULT_NAMESPACE.to_owned(),
             policies: CachePolicies::default(),
-            batch_window: Duration::from_micros(250),
+            batch_window: Duration::from_micros(50),
             max_pending_writes: 256,
         }
     }
