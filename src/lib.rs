@@ -2,8 +2,16 @@
 //!
 //! # Layout
 //!
-//! A read flows **HTTP → resolver → service → repository**, with the cache
-//! joining between service and repository.
+//! A read flows **HTTP → resolver → DataLoader → cache → repository**:
+//!
+//! 1. the resolver checks its arguments and asks the service for a
+//!    `CachedQuery` (policy + key parameters + database load);
+//! 2. the schema-wide `CacheLoader` (async-graphql DataLoader) collects the
+//!    keys of one request, and of concurrent requests, for a short window;
+//! 3. the cache facade reads them all with one MGET, loads the misses from
+//!    the repository (each key once, even across requests), answers, and
+//!    writes the fresh values back in one pipeline in the background;
+//! 4. when Redis is down, erroring or slow, step 3 skips it.
 //!
 //! | module | owns |
 //! |---|---|
@@ -12,9 +20,9 @@
 //! | [`telemetry`] | the tracing subscriber (pretty or JSON) |
 //! | [`app`] | `AppState`, start-up (`App::build`) and graceful shutdown |
 //! | [`server`] | axum routes (`/graphql`, `/healthz`, `/readyz`) and middleware |
-//! | [`graphql`] | schema, query root, API types, error codes |
-//! | [`service`] | use cases, independent of GraphQL |
-//! | [`cache`] | the Redis connection (fred) |
+//! | [`graphql`] | schema, query root, API types, cache loader, error codes |
+//! | [`service`] | use cases and their cached queries, independent of GraphQL |
+//! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
 //! | [`db`] | connecting, migrating, health, and every SQL query (`AnimeRepo`) |
 //! | [`entities`] | sea-orm entities |
 //! | [`error`] | `AppError` and the GraphQL error codes |

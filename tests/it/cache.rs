@@ -350,3 +350,42 @@ async fn queries_survive_redis_being_killed_frozen_and_restarted() {
         "worst request took {worst:?} with Redis frozen"
     );
 }
+
+#[tokio::test]
+async fn a_failed_load_is_not_cached() {
+    use sea_orm::ConnectionTrait;
+
+    let redis = RedisServer::start();
+    let app = app_with(&redis, Backend::Postgres, &[]).await;
+    app.state
+        .db
+        .execute_unprepared("ALTER TABLE anime RENAME TO anime_gone")
+        .await
+        .expect("hiding the table");
+
+    let body = app.graphql_debug("{ animeCount }").await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        json!("INTERNAL"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        redis.command(&["EXISTS", &app.key("anime_count:all")]),
+        "0",
+        "an error was cached"
+    );
+
+    // Once the table is back, the next read loads and caches the real value.
+    app.state
+        .db
+        .execute_unprepared("ALTER TABLE anime_gone RENAME TO anime")
+        .await
+        .expect("restoring the table");
+    let body = app.graphql_debug("{ animeCount }").await;
+    assert_eq!(body["data"]["animeCount"], json!(250), "{body}");
+    eventually("the count cached", || {
+        redis.command(&["GET", &app.key("anime_count:all")]) == "250"
+    })
+    .await;
+}
