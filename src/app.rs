@@ -51,6 +51,7 @@ impl App {
     /// listener. Logs "Starting application" first.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting application");
+        crate::metrics::install();
         let (db, db_stats) = db::connect_with_stats(&config.database).await?;
         db::prepare(&db, &config.database).await?;
         let redis = RedisStore::connect(&config.redis).await?;

@@ -36,6 +36,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Cache policies and batching.
     pub cache: CacheConfig,
+    /// Cache administration access.
+    pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -87,6 +89,18 @@ pub struct RedisConfig {
     /// `REDIS_REQUIRED`: refuse to start when Redis is unreachable.
     pub is_required: bool,
 }
+
+/// Cache administration access.
+#[derive(Clone, Debug, Default)]
+pub struct AdminConfig {
+    /// `ADMIN_TOKEN`: bearer token for `cacheStats`, `clearCache` and
+    /// `clearAllCache`; unset disables them.
+    pub token: Option<Secret>,
+}
+
+/// Shortest accepted admin token: guessing 16 random characters is not a
+/// practical attack, and the constant-time comparison only leaks length.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// Logging.
 #[derive(Clone, Debug)]
@@ -222,6 +236,23 @@ impl Config {
                 is_required: env.parse_bool("REDIS_REQUIRED", false)?,
             },
             cache: cache_config(&env)?,
+            admin: AdminConfig {
+                token: match env.get("ADMIN_TOKEN") {
+                    None => None,
+                    Some(token) if token.trim().len() >= MIN_ADMIN_TOKEN_LEN => {
+                        Some(Secret::new(token.trim()))
+                    }
+                    Some(_) => {
+                        return Err(ConfigError {
+                            var: "ADMIN_TOKEN",
+                            value: "(hidden)".to_owned(),
+                            expected: format!(
+                                "at least {MIN_ADMIN_TOKEN_LEN} characters, e.g. from `openssl rand -hex 32`"
+                            ),
+                        });
+                    }
+                },
+            },
             log: LogConfig {
                 format: match env.get("LOG_FORMAT").as_deref() {
                     None | Some("pretty") => LogFormat::Pretty,
@@ -504,6 +535,15 @@ mod tests {
         assert_eq!(err.var, "CACHE_TTL_ANIME_COUNT");
         let err = config(&[("CACHE_NAMESPACE", "a:*")]).expect_err("glob");
         assert_eq!(err.var, "CACHE_NAMESPACE");
+    }
+
+    #[test]
+    fn short_admin_tokens_are_refused_without_echoing_them() {
+        let err = config(&[("ADMIN_TOKEN", "hunter2")]).expect_err("short");
+        assert_eq!(err.var, "ADMIN_TOKEN");
+        assert!(!err.to_string().contains("hunter2"));
+        let parsed = config(&[("ADMIN_TOKEN", "0123456789abcdef")]).expect("valid");
+        assert!(parsed.admin.token.is_some());
     }
 
     #[test]

@@ -20,6 +20,13 @@ pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     /// The thing asked for does not exist.
     pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// An admin field was called without credentials.
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    /// An admin field was called with wrong credentials, or admin access is
+    /// disabled.
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// A cache administration command could not reach Redis.
+    pub const CACHE_UNAVAILABLE: &str = "CACHE_UNAVAILABLE";
     /// Something failed on our side; details are in the log under the
     /// request id.
     pub const INTERNAL: &str = "INTERNAL";
@@ -44,6 +51,18 @@ pub enum AppError {
     /// Code `NOT_FOUND`.
     #[error("{0} not found")]
     NotFound(String),
+    /// Code `UNAUTHENTICATED`: no usable `Authorization: Bearer` header.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Code `FORBIDDEN`: wrong token, or admin access disabled.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Code `CACHE_UNAVAILABLE`: Redis did not answer an admin command.
+    /// Nothing was changed that the caller can rely on; the cause is logged.
+    #[error(
+        "Redis is unreachable or did not answer in time; try again when /readyz reports redis up"
+    )]
+    CacheUnavailable(#[source] fred::error::Error),
     /// Code `INTERNAL`: the database failed. The cause is logged, never sent.
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
@@ -66,6 +85,9 @@ impl AppError {
         match self {
             Self::BadUserInput { .. } => code::BAD_USER_INPUT,
             Self::NotFound(_) => code::NOT_FOUND,
+            Self::Unauthenticated(_) => code::UNAUTHENTICATED,
+            Self::Forbidden(_) => code::FORBIDDEN,
+            Self::CacheUnavailable(_) => code::CACHE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => code::INTERNAL,
         }
     }
@@ -97,6 +119,9 @@ impl ErrorExtensions for AppError {
             tracing::error!(error = %self.cause_chain(), "request failed");
             return async_graphql::Error::new(INTERNAL_MESSAGE)
                 .extend_with(|_, ext| ext.set("code", code::INTERNAL));
+        }
+        if let Self::CacheUnavailable(cause) = self {
+            tracing::warn!(error = %cause, "Cache administration failed: Redis unavailable");
         }
         let error = async_graphql::Error::new(self.to_string());
         match self {

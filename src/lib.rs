@@ -26,6 +26,7 @@
 //! | [`db`] | connecting, migrating, health, and every SQL query (`AnimeRepo`) |
 //! | [`entities`] | sea-orm entities |
 //! | [`error`] | `AppError` and the GraphQL error codes |
+//! | [`metrics`] | Prometheus metric names and `/metrics` rendering |
 //! | [`seed`] | deterministic demo data |
 
 pub mod app;
@@ -36,6 +37,7 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod graphql;
+pub mod metrics;
 pub mod seed;
 pub mod server;
 pub mod service;

@@ -6,13 +6,16 @@
 //! - `GET /healthz`: the process is alive.
 //! - `GET /readyz`: database and Redis status; 503 only when the database is
 //!   unreachable (without Redis the service is degraded, not down).
+//! - `GET /metrics`: Prometheus text (keep it off the public internet).
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +29,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use crate::cache::RedisStatus;
 use crate::error::{INTERNAL_MESSAGE, code};
+use crate::graphql::admin::{Bearer, Credentials};
 use crate::graphql::errors::attach_request_id;
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 use crate::graphql::{AppSchema, RequestId};
@@ -70,6 +74,8 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route_layer(axum::middleware::from_fn(track_http))
         .layer(middleware)
         .with_state(ServerState { app, schema })
 }
@@ -78,6 +84,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
 async fn execute(
     state: &ServerState,
     headers: &HeaderMap,
+    client: SocketAddr,
     request: async_graphql::Request,
 ) -> GraphQLResponse {
     let request_id = headers
@@ -85,7 +92,13 @@ async fn execute(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let mut request = request.data(RequestId(request_id.clone()));
+    let credentials = Credentials {
+        bearer: Bearer::from_header(headers.get(AUTHORIZATION).map(|value| value.as_bytes())),
+        client: Some(client),
+    };
+    let mut request = request
+        .data(RequestId(request_id.clone()))
+        .data(credentials);
     let trace = headers
         .get(CACHE_DEBUG_HEADER)
         .is_some_and(|value| value.as_bytes() == b"1")
@@ -93,7 +106,18 @@ async fn execute(
     if let Some(trace) = &trace {
         request = request.data(trace.clone());
     }
+    let operation = crate::metrics::operation_label(request.operation_name.as_deref());
+    let started = Instant::now();
     let mut response = state.schema.execute(request).await;
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    metrics::counter!(crate::metrics::GRAPHQL_REQUESTS_TOTAL, "operation" => operation.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(crate::metrics::GRAPHQL_REQUEST_SECONDS, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
     attach_request_id(&mut response, &request_id);
     if let Some(trace) = trace {
         let entries = async_graphql::to_value(trace.entries()).unwrap_or_default();
@@ -104,13 +128,19 @@ async fn execute(
 
 async fn graphql_post(
     State(state): State<ServerState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    execute(&state, &headers, request.into_inner()).await
+    execute(&state, &headers, client, request.into_inner()).await
 }
 
-async fn graphql_get(State(state): State<ServerState>, headers: HeaderMap, uri: Uri) -> Response {
+async fn graphql_get(
+    State(state): State<ServerState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let query = uri.query().unwrap_or_default();
     if !query.split('&').any(|pair| pair.starts_with("query=")) {
         return Html(
@@ -122,7 +152,7 @@ async fn graphql_get(State(state): State<ServerState>, headers: HeaderMap, uri: 
         .into_response();
     }
     match async_graphql::http::parse_query_string(query) {
-        Ok(request) => execute(&state, &headers, request).await.into_response(),
+        Ok(request) => execute(&state, &headers, client, request).await.into_response(),
         Err(err) => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({
@@ -131,6 +161,34 @@ async fn graphql_get(State(state): State<ServerState>, headers: HeaderMap, uri: 
         )
             .into_response(),
     }
+}
+
+/// Counts and times every request by route (the matched pattern, so ids in
+/// paths cannot grow the label set) and status.
+async fn track_http(request: Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(crate::metrics::HTTP_REQUEST_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Prometheus exposition text.
+async fn metrics_text(State(state): State<ServerState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&state.app),
+    )
+        .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -51,6 +51,58 @@ impl KeySpace {
     }
 }
 
+impl KeySpace {
+    /// SCAN pattern for every key of this namespace, all versions.
+    pub fn namespace_pattern(&self) -> String {
+        format!("{}:*", self.namespace)
+    }
+
+    /// `{namespace}:{version}:`, the start of every current key.
+    pub fn versioned_prefix(&self) -> &str {
+        &self.versioned_prefix
+    }
+
+    /// Turns an operator's pattern, relative to `{namespace}:{version}:`,
+    /// into the SCAN pattern. The result always starts with that literal
+    /// prefix, so no pattern can match keys outside it; patterns that look
+    /// like an attempt to (`..`, `/`, escapes) or that repeat the prefix
+    /// are refused with a message saying what to send instead.
+    pub fn scoped_pattern(&self, relative: &str) -> Result<String, String> {
+        let pattern = relative.trim();
+        if pattern.is_empty() {
+            return Err(format!(
+                "pattern must not be empty: send e.g. \"popular:*\" (relative to {}), \"*\" for every current key, or use clearAllCache",
+                self.versioned_prefix
+            ));
+        }
+        if pattern.len() > MAX_PATTERN_LEN {
+            return Err(format!(
+                "pattern is longer than {MAX_PATTERN_LEN} characters"
+            ));
+        }
+        if pattern.contains("..") || !pattern.bytes().all(is_pattern_byte) {
+            return Err(
+                "pattern may contain only letters, digits and _ - . : = * ? (no '..', '/', '\\', spaces or brackets); it is always relative to the service's namespace"
+                    .to_owned(),
+            );
+        }
+        if pattern.starts_with(&format!("{}:", self.namespace)) {
+            return Err(format!(
+                "patterns are relative to {}: drop that prefix (e.g. \"popular:*\")",
+                self.versioned_prefix
+            ));
+        }
+        Ok(format!("{}{pattern}", self.versioned_prefix))
+    }
+}
+
+/// Longest accepted clear pattern.
+const MAX_PATTERN_LEN: usize = 200;
+
+fn is_pattern_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'=' | b'*' | b'?')
+}
+
 /// Namespaces are short identifiers: they appear in every key and in
 /// SCAN patterns, so glob characters and the `:` separator are refused.
 pub fn is_valid_namespace(namespace: &str) -> bool {
@@ -79,6 +131,34 @@ mod tests {
             keys.key(Resolver::AnimeCount, "all"),
             "anigo:v1:anime_count:all"
         );
+    }
+
+    #[test]
+    fn patterns_stay_inside_the_namespace_and_version() {
+        let keys = KeySpace::new("anigo");
+        assert_eq!(
+            keys.scoped_pattern("popular:*").as_deref(),
+            Ok("anigo:v1:popular:*")
+        );
+        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v1:*"));
+        assert_eq!(
+            keys.scoped_pattern("*:*:*").as_deref(),
+            Ok("anigo:v1:*:*:*")
+        );
+        for bad in [
+            "",
+            "  ",
+            "../*",
+            "popular/*",
+            "a\\*",
+            "[a-z]*",
+            "anigo:v1:popular:*",
+            "x y",
+            "é*",
+        ] {
+            assert!(keys.scoped_pattern(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(keys.scoped_pattern(&"a".repeat(201)).is_err());
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //! | file | owns |
 //! |---|---|
 //! | [`policy`] | per-resolver name, prefix and TTL |
+//! | [`admin`] | pattern clears, namespace clears, the admin stats report |
 //! | [`key`] | key format `{namespace}:{version}:{prefix}:{params}` |
 //! | [`query`] | `CachedQuery` (what a resolver declares) and batching keys |
 //! | [`redis`] | the fred connection: timeouts, reconnects, breaker, stats |
 //! | [`stats`] | hit/miss/error counters per resolver |
 
+pub mod admin;
 pub mod key;
 pub mod policy;
 pub mod query;

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use fred::prelude::*;
-use fred::types::InfoKind;
 use fred::types::config::{Options, UnresponsiveConfig};
+use fred::types::scan::{ScanResult, Scanner};
 use fred::types::{Expiration, Key, Value};
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
+use std::pin::Pin;
 
 use crate::config::RedisConfig;
 
@@ -40,8 +42,17 @@ const BREAKER_THRESHOLD: u32 = 3;
 /// per request; short enough that a recovered Redis is used again at once.
 const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 
-/// At most one "Redis command failed" warning per this interval.
-const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one "Redis command failed" warning per this interval, so an
+/// outage does not flood the log.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keys examined per SCAN page: large enough that 200k keys take a few
+/// hundred round trips, small enough that each page is a sub-millisecond
+/// command that never blocks other clients noticeably.
+const SCAN_PAGE: u32 = 1_000;
+
+/// Timeout for administrative commands (INFO, SCAN, UNLINK, STRLEN).
+const ADMIN_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The shared Redis client. Cheap to clone.
 #[derive(Clone)]
@@ -80,6 +91,42 @@ pub struct RedisServerStats {
     pub max_memory_policy: String,
     /// Keys in the selected database (DBSIZE).
     pub keys: u64,
+    /// `evicted_keys`: keys removed under memory pressure since the server
+    /// started.
+    pub evicted_keys: u64,
+    /// `keyspace_hits`: successful key lookups, server-wide.
+    pub keyspace_hits: u64,
+    /// `keyspace_misses`: failed key lookups, server-wide.
+    pub keyspace_misses: u64,
+}
+
+impl RedisServerStats {
+    /// keyspace_hits / (hits + misses), or 0 before any lookup.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.keyspace_hits + self.keyspace_misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.keyspace_hits as f64 / total as f64
+        }
+    }
+
+    /// A warning about `maxmemory-policy`, when the setting can hurt the
+    /// cache or the data sharing the server.
+    pub fn eviction_warning(&self) -> Option<&'static str> {
+        match self.max_memory_policy.as_str() {
+            "noeviction" if self.max_memory > 0 => Some(
+                "maxmemory-policy is noeviction: once Redis is full, cache write-backs fail and the service serves from the database; prefer volatile-lru",
+            ),
+            policy if policy.starts_with("allkeys-") => Some(
+                "maxmemory-policy evicts any key under memory pressure: our entries only turn into misses, but keys of other applications sharing this Redis can be evicted too; volatile-lru evicts only keys with a TTL (all of ours have one)",
+            ),
+            _ if self.max_memory == 0 => Some(
+                "Redis has no maxmemory limit: the cache grows until entries expire; set maxmemory (e.g. 256mb) with volatile-lru",
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl RedisStore {
@@ -136,6 +183,13 @@ impl RedisStore {
                     Ok(stats) => {
                         let json = serde_json::to_string(&stats).unwrap_or_default();
                         tracing::info!(redis_addr = %store.addr, "Redis stats: {json}");
+                        if let Some(warning) = stats.eviction_warning() {
+                            tracing::warn!(
+                                maxmemory_policy = %stats.max_memory_policy,
+                                maxmemory = stats.max_memory,
+                                "Redis eviction settings: {warning}"
+                            );
+                        }
                     }
                     Err(err) => {
                         tracing::warn!(redis_addr = %store.addr, error = %err, "Redis stats unavailable")
@@ -243,33 +297,111 @@ impl RedisStore {
         }
     }
 
-    /// Server version, memory and key count, from INFO and DBSIZE.
-    pub async fn server_stats(&self) -> Result<RedisServerStats, Error> {
-        let client = self.client.with_options(&Options {
-            // Admin-side reads may take longer than a cache GET.
-            timeout: Some(self.command_timeout.max(Duration::from_millis(500))),
+    /// Options for administrative commands: still bounded, but not held to
+    /// the tight per-read timeout.
+    fn admin_options(&self) -> Options {
+        Options {
+            timeout: Some(self.command_timeout.max(ADMIN_COMMAND_TIMEOUT)),
             fail_fast: true,
             max_attempts: Some(1),
             ..Options::default()
-        });
-        let info: String = client.info(Some(InfoKind::Server)).await?;
-        let memory: String = client.info(Some(InfoKind::Memory)).await?;
+        }
+    }
+
+    /// Server version, memory, eviction and keyspace counters (one INFO)
+    /// and the key count (DBSIZE).
+    pub async fn server_stats(&self) -> Result<RedisServerStats, Error> {
+        let client = self.client.with_options(&self.admin_options());
+        let info: String = client.info(None).await?;
         let keys: u64 = client.dbsize().await?;
-        let field = |text: &str, name: &str| -> String {
-            text.lines()
+        let field = |name: &str| -> &str {
+            info.lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
                 .unwrap_or_default()
                 .trim()
-                .to_owned()
         };
+        let number = |name: &str| field(name).parse().unwrap_or_default();
         Ok(RedisServerStats {
-            version: field(&info, "redis_version"),
-            used_memory: field(&memory, "used_memory").parse().unwrap_or_default(),
-            used_memory_human: field(&memory, "used_memory_human"),
-            max_memory: field(&memory, "maxmemory").parse().unwrap_or_default(),
-            max_memory_policy: field(&memory, "maxmemory_policy"),
+            version: field("redis_version").to_owned(),
+            used_memory: number("used_memory"),
+            used_memory_human: field("used_memory_human").to_owned(),
+            max_memory: number("maxmemory"),
+            max_memory_policy: field("maxmemory_policy").to_owned(),
             keys,
+            evicted_keys: number("evicted_keys"),
+            keyspace_hits: number("keyspace_hits"),
+            keyspace_misses: number("keyspace_misses"),
         })
+    }
+
+    /// Deletes every key matching `pattern` with SCAN (bounded COUNT) and
+    /// UNLINK in batches, on every primary of a cluster; never KEYS. Returns
+    /// how many keys were deleted (SCAN may report a key twice; UNLINK
+    /// counts each key once, so the total is exact).
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, Error> {
+        let mut deleted = 0u64;
+        let is_cluster = self.client.is_clustered();
+        let mut pages: Pin<Box<dyn Stream<Item = Result<ScanResult, Error>> + Send>> = if is_cluster
+        {
+            Box::pin(self.client.scan_cluster(pattern, Some(SCAN_PAGE), None))
+        } else {
+            Box::pin(self.client.scan(pattern, Some(SCAN_PAGE), None))
+        };
+        let client = self.client.with_options(&self.admin_options());
+        while let Some(page) = pages.next().await {
+            let mut page = page?;
+            let keys = page.take_results().unwrap_or_default();
+            // Dropping the page asks for the next one while we delete.
+            drop(page);
+            if keys.is_empty() {
+                continue;
+            }
+            if is_cluster {
+                // Keys of one page may live in different slots: one UNLINK
+                // each, pipelined, so each goes to its own node.
+                let pipeline = client.pipeline();
+                for key in keys {
+                    let _: () = pipeline.unlink(key).await?;
+                }
+                let counts: Vec<u64> = pipeline.all().await?;
+                deleted += counts.iter().sum::<u64>();
+            } else {
+                let count: u64 = client.unlink(keys).await?;
+                deleted += count;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Up to `limit` keys matching `pattern`, from SCAN, and whether the
+    /// scan finished (all matching keys seen) before the limit.
+    pub async fn scan_keys(&self, pattern: &str, limit: usize) -> Result<(Vec<Key>, bool), Error> {
+        let mut found = Vec::new();
+        let mut pages: Pin<Box<dyn Stream<Item = Result<ScanResult, Error>> + Send>> =
+            if self.client.is_clustered() {
+                Box::pin(self.client.scan_cluster(pattern, Some(SCAN_PAGE), None))
+            } else {
+                Box::pin(self.client.scan(pattern, Some(SCAN_PAGE), None))
+            };
+        while let Some(page) = pages.next().await {
+            let mut page = page?;
+            found.extend(page.take_results().unwrap_or_default());
+            if found.len() >= limit {
+                page.cancel();
+                found.truncate(limit);
+                return Ok((found, false));
+            }
+        }
+        Ok((found, true))
+    }
+
+    /// Value sizes (STRLEN) of `keys`, in one pipelined round trip.
+    pub async fn value_sizes(&self, keys: &[Key]) -> Result<Vec<u64>, Error> {
+        let pipeline = self.client.with_options(&self.admin_options()).pipeline();
+        for key in keys {
+            let _: () = pipeline.strlen(key.clone()).await?;
+        }
+        pipeline.all().await
     }
 
     /// Whether cache commands should be sent now: connected, and not
@@ -329,7 +461,10 @@ impl RedisStore {
         }
         // The default command timeout bounds each queued SET; this bounds
         // the pipeline as a whole.
+        let started = Instant::now();
         let outcome = tokio::time::timeout(self.command_timeout * 4, pipeline.all::<Value>()).await;
+        metrics::histogram!(crate::metrics::REDIS_COMMAND_SECONDS, "command" => "set_pipeline")
+            .record(started.elapsed().as_secs_f64());
         let result = match outcome {
             Ok(result) => result.map(drop),
             Err(_) => Err(Error::new(

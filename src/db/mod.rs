@@ -60,7 +60,13 @@ pub async fn connect_with_stats(
     let mut db = connect(config).await?;
     let stats = Arc::new(DbStats::default());
     let sink = Arc::clone(&stats);
-    db.set_metric_callback(move |info| sink.record(info.elapsed, info.failed));
+    db.set_metric_callback(move |info| {
+        sink.record(info.elapsed, info.failed);
+        metrics::histogram!(crate::metrics::DB_QUERY_SECONDS).record(info.elapsed.as_secs_f64());
+        if info.failed {
+            metrics::counter!(crate::metrics::DB_QUERY_ERRORS_TOTAL).increment(1);
+        }
+    });
     Ok((db, stats))
 }
 

@@ -3,34 +3,50 @@
 //! they check arguments, hand a service query to the loader, and map the
 //! result to API types.
 
+pub mod admin;
 pub mod errors;
 pub mod loader;
 pub mod query;
 pub mod types;
 
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::AppState;
 
 pub use errors::RequestId;
-pub use query::QueryRoot;
+
+/// The query root: the catalogue plus admin-only cache stats.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(query::CatalogQuery, admin::AdminQuery);
+
+/// The mutation root: admin-only cache administration.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(admin::AdminMutation);
 
 /// The executable schema.
-pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Builds the schema with the application state as schema data.
 pub fn build_schema(state: AppState) -> AppSchema {
     let loader = loader::CacheLoader::data_loader(state.cache.clone());
-    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
-        .data(state)
-        .data(loader)
-        .extension(errors::ErrorShaping)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(state)
+    .data(loader)
+    .extension(errors::ErrorShaping)
+    .finish()
 }
 
 /// The schema as SDL: what `schema.graphql` must contain.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .finish()
+    .sdl()
 }

@@ -17,10 +17,11 @@ use crate::service::PageRequest;
 const PAGE_SIZE: RangeInclusive<i64> = 1..=100;
 
 /// Read access to the anime catalogue.
-pub struct QueryRoot;
+#[derive(Default)]
+pub struct CatalogQuery;
 
 #[Object]
-impl QueryRoot {
+impl CatalogQuery {
     /// The most popular anime, most members first (ties: lower id first).
     /// `limit` is 1 to 100. Cached up to 60 s.
     async fn popular_anime(

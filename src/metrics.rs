@@ -1,0 +1,201 @@
+//! Prometheus metrics: names, the process-wide recorder, and the text
+//! served at `GET /metrics`.
+//!
+//! Latencies are histograms recorded where they happen (HTTP handler,
+//! database metric callback, Redis commands). Cache counters are not
+//! double-counted on the hot path: each scrape copies the same
+//! `CacheStats` snapshot the admin `cacheStats` query reads.
+//!
+//! The recorder is global (the `metrics` facade has one per process), so
+//! several apps in one process (tests) share it.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+use crate::cache::Resolver;
+
+/// GraphQL requests by operation name and outcome (`ok` / `error`).
+pub const GRAPHQL_REQUESTS_TOTAL: &str = "anigo_graphql_requests_total";
+/// GraphQL request latency by operation name.
+pub const GRAPHQL_REQUEST_SECONDS: &str = "anigo_graphql_request_duration_seconds";
+/// HTTP requests by route and status.
+pub const HTTP_REQUESTS_TOTAL: &str = "anigo_http_requests_total";
+/// HTTP latency by route.
+pub const HTTP_REQUEST_SECONDS: &str = "anigo_http_request_duration_seconds";
+/// Database statement latency.
+pub const DB_QUERY_SECONDS: &str = "anigo_db_query_duration_seconds";
+/// Database statements that failed.
+pub const DB_QUERY_ERRORS_TOTAL: &str = "anigo_db_query_errors_total";
+/// Redis cache command latency by command.
+pub const REDIS_COMMAND_SECONDS: &str = "anigo_redis_command_duration_seconds";
+/// 1 while the Redis connection is up and usable, else 0.
+pub const REDIS_CONNECTED: &str = "anigo_redis_connected";
+/// Cache reads served from Redis, by resolver.
+pub const CACHE_HITS_TOTAL: &str = "anigo_cache_hits_total";
+/// Cache reads not found in Redis, by resolver.
+pub const CACHE_MISSES_TOTAL: &str = "anigo_cache_misses_total";
+/// Redis failures on cache reads and write-backs, by resolver.
+pub const CACHE_ERRORS_TOTAL: &str = "anigo_cache_errors_total";
+/// Reads that skipped the cache (Redis unavailable or caching off).
+pub const CACHE_BYPASSES_TOTAL: &str = "anigo_cache_bypasses_total";
+/// Database loads made by the cache layer, by resolver.
+pub const CACHE_LOADS_TOTAL: &str = "anigo_cache_loads_total";
+/// Write-backs dropped because too many were pending.
+pub const CACHE_DROPPED_WRITES_TOTAL: &str = "anigo_cache_dropped_writes_total";
+
+/// Histogram buckets in seconds: 100 µs (a cache hit) to 5 s (a timeout).
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Distinct operation names kept as label values; later ones are counted as
+/// "other", so clients cannot grow the series count without bound.
+const MAX_OPERATION_LABELS: usize = 100;
+
+/// Installs the recorder once per process and returns its handle. `None`
+/// when another recorder was installed first (metrics are then not served).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&BUCKETS)
+                .and_then(PrometheusBuilder::install_recorder);
+            match handle {
+                Ok(handle) => {
+                    describe();
+                    // Histograms buffer samples until upkeep drains them; do
+                    // it even when nobody scrapes.
+                    let upkeep = handle.clone();
+                    tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(Duration::from_secs(5));
+                        loop {
+                            tick.tick().await;
+                            upkeep.run_upkeep();
+                        }
+                    });
+                    Some(handle)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "Metrics recorder not installed; /metrics will be empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        GRAPHQL_REQUESTS_TOTAL,
+        "GraphQL requests by operation name and outcome"
+    );
+    describe_histogram!(
+        GRAPHQL_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "GraphQL request latency by operation name"
+    );
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by route and status");
+    describe_histogram!(
+        HTTP_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route"
+    );
+    describe_histogram!(
+        DB_QUERY_SECONDS,
+        metrics::Unit::Seconds,
+        "Database statement latency"
+    );
+    describe_counter!(DB_QUERY_ERRORS_TOTAL, "Database statements that failed");
+    describe_histogram!(
+        REDIS_COMMAND_SECONDS,
+        metrics::Unit::Seconds,
+        "Redis cache command latency by command"
+    );
+    describe_gauge!(
+        REDIS_CONNECTED,
+        "1 while Redis is connected and usable, else 0"
+    );
+    describe_counter!(CACHE_HITS_TOTAL, "Cache reads served from Redis");
+    describe_counter!(CACHE_MISSES_TOTAL, "Cache reads not found in Redis");
+    describe_counter!(
+        CACHE_ERRORS_TOTAL,
+        "Redis failures on cache reads and write-backs"
+    );
+    describe_counter!(
+        CACHE_BYPASSES_TOTAL,
+        "Cache reads that skipped Redis (down, erroring, or caching off)"
+    );
+    describe_counter!(CACHE_LOADS_TOTAL, "Database loads made by the cache layer");
+    describe_counter!(
+        CACHE_DROPPED_WRITES_TOTAL,
+        "Cache write-backs dropped under pressure"
+    );
+}
+
+/// The Prometheus text for `GET /metrics`.
+pub fn render(state: &AppState) -> String {
+    let Some(handle) = install() else {
+        return String::new();
+    };
+    for resolver in Resolver::ALL {
+        let stats = state.cache.stats().snapshot(resolver);
+        let label = [("resolver", resolver.name())];
+        metrics::counter!(CACHE_HITS_TOTAL, &label).absolute(stats.hits);
+        metrics::counter!(CACHE_MISSES_TOTAL, &label).absolute(stats.misses);
+        metrics::counter!(CACHE_ERRORS_TOTAL, &label).absolute(stats.errors);
+        metrics::counter!(CACHE_BYPASSES_TOTAL, &label).absolute(stats.bypasses);
+        metrics::counter!(CACHE_LOADS_TOTAL, &label).absolute(stats.loads);
+        metrics::counter!(CACHE_DROPPED_WRITES_TOTAL, &label).absolute(stats.dropped_writes);
+    }
+    let is_up = state.redis.is_available();
+    metrics::gauge!(REDIS_CONNECTED).set(if is_up { 1.0 } else { 0.0 });
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// The label value for a GraphQL operation name: the name itself when it is
+/// a plain identifier and one of the first [`MAX_OPERATION_LABELS`] seen,
+/// `anonymous` when absent, `other` otherwise.
+pub fn operation_label(name: Option<&str>) -> String {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let Some(name) = name else {
+        return "anonymous".to_owned();
+    };
+    let is_identifier = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !is_identifier {
+        return "other".to_owned();
+    }
+    // A std mutex: held for one set lookup, never across an await.
+    let mut seen = SEEN
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if seen.contains(name) || seen.len() < MAX_OPERATION_LABELS {
+        seen.insert(name.to_owned());
+        name.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_labels_are_bounded_identifiers() {
+        assert_eq!(operation_label(None), "anonymous");
+        assert_eq!(operation_label(Some("PopularList")), "PopularList");
+        assert_eq!(operation_label(Some("bad name")), "other");
+        assert_eq!(operation_label(Some("9lives")), "other");
+        assert_eq!(operation_label(Some(&"x".repeat(65))), "other");
+    }
+}
