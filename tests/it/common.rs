@@ -138,6 +138,24 @@ impl TestApp {
             .expect("GraphQL response is JSON")
     }
 
+    /// POSTs a GraphQL request with an optional `Authorization` header value.
+    pub(crate) async fn admin(&self, query: &str, authorization: Option<&str>) -> Value {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query }));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request
+            .send()
+            .await
+            .expect("sending the admin request")
+            .json()
+            .await
+            .expect("GraphQL response is JSON")
+    }
+
     /// The full Redis key for `prefix:params` in this app's namespace.
     pub(crate) fn key(&self, rest: &str) -> String {
         format!("{}:v1:{rest}", self.state.cache.keys().namespace())

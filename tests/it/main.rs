@@ -6,6 +6,7 @@
 mod common;
 mod support;
 
+mod admin;
 mod api;
 mod bad_input;
 mod cache;
