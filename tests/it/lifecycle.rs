@@ -132,6 +132,8 @@ async fn the_binary_logs_the_old_lifecycle_lines_and_stops_on_sigint() {
         format!("Redis connected: 127.0.0.1:{port}"),
         "Redis stats: {".to_owned(),
         "\"version\"".to_owned(),
+        // The throwaway Redis has no maxmemory: the start-up check says so.
+        "Redis eviction settings: Redis has no maxmemory limit".to_owned(),
         "Shutting down application".to_owned(),
         "Shutdown complete".to_owned(),
     ] {
