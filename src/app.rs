@@ -56,6 +56,7 @@ impl App {
         db::prepare(&db, &config.database).await?;
         let redis = RedisStore::connect(&config.redis).await?;
         let cache = Cache::new(redis.clone(), config.cache.clone());
+        cache.listen_for_invalidations();
         let listener = TcpListener::bind(config.http.bind_addr)
             .await
             .with_context(|| format!("binding the HTTP listener to {}", config.http.bind_addr))?;

@@ -348,6 +348,26 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
     Ok(CacheConfig {
         namespace,
         policies,
+        not_found_ttl: Duration::from_secs(env.parse(
+            "CACHE_TTL_NOT_FOUND",
+            defaults.not_found_ttl.as_secs(),
+            "whole seconds",
+        )?),
+        local_max_bytes: env.parse(
+            "CACHE_LOCAL_MAX_BYTES",
+            defaults.local_max_bytes,
+            "bytes (0 disables the in-process tier)",
+        )?,
+        stale_while_revalidate: Duration::from_secs(env.parse(
+            "CACHE_STALE_WHILE_REVALIDATE",
+            defaults.stale_while_revalidate.as_secs(),
+            "whole seconds (0 disables)",
+        )?),
+        stale_if_error: Duration::from_secs(env.parse(
+            "CACHE_STALE_IF_ERROR",
+            defaults.stale_if_error.as_secs(),
+            "whole seconds (0 disables)",
+        )?),
         batch_window: Duration::from_micros(env.parse(
             "CACHE_BATCH_WINDOW_US",
             defaults.batch_window.as_micros() as u64,

@@ -77,11 +77,10 @@ impl Cache {
 
     async fn delete_matching(&self, scan_pattern: &str) -> Result<ClearOutcome, AppError> {
         let started = Instant::now();
-        let deleted = self
-            .redis()
-            .delete_matching(scan_pattern)
-            .await
-            .map_err(AppError::CacheUnavailable)?;
+        let deleted = self.redis().delete_matching(scan_pattern).await;
+        // Even a partial clear must reach every local tier.
+        self.broadcast_clear().await;
+        let deleted = deleted.map_err(AppError::CacheUnavailable)?;
         Ok(ClearOutcome {
             deleted,
             took: started.elapsed(),

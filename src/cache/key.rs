@@ -1,6 +1,6 @@
 //! The only code that formats cache keys:
 //! `{namespace}:{version}:{prefix}:{params}`, e.g.
-//! `anigo:v1:popular:limit=20`.
+//! `anigo:v2:popular:limit=20`.
 //!
 //! The namespace (`CACHE_NAMESPACE`, default `anigo`) keeps our keys apart
 //! from anything else in the same Redis. [`VALUE_VERSION`] changes whenever
@@ -10,8 +10,9 @@
 use super::policy::Resolver;
 
 /// Version of the stored value format. Bump it when a cached type's JSON
-/// shape changes (a field added, renamed or retyped).
-pub const VALUE_VERSION: &str = "v1";
+/// shape changes (a field added, renamed or retyped). v2: values wrapped
+/// in the generation envelope (`envelope.rs`).
+pub const VALUE_VERSION: &str = "v2";
 
 /// Default namespace.
 pub const DEFAULT_NAMESPACE: &str = "anigo";
@@ -52,6 +53,24 @@ impl KeySpace {
 }
 
 impl KeySpace {
+    /// The key holding the current generation token of `tag`.
+    pub fn generation_key(&self, tag: &str) -> String {
+        format!("{}gen:{tag}", self.versioned_prefix)
+    }
+
+    /// The lease key guarding the fill of `key` across instances.
+    pub fn lease_key(&self, key: &str) -> String {
+        let rest = key
+            .strip_prefix(self.versioned_prefix.as_str())
+            .unwrap_or(key);
+        format!("{}lease:{rest}", self.versioned_prefix)
+    }
+
+    /// The pub/sub channel carrying invalidations between instances.
+    pub fn invalidation_channel(&self) -> String {
+        format!("{}:invalidate", self.namespace)
+    }
+
     /// SCAN pattern for every key of this namespace, all versions.
     pub fn namespace_pattern(&self) -> String {
         format!("{}:*", self.namespace)
@@ -121,15 +140,15 @@ mod tests {
         let keys = KeySpace::new("anigo");
         assert_eq!(
             keys.key(Resolver::PopularAnime, "limit=20"),
-            "anigo:v1:popular:limit=20"
+            "anigo:v2:popular:limit=20"
         );
         assert_eq!(
             keys.key(Resolver::AnimePage, "page=3:per_page=20"),
-            "anigo:v1:anime_paginated:page=3:per_page=20"
+            "anigo:v2:anime_paginated:page=3:per_page=20"
         );
         assert_eq!(
             keys.key(Resolver::AnimeCount, "all"),
-            "anigo:v1:anime_count:all"
+            "anigo:v2:anime_count:all"
         );
     }
 
@@ -138,12 +157,12 @@ mod tests {
         let keys = KeySpace::new("anigo");
         assert_eq!(
             keys.scoped_pattern("popular:*").as_deref(),
-            Ok("anigo:v1:popular:*")
+            Ok("anigo:v2:popular:*")
         );
-        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v1:*"));
+        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v2:*"));
         assert_eq!(
             keys.scoped_pattern("*:*:*").as_deref(),
-            Ok("anigo:v1:*:*:*")
+            Ok("anigo:v2:*:*:*")
         );
         for bad in [
             "",
@@ -152,7 +171,7 @@ mod tests {
             "popular/*",
             "a\\*",
             "[a-z]*",
-            "anigo:v1:popular:*",
+            "anigo:v2:popular:*",
             "x y",
             "é*",
         ] {

@@ -2,23 +2,41 @@
 //!
 //! [`Cache::fetch_many`] serves one batch of reads (all the cached fields of
 //! one GraphQL request, or of concurrent requests in the same batching
-//! window): one MGET for every key; the misses load from the database
-//! concurrently, each distinct key once (also across batches: a key already
-//! loading is awaited, not loaded again); one pipelined `SET … PX` writes
-//! them back in the background. Redis never fails or stalls a read: while it
-//! is down, erroring or slow, reads bypass it and go to the database.
+//! window):
+//!
+//! 1. the in-process tier answers what it holds, touching nothing else;
+//! 2. one MGET reads the rest from Redis, together with the generation keys
+//!    of their tags; an entry is served only if its generation is current
+//!    (so a write, which replaces the generation, invalidates in O(1), and a
+//!    lost generation key can only cause misses);
+//! 3. misses load from the database, each key once per process
+//!    (single-flight) and once across instances (a short Redis lease; the
+//!    others wait for the value to land); hot keys are refreshed early by one
+//!    caller (XFetch) and expired ones served stale while one refresh runs or
+//!    while the database fails;
+//! 4. fresh values are written back in the background, in one pipeline,
+//!    after checking that no invalidation happened while they were loading.
+//!
+//! Redis never fails or stalls a read: while it is down, erroring or slow,
+//! reads bypass it and go to the database.
 //!
 //! | file | owns |
 //! |---|---|
 //! | [`policy`] | per-resolver name, prefix and TTL |
 //! | [`admin`] | pattern clears, namespace clears, the admin stats report |
+//! | [`envelope`] | the stored value format (generation, expiry, load time) |
+//! | [`invalidation`] | generation bumps and the pub/sub fan-out |
 //! | [`key`] | key format `{namespace}:{version}:{prefix}:{params}` |
+//! | [`local`] | the in-process tier (moka) |
 //! | [`query`] | `CachedQuery` (what a resolver declares) and batching keys |
 //! | [`redis`] | the fred connection: timeouts, reconnects, breaker, stats |
 //! | [`stats`] | hit/miss/error counters per resolver |
 
 pub mod admin;
+pub mod envelope;
+pub mod invalidation;
 pub mod key;
+pub mod local;
 pub mod policy;
 pub mod query;
 pub mod redis;
@@ -28,15 +46,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use fred::types::Value;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared, join_all};
 use tokio::sync::Semaphore;
 
+use self::envelope::{Meta, new_generation, now_ms};
+use self::local::{LocalEntry, LocalTier};
+use self::query::Loaded;
+use self::redis::Op;
 use crate::error::AppError;
 
 pub use self::key::KeySpace;
 pub use self::policy::{CachePolicies, Resolver};
-pub use self::query::{CacheStatus, CachedQuery, Fetched, QueryKey, SharedValue};
+pub use self::query::{CacheStatus, CachedQuery, Fetched, QueryKey, SharedValue, Tier};
 pub use self::redis::{RedisStatus, RedisStore};
 pub use self::stats::{CacheStats, Event};
 
@@ -47,6 +70,9 @@ pub struct CacheConfig {
     pub namespace: String,
     /// Per-resolver TTLs (`CACHE_TTL_*`).
     pub policies: CachePolicies,
+    /// `CACHE_TTL_NOT_FOUND`: TTL of a cached absence (`anime(id)` for an id
+    /// that does not exist).
+    pub not_found_ttl: Duration,
     /// `CACHE_BATCH_WINDOW_US`: how long the loader collects keys before one
     /// MGET. The fields of one request enqueue their keys within a few
     /// microseconds of each other; the window also joins concurrent requests.
@@ -58,6 +84,14 @@ pub struct CacheConfig {
     /// `CACHE_MAX_PENDING_WRITES`: write-back batches in flight at once;
     /// beyond it, write-backs are dropped (counted) rather than queued.
     pub max_pending_writes: usize,
+    /// `CACHE_LOCAL_MAX_BYTES`: budget of the in-process tier (0: off).
+    pub local_max_bytes: u64,
+    /// `CACHE_STALE_WHILE_REVALIDATE`: how long after expiry a value is
+    /// still served while one refresh runs.
+    pub stale_while_revalidate: Duration,
+    /// `CACHE_STALE_IF_ERROR`: how long after expiry a value may stand in
+    /// for a failed database load.
+    pub stale_if_error: Duration,
 }
 
 impl Default for CacheConfig {
@@ -65,14 +99,60 @@ impl Default for CacheConfig {
         Self {
             namespace: key::DEFAULT_NAMESPACE.to_owned(),
             policies: CachePolicies::default(),
+            not_found_ttl: Duration::from_secs(30),
             batch_window: Duration::from_micros(50),
             max_pending_writes: 256,
+            local_max_bytes: 64 * 1024 * 1024,
+            stale_while_revalidate: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(600),
         }
     }
 }
 
-/// A database load that concurrent callers share.
-type InflightLoad = Shared<BoxFuture<'static, Result<SharedValue, Arc<AppError>>>>;
+/// Generation keys live a day and are refreshed by every write-back that
+/// uses them; if one still expires or is evicted, its entries become misses.
+const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// A fill lease expires after this long, so a holder that died blocks
+/// nobody for longer.
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// How long a caller that lost the lease race waits for the holder's value
+/// before loading itself.
+const LEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// Poll interval while waiting for a lease holder's value.
+const LEASE_POLL: Duration = Duration::from_millis(10);
+
+/// TTLs are shortened by a random 0-5 % (at most 30 s) so that keys written
+/// together do not expire together.
+const JITTER_FRACTION: f64 = 0.05;
+const MAX_JITTER: Duration = Duration::from_secs(30);
+
+/// XFetch's beta: 1.0 refreshes early with a probability that rises as
+/// expiry nears, scaled by how long the load takes.
+const XFETCH_BETA: f64 = 1.0;
+
+/// A load that concurrent callers in this process share.
+type InflightLoad = Shared<BoxFuture<'static, Result<Filled, Arc<AppError>>>>;
+
+/// What a shared load produced.
+#[derive(Clone)]
+enum Filled {
+    /// Loaded from the database by this process.
+    Loaded(Loaded),
+    /// Another instance held the lease; its value landed in Redis.
+    FromRedis(SharedValue),
+}
+
+impl Filled {
+    fn value(&self) -> SharedValue {
+        match self {
+            Self::Loaded(loaded) => Arc::clone(&loaded.value),
+            Self::FromRedis(value) => Arc::clone(value),
+        }
+    }
+}
 
 /// The cache facade. Cheap to clone.
 #[derive(Clone)]
@@ -85,26 +165,60 @@ struct Inner {
     keys: KeySpace,
     config: CacheConfig,
     stats: CacheStats,
+    local: LocalTier,
     /// Loads in progress, by key. A std mutex: it is held only to look up or
     /// insert, never across an await.
     inflight: Mutex<HashMap<Arc<str>, InflightLoad>>,
-    /// Bounds background write-backs.
+    /// Bounds background write-backs and refreshes.
     pending_writes: Arc<Semaphore>,
+    /// Identifies this process as a lease holder.
+    instance: String,
+    /// Generation bumps that could not reach Redis; while any is pending,
+    /// reads do not trust Redis (its entries may be ones a write replaced).
+    pending_bumps: Mutex<Vec<String>>,
+}
+
+/// How a Redis entry looked at lookup time.
+enum Found {
+    /// Valid and before its logical expiry.
+    Fresh(SharedValue, Meta, usize),
+    /// Valid, expired less than the stale-while-revalidate window ago.
+    Revalidate(SharedValue),
+    /// Valid but expired longer ago; kept as a stale-if-error fallback.
+    Expired(SharedValue, Meta),
+    /// Absent, invalidated or undecodable.
+    Missing,
+}
+
+/// A key still to load, with what the lookup learned.
+struct Pending<'k> {
+    key: &'k QueryKey,
+    status: CacheStatus,
+    /// The tag generation seen at lookup (None: absent); a write-back only
+    /// commits if it is still current.
+    generation: Option<String>,
+    /// An expired value that may stand in if the load fails.
+    fallback: Option<(SharedValue, Meta)>,
 }
 
 impl Cache {
     /// A cache over `redis` with `config`.
     pub fn new(redis: RedisStore, config: CacheConfig) -> Self {
-        Self {
+        let cache = Self {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&config.namespace),
                 pending_writes: Arc::new(Semaphore::new(config.max_pending_writes.max(1))),
+                local: LocalTier::new(config.local_max_bytes),
                 redis,
                 config,
                 stats: CacheStats::default(),
                 inflight: Mutex::new(HashMap::new()),
+                instance: new_generation(),
+                pending_bumps: Mutex::new(Vec::new()),
             }),
-        }
+        };
+        cache.drop_local_tier_on_reconnect();
+        cache
     }
 
     /// The batching key for `query`.
@@ -125,123 +239,262 @@ impl Cache {
         }
     }
 
-    /// Serves a batch of reads: cache first, the database for the rest.
-    /// Every key gets an entry in the result.
+    /// Whether Redis may be read now: connected, not paused by the breaker,
+    /// and no generation bump waiting to be applied.
+    fn is_redis_trusted(&self) -> bool {
+        self.inner.redis.is_available()
+            && self
+                .inner
+                .pending_bumps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+    }
+
+    /// Serves a batch of reads; every key gets an entry in the result.
     pub async fn fetch_many(&self, keys: &[QueryKey]) -> HashMap<QueryKey, Fetched> {
         let inner = &*self.inner;
+        let epoch = inner.local.epoch();
         let mut results = HashMap::with_capacity(keys.len());
-        let mut to_load: Vec<(&QueryKey, CacheStatus)> = Vec::new();
+        let mut pending: Vec<Pending<'_>> = Vec::new();
+        let mut lookups: Vec<&QueryKey> = Vec::new();
+        // The local tier hears other instances' writes only through Redis:
+        // while Redis is not trusted, it is not trusted either.
+        let is_local_usable = self.is_redis_trusted();
 
-        let (cacheable, disabled): (Vec<&QueryKey>, Vec<&QueryKey>) = keys
-            .iter()
-            .partition(|key| inner.config.policies.is_enabled(key.resolver()));
-        to_load.extend(disabled.into_iter().map(|key| (key, CacheStatus::Bypass)));
-
-        if !cacheable.is_empty() {
-            let lookup = if inner.redis.is_available() {
-                let names = cacheable.iter().map(|key| key.key().into()).collect();
-                let reply = inner.redis.mget(names).await;
-                if reply.is_err() {
-                    for key in &cacheable {
-                        inner.stats.record(key.resolver(), Event::Error);
-                    }
-                }
-                reply.ok()
+        for key in keys {
+            if !inner.config.policies.is_enabled(key.resolver()) {
+                pending.push(Pending::new(key, CacheStatus::Bypass));
+            } else if let Some(value) = match is_local_usable {
+                true => inner.local.get(key.key()).await,
+                false => None,
+            } {
+                self.record(key, Event::Hit, "Cache HIT");
+                results.insert(
+                    key.clone(),
+                    Fetched::ok(value, CacheStatus::Hit, Tier::Local),
+                );
             } else {
-                None
-            };
-            match lookup {
-                // Redis down, erroring or slow: straight to the database.
+                lookups.push(key);
+            }
+        }
+
+        if !lookups.is_empty() {
+            match self.lookup(&lookups).await {
                 None => {
-                    for key in cacheable {
-                        inner.stats.record(key.resolver(), Event::Bypass);
-                        tracing::debug!(
-                            resolver = key.resolver().name(),
-                            key = key.key(),
-                            "Cache BYPASS: {}",
-                            key.resolver().name()
-                        );
-                        to_load.push((key, CacheStatus::Bypass));
+                    for key in lookups {
+                        self.record(key, Event::Bypass, "Cache BYPASS");
+                        pending.push(Pending::new(key, CacheStatus::Bypass));
                     }
                 }
-                Some(values) => {
-                    for (key, value) in cacheable.into_iter().zip(values) {
-                        let name = key.resolver().name();
-                        let decoded = value
-                            .as_ref()
-                            .and_then(|value| value.as_bytes())
-                            .map(|bytes| key.decode(bytes));
-                        match decoded {
-                            Some(Ok(value)) => {
-                                inner.stats.record(key.resolver(), Event::Hit);
-                                tracing::debug!(
-                                    resolver = name,
-                                    key = key.key(),
-                                    "Cache HIT: {name}"
-                                );
+                Some(found) => {
+                    for (key, (generation, found)) in lookups.into_iter().zip(found) {
+                        match found {
+                            Found::Fresh(value, meta, weight) => {
+                                self.record(key, Event::Hit, "Cache HIT");
+                                if should_refresh_early(&meta) {
+                                    self.spawn_refresh(key.clone(), generation.clone());
+                                }
+                                self.fill_local(key, &value, meta.expires_at_ms, weight, epoch)
+                                    .await;
                                 results.insert(
                                     key.clone(),
-                                    Fetched {
-                                        value: Ok(value),
-                                        status: CacheStatus::Hit,
-                                    },
+                                    Fetched::ok(value, CacheStatus::Hit, Tier::Redis),
                                 );
                             }
-                            Some(Err(err)) => {
-                                // Garbage or an old shape under our key: a
-                                // miss, and the fresh value overwrites it.
-                                inner.stats.record(key.resolver(), Event::Miss);
-                                tracing::warn!(resolver = name, key = key.key(), error = %err, "Undecodable cache entry: reloading and overwriting it");
-                                to_load.push((key, CacheStatus::Miss));
-                            }
-                            None => {
-                                inner.stats.record(key.resolver(), Event::Miss);
-                                tracing::debug!(
-                                    resolver = name,
-                                    key = key.key(),
-                                    "Cache MISS: {name}"
+                            Found::Revalidate(value) => {
+                                self.record(key, Event::Hit, "Cache STALE");
+                                self.spawn_refresh(key.clone(), generation);
+                                results.insert(
+                                    key.clone(),
+                                    Fetched::ok(value, CacheStatus::Stale, Tier::Redis),
                                 );
-                                to_load.push((key, CacheStatus::Miss));
+                            }
+                            Found::Expired(value, meta) => {
+                                self.record(key, Event::Miss, "Cache MISS");
+                                pending.push(Pending {
+                                    key,
+                                    status: CacheStatus::Miss,
+                                    generation,
+                                    fallback: Some((value, meta)),
+                                });
+                            }
+                            Found::Missing => {
+                                self.record(key, Event::Miss, "Cache MISS");
+                                pending.push(Pending {
+                                    key,
+                                    status: CacheStatus::Miss,
+                                    generation,
+                                    fallback: None,
+                                });
                             }
                         }
                     }
                 }
             }
         }
-        let loads = join_all(to_load.into_iter().map(|(key, status)| async move {
-            let (value, is_leader) = self.load_once(key).await;
-            (key, status, value, is_leader)
+
+        let loads = join_all(pending.into_iter().map(|item| async move {
+            let use_lease = item.status == CacheStatus::Miss;
+            let (filled, is_leader) = self.load_once(item.key, use_lease).await;
+            (item, filled, is_leader)
         }))
         .await;
 
         let mut writes = Vec::new();
-        for (key, status, value, is_leader) in loads {
-            // Only misses are written back (a bypass means Redis is down or
-            // caching is off), only by the caller that ran the load, and
-            // never an error.
-            if status == CacheStatus::Miss
-                && is_leader
-                && let Ok(shared) = &value
-            {
-                match key.encode(shared) {
-                    Some(Ok(bytes)) => writes.push((key.clone(), bytes)),
-                    Some(Err(err)) => {
-                        tracing::error!(key = key.key(), error = %err, "Cannot serialize a value for the cache")
+        for (item, filled, is_leader) in loads {
+            let key = item.key;
+            let fetched = match filled {
+                Ok(filled) => {
+                    if let Filled::Loaded(loaded) = &filled {
+                        // Only misses are written back (a bypass means Redis is
+                        // down or caching is off), only by the caller that ran
+                        // the load.
+                        if item.status == CacheStatus::Miss && is_leader {
+                            writes.push((key.clone(), loaded.clone(), item.generation.clone()));
+                        }
                     }
-                    None => {}
+                    Fetched::ok(filled.value(), item.status, Tier::Database)
                 }
-            }
-            results.insert(key.clone(), Fetched { value, status });
+                Err(err) => match item.fallback {
+                    Some((value, meta))
+                        if now_ms() < meta.expires_at_ms + as_ms(inner.config.stale_if_error) =>
+                    {
+                        tracing::warn!(
+                            resolver = key.resolver().name(),
+                            key = key.key(),
+                            age_ms = now_ms().saturating_sub(meta.expires_at_ms),
+                            "Database load failed: serving the last good value (stale-if-error)"
+                        );
+                        Fetched::ok(value, CacheStatus::Stale, Tier::Redis)
+                    }
+                    _ => Fetched {
+                        value: Err(err),
+                        status: item.status,
+                        tier: Tier::Database,
+                    },
+                },
+            };
+            results.insert(key.clone(), fetched);
         }
         if !writes.is_empty() {
-            self.spawn_write_back(writes);
+            self.spawn_write_back(writes, epoch);
         }
         results
     }
 
-    /// Loads `key` from the database, or joins a load of it already running.
+    fn record(&self, key: &QueryKey, event: Event, message: &'static str) {
+        self.inner.stats.record(key.resolver(), event);
+        let name = key.resolver().name();
+        tracing::debug!(resolver = name, key = key.key(), "{message}: {name}");
+    }
+
+    /// One MGET for the entries and their generation keys. `None` when Redis
+    /// is not to be used (down, erroring, or missing a generation bump).
+    async fn lookup(&self, keys: &[&QueryKey]) -> Option<Vec<(Option<String>, Found)>> {
+        let inner = &*self.inner;
+        if !self.is_redis_trusted() {
+            return None;
+        }
+        let mut generation_index: HashMap<&str, usize> = HashMap::new();
+        let mut names: Vec<fred::types::Key> = keys.iter().map(|key| key.key().into()).collect();
+        for key in keys {
+            let next = keys.len() + generation_index.len();
+            generation_index
+                .entry(key.generation_key())
+                .or_insert_with(|| {
+                    names.push(key.generation_key().into());
+                    next
+                });
+        }
+        let values = match inner.redis.mget(names).await {
+            Ok(values) => values,
+            Err(_) => {
+                for key in keys {
+                    inner.stats.record(key.resolver(), Event::Error);
+                }
+                return None;
+            }
+        };
+        let text = |value: &Option<Value>| {
+            value
+                .as_ref()
+                .and_then(|v| v.as_str().map(|s| s.into_owned()))
+        };
+        let now = now_ms();
+        let revalidate_ms = as_ms(inner.config.stale_while_revalidate);
+        let stale_ms = as_ms(inner.config.stale_if_error);
+        Some(
+            keys.iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let generation = text(&values[generation_index[key.generation_key()]]);
+                    let Some(bytes) = values[i].as_ref().and_then(|value| value.as_bytes()) else {
+                        return (generation, Found::Missing);
+                    };
+                    let (meta, value) = match key.decode(bytes) {
+                        Ok(decoded) => decoded,
+                        Err(err) => {
+                            // Garbage or an old shape under our key: a miss,
+                            // and the fresh value overwrites it.
+                            tracing::warn!(
+                                resolver = key.resolver().name(),
+                                key = key.key(),
+                                error = %err,
+                                "Undecodable cache entry: reloading and overwriting it"
+                            );
+                            return (generation, Found::Missing);
+                        }
+                    };
+                    if generation.as_deref() != Some(meta.generation.as_str()) {
+                        // Invalidated by a write, or its generation key was
+                        // lost: never served.
+                        return (generation, Found::Missing);
+                    }
+                    let found = if now < meta.expires_at_ms {
+                        Found::Fresh(value, meta, bytes.len())
+                    } else if now < meta.expires_at_ms + revalidate_ms {
+                        Found::Revalidate(value)
+                    } else if now < meta.expires_at_ms + stale_ms {
+                        Found::Expired(value, meta)
+                    } else {
+                        Found::Missing
+                    };
+                    (generation, found)
+                })
+                .collect(),
+        )
+    }
+
+    async fn fill_local(
+        &self,
+        key: &QueryKey,
+        value: &SharedValue,
+        expires_at_ms: u64,
+        weight: usize,
+        epoch: u64,
+    ) {
+        let entry = LocalEntry {
+            value: Arc::clone(value),
+            tag: Arc::clone(key.tag()),
+            expires_at_ms,
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        };
+        self.inner
+            .local
+            .insert(Arc::clone(key.key_arc()), entry, epoch)
+            .await;
+    }
+
+    /// Loads `key` from the database, or joins a load of it already running
+    /// in this process. With `use_lease`, the load first takes the
+    /// cross-instance lease; losing it means waiting for the holder's value.
     /// Returns whether this caller started the load.
-    async fn load_once(&self, key: &QueryKey) -> (Result<SharedValue, Arc<AppError>>, bool) {
+    async fn load_once(
+        &self,
+        key: &QueryKey,
+        use_lease: bool,
+    ) -> (Result<Filled, Arc<AppError>>, bool) {
         let (load, is_leader) = {
             let mut inflight = self
                 .inner
@@ -251,12 +504,12 @@ impl Cache {
             match inflight.get(key.key_arc()) {
                 Some(load) => (load.clone(), false),
                 None => {
-                    let inner = Arc::clone(&self.inner);
+                    let cache = self.clone();
                     let query = key.clone();
                     let load = async move {
-                        inner.stats.record(query.resolver(), Event::Load);
-                        let result = query.load().await.map_err(Arc::new);
-                        inner
+                        let result = cache.load_with_lease(&query, use_lease).await;
+                        cache
+                            .inner
                             .inflight
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -273,33 +526,175 @@ impl Cache {
         (load.await, is_leader)
     }
 
-    /// Writes fresh values back in one pipeline, off the request path.
-    /// Bounded: when too many write-backs are pending (a slow Redis), this
-    /// one is dropped and counted instead of piling up.
-    fn spawn_write_back(&self, writes: Vec<(QueryKey, Vec<u8>)>) {
+    async fn load_with_lease(
+        &self,
+        key: &QueryKey,
+        use_lease: bool,
+    ) -> Result<Filled, Arc<AppError>> {
+        let inner = &*self.inner;
+        if use_lease && self.is_redis_trusted() {
+            let lease = inner.keys.lease_key(key.key());
+            if let Ok(false) = inner
+                .redis
+                .try_lease(&lease, &inner.instance, LEASE_TTL)
+                .await
+            {
+                // Another instance is loading this key: wait for its value.
+                if let Some(value) = self.wait_for_value(key).await {
+                    return Ok(Filled::FromRedis(value));
+                }
+            }
+        }
+        inner.stats.record(key.resolver(), Event::Load);
+        key.load().await.map(Filled::Loaded).map_err(Arc::new)
+    }
+
+    /// Polls Redis for a lease holder's value, up to [`LEASE_WAIT`].
+    async fn wait_for_value(&self, key: &QueryKey) -> Option<SharedValue> {
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(LEASE_POLL).await;
+            match self.lookup(&[key]).await?.pop() {
+                Some((_, Found::Fresh(value, ..))) => return Some(value),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Refreshes `key` in the background (early refresh or revalidation):
+    /// one caller per process, one instance via the lease.
+    fn spawn_refresh(&self, key: QueryKey, generation: Option<String>) {
+        let is_loading = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key.key_arc());
+        if is_loading {
+            return;
+        }
         let Ok(permit) = Arc::clone(&self.inner.pending_writes).try_acquire_owned() else {
-            for (key, _) in &writes {
+            return;
+        };
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let epoch = cache.inner.local.epoch();
+            let (filled, is_leader) = cache.load_once(&key, true).await;
+            if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_leader) {
+                cache
+                    .write_back(vec![(key, loaded, generation)], epoch)
+                    .await;
+            }
+        });
+    }
+
+    /// Writes fresh values back off the request path. Bounded: when too
+    /// many write-backs are pending (a slow Redis), this one is dropped and
+    /// counted instead of piling up.
+    fn spawn_write_back(&self, writes: Vec<(QueryKey, Loaded, Option<String>)>, epoch: u64) {
+        let Ok(permit) = Arc::clone(&self.inner.pending_writes).try_acquire_owned() else {
+            for (key, ..) in &writes {
                 self.inner.stats.record(key.resolver(), Event::DroppedWrite);
             }
             return;
         };
-        let inner = Arc::clone(&self.inner);
+        let cache = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let resolvers: Vec<Resolver> = writes.iter().map(|(key, _)| key.resolver()).collect();
-            let entries = writes
-                .into_iter()
-                .map(|(key, bytes)| {
-                    let ttl = inner.config.policies.ttl(key.resolver());
-                    (key.key().into(), bytes, ttl)
-                })
-                .collect();
-            if inner.redis.set_many(entries).await.is_err() {
-                for resolver in resolvers {
-                    inner.stats.record(resolver, Event::Error);
-                }
-            }
+            cache.write_back(writes, epoch).await;
         });
+    }
+
+    /// Commits fresh values: re-reads the generations first and skips every
+    /// value whose tag was invalidated while it loaded (that value may be
+    /// older than the write), then writes the rest in one pipeline and fills
+    /// the local tier.
+    async fn write_back(&self, writes: Vec<(QueryKey, Loaded, Option<String>)>, epoch: u64) {
+        let inner = &*self.inner;
+        if !self.is_redis_trusted() {
+            return;
+        }
+        let names: Vec<fred::types::Key> = writes
+            .iter()
+            .map(|(key, ..)| key.generation_key().into())
+            .collect();
+        let Ok(current) = inner.redis.mget(names).await else {
+            for (key, ..) in &writes {
+                inner.stats.record(key.resolver(), Event::Error);
+            }
+            return;
+        };
+        let mut ops = Vec::with_capacity(writes.len() * 3);
+        let mut committed = Vec::with_capacity(writes.len());
+        for ((key, loaded, seen), current) in writes.into_iter().zip(current) {
+            let current = current
+                .as_ref()
+                .and_then(|v| v.as_str().map(|s| s.into_owned()));
+            let generation = match (seen, current) {
+                (Some(seen), Some(current)) if seen == current => current,
+                (None, None) => {
+                    let fresh = new_generation();
+                    // NX: if another fill created the generation meanwhile,
+                    // ours loses and this entry is simply a miss later.
+                    ops.push(Op::SetIfAbsent {
+                        key: key.generation_key().into(),
+                        value: fresh.clone().into_bytes(),
+                        ttl: GENERATION_TTL,
+                    });
+                    fresh
+                }
+                _ => {
+                    tracing::debug!(
+                        key = key.key(),
+                        "Skipping a write-back: invalidated while loading"
+                    );
+                    continue;
+                }
+            };
+            let ttl = jittered(if loaded.is_negative {
+                inner.config.not_found_ttl
+            } else {
+                inner.config.policies.ttl(key.resolver())
+            });
+            let meta = Meta {
+                generation,
+                expires_at_ms: now_ms() + as_ms(ttl),
+                load_ms: loaded.load_ms,
+            };
+            let stale_window = inner
+                .config
+                .stale_while_revalidate
+                .max(inner.config.stale_if_error);
+            ops.push(Op::Set {
+                key: key.key().into(),
+                value: envelope::wrap(&meta, &loaded.json),
+                ttl: ttl + stale_window,
+            });
+            ops.push(Op::Expire {
+                key: key.generation_key().into(),
+                ttl: GENERATION_TTL,
+            });
+            ops.push(Op::Delete {
+                key: inner.keys.lease_key(key.key()).into(),
+            });
+            committed.push((key, loaded, meta.expires_at_ms));
+        }
+        if ops.is_empty() {
+            return;
+        }
+        if inner.redis.pipeline(ops).await.is_err() {
+            for (key, ..) in &committed {
+                inner.stats.record(key.resolver(), Event::Error);
+            }
+            return;
+        }
+        for (key, loaded, expires_at_ms) in committed {
+            self.fill_local(&key, &loaded.value, expires_at_ms, loaded.json.len(), epoch)
+                .await;
+        }
     }
 
     /// Counters per resolver.
@@ -322,8 +717,87 @@ impl Cache {
         &self.inner.redis
     }
 
+    /// The in-process tier.
+    pub fn local(&self) -> &LocalTier {
+        &self.inner.local
+    }
+
     /// How long the loader collects keys before one MGET.
     pub fn batch_window(&self) -> Duration {
         self.inner.config.batch_window
+    }
+}
+
+impl<'k> Pending<'k> {
+    fn new(key: &'k QueryKey, status: CacheStatus) -> Self {
+        Self {
+            key,
+            status,
+            generation: None,
+            fallback: None,
+        }
+    }
+}
+
+impl Fetched {
+    fn ok(value: SharedValue, status: CacheStatus, tier: Tier) -> Self {
+        Self {
+            value: Ok(value),
+            status,
+            tier,
+        }
+    }
+}
+
+fn as_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `ttl` shortened by a random 0-5 % (at most 30 s).
+fn jittered(ttl: Duration) -> Duration {
+    let max = ttl.mul_f64(JITTER_FRACTION).min(MAX_JITTER);
+    ttl.saturating_sub(max.mul_f64(rand::random::<f64>()))
+}
+
+/// XFetch: refresh early with probability rising as expiry nears, more
+/// eagerly for values that are slow to load.
+fn should_refresh_early(meta: &Meta) -> bool {
+    let now = now_ms() as f64;
+    let u: f64 = rand::random::<f64>().max(f64::MIN_POSITIVE);
+    let gap = -f64::from(meta.load_ms.max(1)) * XFETCH_BETA * u.ln();
+    now + gap >= meta.expires_at_ms as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_only_shortens_and_by_at_most_five_percent() {
+        for _ in 0..1_000 {
+            let ttl = jittered(Duration::from_secs(60));
+            assert!(
+                ttl <= Duration::from_secs(60) && ttl >= Duration::from_secs(57),
+                "{ttl:?}"
+            );
+        }
+        let long = jittered(Duration::from_secs(3_600));
+        assert!(long >= Duration::from_secs(3_570));
+    }
+
+    #[test]
+    fn xfetch_refreshes_near_expiry_not_long_before() {
+        let far = Meta {
+            generation: String::new(),
+            expires_at_ms: now_ms() + 60_000,
+            load_ms: 5,
+        };
+        assert!((0..1_000).all(|_| !should_refresh_early(&far)));
+        let due = Meta {
+            expires_at_ms: now_ms() + 1,
+            load_ms: 50,
+            ..far
+        };
+        assert!((0..1_000).filter(|_| should_refresh_early(&due)).count() > 900);
     }
 }

@@ -17,6 +17,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::envelope::{Envelope, Meta};
 use super::key::KeySpace;
 use super::policy::Resolver;
 use crate::error::AppError;
@@ -35,31 +36,66 @@ pub trait CachedQuery: Send + Sync + 'static {
     /// Key parameters in a fixed order, e.g. `page=3:per_page=20`.
     fn params(&self) -> String;
 
+    /// The invalidation tag: writes that change this query's result bump
+    /// it. Defaults to the resolver's prefix (any write to the resolver's
+    /// data invalidates every entry of it).
+    fn tag(&self) -> String {
+        Self::RESOLVER.prefix().to_owned()
+    }
+
+    /// Whether a result records an absence (cached for the shorter
+    /// not-found TTL).
+    fn is_negative(_output: &Self::Output) -> bool {
+        false
+    }
+
     /// Reads the value from the database (called on a miss or bypass).
     fn load(&self) -> impl Future<Output = Result<Self::Output, AppError>> + Send;
 }
 
+/// A value fresh from the database, with its JSON for the write-back.
+#[derive(Clone)]
+pub struct Loaded {
+    /// The value.
+    pub value: SharedValue,
+    /// Its JSON (the envelope's `v`), also its weight in the local tier.
+    pub json: Arc<[u8]>,
+    /// Whether it records an absence.
+    pub is_negative: bool,
+    /// How long the load took.
+    pub load_ms: u32,
+}
+
 /// Object-safe view of a [`CachedQuery`].
 trait ErasedQuery: Send + Sync {
-    fn load(&self) -> BoxFuture<'_, Result<SharedValue, AppError>>;
-    fn decode(&self, bytes: &[u8]) -> Result<SharedValue, serde_json::Error>;
-    fn encode(&self, value: &SharedValue) -> Option<Result<Vec<u8>, serde_json::Error>>;
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>>;
+    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error>;
 }
 
 impl<Q: CachedQuery> ErasedQuery for Q {
-    fn load(&self) -> BoxFuture<'_, Result<SharedValue, AppError>> {
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>> {
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let value = CachedQuery::load(self).await?;
-            Ok(Arc::new(value) as SharedValue)
+            let load_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+            let json = serde_json::to_vec(&value).map_err(|err| {
+                AppError::Internal(
+                    anyhow::Error::new(err).context("serializing a value for the cache"),
+                )
+            })?;
+            Ok(Loaded {
+                is_negative: Q::is_negative(&value),
+                value: Arc::new(value) as SharedValue,
+                json: json.into(),
+                load_ms,
+            })
         })
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<SharedValue, serde_json::Error> {
-        serde_json::from_slice::<Q::Output>(bytes).map(|value| Arc::new(value) as SharedValue)
-    }
-
-    fn encode(&self, value: &SharedValue) -> Option<Result<Vec<u8>, serde_json::Error>> {
-        value.downcast_ref::<Q::Output>().map(serde_json::to_vec)
+    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error> {
+        let envelope: Envelope<Q::Output> = serde_json::from_slice(bytes)?;
+        let (meta, value) = envelope.split();
+        Ok((meta, Arc::new(value) as SharedValue))
     }
 }
 
@@ -67,18 +103,33 @@ impl<Q: CachedQuery> ErasedQuery for Q {
 #[derive(Clone)]
 pub struct QueryKey {
     key: Arc<str>,
+    tag: Arc<str>,
+    generation_key: Arc<str>,
     resolver: Resolver,
     query: Arc<dyn ErasedQuery>,
 }
 
 impl QueryKey {
-    /// Wraps `query`, computing its key in `keys`.
+    /// Wraps `query`, computing its keys in `keys`.
     pub fn new<Q: CachedQuery>(keys: &KeySpace, query: Q) -> Self {
+        let tag = query.tag();
         Self {
             key: keys.key(Q::RESOLVER, &query.params()).into(),
+            generation_key: keys.generation_key(&tag).into(),
+            tag: tag.into(),
             resolver: Q::RESOLVER,
             query: Arc::new(query),
         }
+    }
+
+    /// The invalidation tag.
+    pub fn tag(&self) -> &Arc<str> {
+        &self.tag
+    }
+
+    /// The Redis key holding the tag's current generation.
+    pub fn generation_key(&self) -> &str {
+        &self.generation_key
     }
 
     /// The full Redis key.
@@ -96,16 +147,12 @@ impl QueryKey {
         self.resolver
     }
 
-    pub(crate) fn load(&self) -> BoxFuture<'_, Result<SharedValue, AppError>> {
+    pub(crate) fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>> {
         self.query.load()
     }
 
-    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<SharedValue, serde_json::Error> {
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error> {
         self.query.decode(bytes)
-    }
-
-    pub(crate) fn encode(&self, value: &SharedValue) -> Option<Result<Vec<u8>, serde_json::Error>> {
-        self.query.encode(value)
     }
 }
 
@@ -133,13 +180,30 @@ impl fmt::Debug for QueryKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CacheStatus {
-    /// Served from the cache.
+    /// Served from the cache (see [`Tier`] for which).
     Hit,
-    /// Not cached (or undecodable): loaded from the database and written back.
+    /// Not cached (or invalidated, or undecodable): loaded from the database
+    /// and written back.
     Miss,
     /// The cache was skipped (Redis down or erroring, or caching disabled
     /// for this resolver): loaded from the database.
     Bypass,
+    /// Past its TTL, served anyway: while one refresh runs
+    /// (stale-while-revalidate) or because the database failed
+    /// (stale-if-error).
+    Stale,
+}
+
+/// Which tier answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The in-process tier.
+    Local,
+    /// Redis.
+    Redis,
+    /// The database.
+    Database,
 }
 
 /// The outcome of one [`QueryKey`]: the value or the load's error, and how
@@ -148,8 +212,10 @@ pub enum CacheStatus {
 pub struct Fetched {
     /// The value, or why loading it failed (errors are never cached).
     pub value: Result<SharedValue, Arc<AppError>>,
-    /// Hit, miss or bypass.
+    /// Hit, miss, bypass or stale.
     pub status: CacheStatus,
+    /// The tier that answered.
+    pub tier: Tier,
 }
 
 impl Fetched {

@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::config::{Options, UnresponsiveConfig};
 use fred::types::scan::{ScanResult, Scanner};
-use fred::types::{Expiration, Key, Value};
+use fred::types::{Expiration, Key, SetOptions, Value};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use std::pin::Pin;
@@ -54,10 +55,51 @@ const SCAN_PAGE: u32 = 1_000;
 /// Timeout for administrative commands (INFO, SCAN, UNLINK, STRLEN).
 const ADMIN_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// One pipelined command.
+#[derive(Debug)]
+pub enum Op {
+    /// `SET key value PX ttl`.
+    Set {
+        /// Key.
+        key: Key,
+        /// Value bytes.
+        value: Vec<u8>,
+        /// Expiry.
+        ttl: Duration,
+    },
+    /// `SET key value NX PX ttl`.
+    SetIfAbsent {
+        /// Key.
+        key: Key,
+        /// Value bytes.
+        value: Vec<u8>,
+        /// Expiry.
+        ttl: Duration,
+    },
+    /// `PEXPIRE key ttl`.
+    Expire {
+        /// Key.
+        key: Key,
+        /// New expiry.
+        ttl: Duration,
+    },
+    /// `DEL key`.
+    Delete {
+        /// Key.
+        key: Key,
+    },
+}
+
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
 /// The shared Redis client. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
     client: Client,
+    /// Kept to build the pub/sub connection with the same settings.
+    builder: Arc<Builder>,
     /// `host:port`, for logs and readiness output.
     addr: String,
     /// Upper bound for any single cache command.
@@ -141,7 +183,8 @@ impl RedisStore {
         // failing start-up when Redis is late or down.
         fred_config.fail_fast = false;
 
-        let client = Builder::from_config(fred_config)
+        let mut builder = Builder::from_config(fred_config);
+        builder
             .with_performance_config(|perf| {
                 perf.default_command_timeout = config.command_timeout;
             })
@@ -162,12 +205,12 @@ impl RedisStore {
                 RECONNECT_MIN_DELAY_MS,
                 RECONNECT_MAX_DELAY_MS,
                 2,
-            ))
-            .build()
-            .context("building the Redis client")?;
+            ));
+        let client = builder.build().context("building the Redis client")?;
 
         let store = Self {
             client,
+            builder: Arc::new(builder),
             addr: config.display_addr.clone(),
             command_timeout: config.command_timeout,
             breaker: Arc::new(Breaker::default()),
@@ -442,41 +485,102 @@ impl RedisStore {
             .collect())
     }
 
-    /// Writes `entries` (key, value, TTL) in one pipelined round trip of
-    /// `SET key value PX ttl`.
-    pub async fn set_many(&self, entries: Vec<(Key, Vec<u8>, Duration)>) -> Result<(), Error> {
+    /// Runs `ops` in one pipelined round trip (cache write-backs, generation
+    /// bumps). Bounded by the command timeout per command and as a whole.
+    pub async fn pipeline(&self, ops: Vec<Op>) -> Result<(), Error> {
         let pipeline = self.client.pipeline();
-        for (key, value, ttl) in entries {
-            let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
-            // Queued locally; the round trip happens in `all()`.
-            let _: () = pipeline
-                .set(
-                    key,
-                    value.as_slice(),
-                    Some(Expiration::PX(millis)),
-                    None,
-                    false,
-                )
-                .await?;
+        for op in ops {
+            // Each call only queues the command; the round trip is `all()`.
+            let _: () = match op {
+                Op::Set { key, value, ttl } => {
+                    pipeline
+                        .set(
+                            key,
+                            value.as_slice(),
+                            Some(Expiration::PX(millis(ttl))),
+                            None,
+                            false,
+                        )
+                        .await?
+                }
+                Op::SetIfAbsent { key, value, ttl } => {
+                    pipeline
+                        .set(
+                            key,
+                            value.as_slice(),
+                            Some(Expiration::PX(millis(ttl))),
+                            Some(SetOptions::NX),
+                            false,
+                        )
+                        .await?
+                }
+                Op::Expire { key, ttl } => pipeline.pexpire(key, millis(ttl), None).await?,
+                Op::Delete { key } => pipeline.del(key).await?,
+            };
         }
-        // The default command timeout bounds each queued SET; this bounds
-        // the pipeline as a whole.
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.command_timeout * 4, pipeline.all::<Value>()).await;
-        metrics::histogram!(crate::metrics::REDIS_COMMAND_SECONDS, "command" => "set_pipeline")
+        metrics::histogram!(crate::metrics::REDIS_COMMAND_SECONDS, "command" => "pipeline")
             .record(started.elapsed().as_secs_f64());
         let result = match outcome {
             Ok(result) => result.map(drop),
             Err(_) => Err(Error::new(
                 fred::error::ErrorKind::Timeout,
-                "pipelined SET timed out",
+                "pipeline timed out",
             )),
         };
         match &result {
             Ok(()) => self.breaker.record_success(),
-            Err(err) => self.record_failure("SET", err),
+            Err(err) => self.record_failure("pipeline", err),
         }
         result
+    }
+
+    /// `SET key owner NX PX ttl`: whether this caller now holds the lease.
+    pub async fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, Error> {
+        let reply: Result<Value, Error> = self
+            .client
+            .with_options(&self.fast_options())
+            .set(
+                key,
+                owner,
+                Some(Expiration::PX(millis(ttl))),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await;
+        match reply {
+            Ok(value) => {
+                self.breaker.record_success();
+                Ok(!value.is_null())
+            }
+            Err(err) => {
+                self.record_failure("SET NX", &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Publishes `message` on `channel`.
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), Error> {
+        let _receivers: i64 = self
+            .client
+            .with_options(&self.admin_options())
+            .publish(channel, message)
+            .await?;
+        Ok(())
+    }
+
+    /// A dedicated pub/sub connection to the same server, with the same
+    /// timeouts and reconnect policy, subscribed to `channel` (and
+    /// resubscribing after reconnects).
+    pub async fn subscribe(&self, channel: &str) -> Result<SubscriberClient, Error> {
+        let subscriber = self.builder.build_subscriber_client()?;
+        // The connection task runs until `quit`.
+        drop(subscriber.connect());
+        drop(subscriber.manage_subscriptions());
+        subscriber.subscribe(channel).await?;
+        Ok(subscriber)
     }
 
     /// Counts a failed command toward the breaker and logs it, at most once

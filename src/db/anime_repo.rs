@@ -1,12 +1,15 @@
 //! Every sea-orm query on the `anime` table. Methods are named after the
 //! query they run; callers above (`service`) never see SQL.
 
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder,
+    QuerySelect,
+};
 
 use crate::entities::anime::{self, Entity as Anime};
 use crate::error::Result;
 
-/// Reads the anime catalogue. Cheap to clone (the pool is shared).
+/// Reads and writes the anime catalogue. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct AnimeRepo {
     db: DatabaseConnection,
@@ -47,5 +50,29 @@ impl AnimeRepo {
     /// One anime by id.
     pub async fn by_id(&self, id: i32) -> Result<Option<anime::Model>> {
         Ok(Anime::find_by_id(id).one(&self.db).await?)
+    }
+
+    /// Inserts an anime and returns it with its id.
+    pub async fn create(&self, row: anime::ActiveModel) -> Result<anime::Model> {
+        Ok(row.insert(&self.db).await?)
+    }
+
+    /// Applies `change` to the anime `id`; `None` when there is none.
+    pub async fn update(
+        &self,
+        id: i32,
+        change: impl FnOnce(&mut anime::ActiveModel),
+    ) -> Result<Option<anime::Model>> {
+        let Some(current) = Anime::find_by_id(id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let mut row = current.into_active_model();
+        change(&mut row);
+        Ok(Some(row.update(&self.db).await?))
+    }
+
+    /// Deletes the anime `id`; whether it existed.
+    pub async fn delete(&self, id: i32) -> Result<bool> {
+        Ok(Anime::delete_by_id(id).exec(&self.db).await?.rows_affected > 0)
     }
 }

@@ -17,7 +17,7 @@ use async_graphql::{Context, ErrorExtensions};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::cache::{Cache, CacheStatus, CachedQuery, Fetched, QueryKey};
+use crate::cache::{Cache, CacheStatus, CachedQuery, Fetched, QueryKey, Tier};
 use crate::error::AppError;
 
 /// Header that asks for the cache debug extension.
@@ -59,8 +59,10 @@ pub struct TraceEntry {
     pub resolver: &'static str,
     /// The Redis key.
     pub key: String,
-    /// HIT, MISS or BYPASS.
+    /// HIT, MISS, BYPASS or STALE.
     pub status: CacheStatus,
+    /// Which tier answered: local, redis or database.
+    pub tier: Tier,
 }
 
 impl CacheTrace {
@@ -104,6 +106,7 @@ pub async fn load<Q: CachedQuery>(
             resolver: key.resolver().name(),
             key: key.key().to_owned(),
             status: fetched.status,
+            tier: fetched.tier,
         });
     }
     fetched

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod loader;
 pub mod query;
 pub mod types;
+pub mod write;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
@@ -19,9 +20,10 @@ pub use errors::RequestId;
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(query::CatalogQuery, admin::AdminQuery);
 
-/// The mutation root: admin-only cache administration.
+/// The mutation root (admin only): catalogue writes and cache
+/// administration.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(admin::AdminMutation);
+pub struct MutationRoot(write::CatalogMutation, admin::AdminMutation);
 
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

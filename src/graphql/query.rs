@@ -96,7 +96,7 @@ fn in_range(
 }
 
 /// Parses an `ID` argument as a positive database id.
-fn parse_id(id: &ID) -> Result<i32, AppError> {
+pub(super) fn parse_id(id: &ID) -> Result<i32, AppError> {
     match id.parse::<i32>() {
         Ok(value) if value > 0 => Ok(value),
         _ => Err(AppError::bad_input(

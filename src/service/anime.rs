@@ -14,11 +14,12 @@ use crate::db::AnimeRepo;
 use crate::entities::anime;
 use crate::error::{AppError, Result};
 
-/// The catalogue's read use cases. Cheap to clone.
+/// The catalogue's use cases (reads here, writes in `anime_write`). Cheap
+/// to clone.
 #[derive(Clone)]
 pub struct AnimeService {
-    repo: AnimeRepo,
-    cache: Cache,
+    pub(super) repo: AnimeRepo,
+    pub(super) cache: Cache,
 }
 
 /// A validated page request: `page` ≥ 1 and `per_page` ≥ 1.
@@ -124,8 +125,8 @@ impl CachedQuery for AnimeCount {
     }
 }
 
-/// `anime(id)`: one anime, or none (absence is cached too, until the TTL
-/// or an invalidation).
+/// `anime(id)`: one anime, or none (an absence is cached for the shorter
+/// `CACHE_TTL_NOT_FOUND`, and invalidated when that id is created).
 pub struct AnimeById {
     repo: AnimeRepo,
     id: i32,
@@ -137,6 +138,14 @@ impl CachedQuery for AnimeById {
 
     fn params(&self) -> String {
         format!("id={}", self.id)
+    }
+
+    fn tag(&self) -> String {
+        format!("{}:{}", Self::RESOLVER.prefix(), self.id)
+    }
+
+    fn is_negative(output: &Self::Output) -> bool {
+        output.is_none()
     }
 
     async fn load(&self) -> Result<Self::Output> {

@@ -4,7 +4,9 @@
 //! here as a `cache::CachedQuery` next to its database load.
 
 pub mod anime;
+pub mod anime_write;
 
 pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
 };
+pub use anime_write::{AnimeChanges, AnimeDraft};

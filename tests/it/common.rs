@@ -158,7 +158,11 @@ impl TestApp {
 
     /// The full Redis key for `prefix:params` in this app's namespace.
     pub(crate) fn key(&self, rest: &str) -> String {
-        format!("{}:v1:{rest}", self.state.cache.keys().namespace())
+        format!(
+            "{}:{}:{rest}",
+            self.state.cache.keys().namespace(),
+            anigo::cache::key::VALUE_VERSION
+        )
     }
 
     /// Statements the app has sent to the database so far.

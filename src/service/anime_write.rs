@@ -1,0 +1,358 @@
+//! Writing the catalogue: validated inputs, the database write, then the
+//! invalidation of every cached entry the write can have changed, on every
+//! instance, before the write returns.
+//!
+//! | write | invalidated tags |
+//! |---|---|
+//! | create | `anime:{id}` (a cached "not found"), `popular`, `anime_paginated`, `anime_count` |
+//! | update | `anime:{id}`, `popular`, `anime_paginated` |
+//! | delete | `anime:{id}`, `popular`, `anime_paginated`, `anime_count` |
+//!
+//! Lists and pages are invalidated as a whole (one generation each): a
+//! change can move an anime in or out of any popular list, and a create or
+//! delete shifts every later page. That is coarse but O(1) per write.
+
+use chrono::Utc;
+use sea_orm::ActiveValue::{NotSet, Set};
+
+use super::AnimeService;
+use crate::cache::Resolver;
+use crate::entities::anime::{self, Format, Genres, Season, Status};
+use crate::error::{AppError, Result};
+
+/// A new anime, as the client sent it (validated by [`AnimeService::create`]).
+#[derive(Clone, Debug)]
+pub struct AnimeDraft {
+    /// Title, 1-255 characters.
+    pub title: String,
+    /// English title, up to 255 characters.
+    pub title_english: Option<String>,
+    /// Release format.
+    pub format: Format,
+    /// Episode count, 0-10,000.
+    pub episodes: Option<i32>,
+    /// Airing status.
+    pub status: Status,
+    /// Season.
+    pub season: Option<Season>,
+    /// Year, 1900-2100.
+    pub year: Option<i32>,
+    /// Score, 0-10.
+    pub score: Option<f64>,
+    /// Members count, ≥ 0.
+    pub popularity: i32,
+    /// Up to 10 distinct genres of 1-40 characters.
+    pub genres: Vec<String>,
+    /// http(s) URL, up to 512 characters.
+    pub picture_url: String,
+    /// Up to 10,000 characters.
+    pub synopsis: String,
+}
+
+/// Changes to an anime: `None` leaves a field as it is; for nullable fields
+/// `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct AnimeChanges {
+    /// New title.
+    pub title: Option<String>,
+    /// New English title, or clear it.
+    pub title_english: Option<Option<String>>,
+    /// New format.
+    pub format: Option<Format>,
+    /// New episode count, or clear it.
+    pub episodes: Option<Option<i32>>,
+    /// New status.
+    pub status: Option<Status>,
+    /// New season, or clear it.
+    pub season: Option<Option<Season>>,
+    /// New year, or clear it.
+    pub year: Option<Option<i32>>,
+    /// New score, or clear it.
+    pub score: Option<Option<f64>>,
+    /// New members count.
+    pub popularity: Option<i32>,
+    /// New genres.
+    pub genres: Option<Vec<String>>,
+    /// New picture URL.
+    pub picture_url: Option<String>,
+    /// New synopsis.
+    pub synopsis: Option<String>,
+}
+
+impl AnimeService {
+    /// Inserts an anime, then invalidates what it changes.
+    pub async fn create(&self, draft: AnimeDraft) -> Result<anime::Model> {
+        let draft = validate_draft(draft)?;
+        let now = Utc::now();
+        let row = anime::ActiveModel {
+            id: NotSet,
+            title: Set(draft.title),
+            title_english: Set(draft.title_english),
+            format: Set(draft.format),
+            episodes: Set(draft.episodes),
+            status: Set(draft.status),
+            season: Set(draft.season),
+            year: Set(draft.year),
+            score: Set(draft.score),
+            popularity: Set(draft.popularity),
+            genres: Set(Genres(draft.genres)),
+            picture_url: Set(draft.picture_url),
+            synopsis: Set(draft.synopsis),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let created = self.repo.create(row).await?;
+        self.invalidate_after_write(&[created.id], true).await?;
+        Ok(created)
+    }
+
+    /// Applies `changes` to anime `id`, then invalidates what they change.
+    pub async fn update(&self, id: i32, changes: AnimeChanges) -> Result<anime::Model> {
+        let changes = validate_changes(changes)?;
+        let updated = self
+            .repo
+            .update(id, |row| apply(row, changes))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("anime {id}")))?;
+        self.invalidate_after_write(&[id], false).await?;
+        Ok(updated)
+    }
+
+    /// Deletes anime `id`, then invalidates what that changes.
+    pub async fn delete(&self, id: i32) -> Result<()> {
+        if !self.repo.delete(id).await? {
+            return Err(AppError::NotFound(format!("anime {id}")));
+        }
+        self.invalidate_after_write(&[id], true).await
+    }
+
+    /// Invalidates `ids` as if each had been written (for changes made to
+    /// the database outside the service). Returns the tags invalidated.
+    pub async fn invalidate(&self, ids: &[i32]) -> Result<u64> {
+        self.cache.invalidate(tags_for(ids, true)).await
+    }
+
+    async fn invalidate_after_write(&self, ids: &[i32], changes_count: bool) -> Result<()> {
+        self.cache
+            .invalidate(tags_for(ids, changes_count))
+            .await
+            .map(drop)
+    }
+}
+
+/// The invalidation tags of a write touching `ids`.
+fn tags_for(ids: &[i32], changes_count: bool) -> Vec<String> {
+    let mut tags: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{}:{id}", Resolver::Anime.prefix()))
+        .collect();
+    tags.push(Resolver::PopularAnime.prefix().to_owned());
+    tags.push(Resolver::AnimePage.prefix().to_owned());
+    if changes_count {
+        tags.push(Resolver::AnimeCount.prefix().to_owned());
+    }
+    tags
+}
+
+fn apply(row: &mut anime::ActiveModel, changes: AnimeChanges) {
+    if let Some(v) = changes.title {
+        row.title = Set(v);
+    }
+    if let Some(v) = changes.title_english {
+        row.title_english = Set(v);
+    }
+    if let Some(v) = changes.format {
+        row.format = Set(v);
+    }
+    if let Some(v) = changes.episodes {
+        row.episodes = Set(v);
+    }
+    if let Some(v) = changes.status {
+        row.status = Set(v);
+    }
+    if let Some(v) = changes.season {
+        row.season = Set(v);
+    }
+    if let Some(v) = changes.year {
+        row.year = Set(v);
+    }
+    if let Some(v) = changes.score {
+        row.score = Set(v);
+    }
+    if let Some(v) = changes.popularity {
+        row.popularity = Set(v);
+    }
+    if let Some(v) = changes.genres {
+        row.genres = Set(Genres(v));
+    }
+    if let Some(v) = changes.picture_url {
+        row.picture_url = Set(v);
+    }
+    if let Some(v) = changes.synopsis {
+        row.synopsis = Set(v);
+    }
+    row.updated_at = Set(Utc::now());
+}
+
+fn validate_draft(mut draft: AnimeDraft) -> Result<AnimeDraft> {
+    draft.title = text("input.title", &draft.title, 1, 255)?;
+    draft.title_english = draft
+        .title_english
+        .map(|t| text("input.titleEnglish", &t, 1, 255))
+        .transpose()?;
+    check_episodes(draft.episodes)?;
+    check_year(draft.year)?;
+    check_score(draft.score)?;
+    check_popularity(draft.popularity)?;
+    draft.genres = genres(draft.genres)?;
+    draft.picture_url = picture_url(&draft.picture_url)?;
+    draft.synopsis = text("input.synopsis", &draft.synopsis, 1, 10_000)?;
+    Ok(draft)
+}
+
+fn validate_changes(mut changes: AnimeChanges) -> Result<AnimeChanges> {
+    changes.title = changes
+        .title
+        .map(|t| text("input.title", &t, 1, 255))
+        .transpose()?;
+    changes.title_english = changes
+        .title_english
+        .map(|t| {
+            t.map(|t| text("input.titleEnglish", &t, 1, 255))
+                .transpose()
+        })
+        .transpose()?;
+    check_episodes(changes.episodes.flatten())?;
+    check_year(changes.year.flatten())?;
+    check_score(changes.score.flatten())?;
+    if let Some(popularity) = changes.popularity {
+        check_popularity(popularity)?;
+    }
+    changes.genres = changes.genres.map(genres).transpose()?;
+    changes.picture_url = changes.picture_url.map(|u| picture_url(&u)).transpose()?;
+    changes.synopsis = changes
+        .synopsis
+        .map(|s| text("input.synopsis", &s, 1, 10_000))
+        .transpose()?;
+    Ok(changes)
+}
+
+fn text(argument: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
+    let trimmed = value.trim();
+    let length = trimmed.chars().count();
+    if length < min || length > max || trimmed.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            argument,
+            format!(
+                "{argument} must be {min} to {max} characters without control characters (got {length})"
+            ),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn check_episodes(episodes: Option<i32>) -> Result<()> {
+    match episodes {
+        Some(n) if !(0..=10_000).contains(&n) => Err(AppError::bad_input(
+            "input.episodes",
+            format!("input.episodes must be between 0 and 10000 (got {n})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_year(year: Option<i32>) -> Result<()> {
+    match year {
+        Some(y) if !(1900..=2100).contains(&y) => Err(AppError::bad_input(
+            "input.year",
+            format!("input.year must be between 1900 and 2100 (got {y})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_score(score: Option<f64>) -> Result<()> {
+    match score {
+        Some(s) if !(0.0..=10.0).contains(&s) => Err(AppError::bad_input(
+            "input.score",
+            format!("input.score must be between 0 and 10 (got {s})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_popularity(popularity: i32) -> Result<()> {
+    if popularity < 0 {
+        return Err(AppError::bad_input(
+            "input.popularity",
+            format!("input.popularity must be at least 0 (got {popularity})"),
+        ));
+    }
+    Ok(())
+}
+
+fn genres(genres: Vec<String>) -> Result<Vec<String>> {
+    if genres.len() > 10 {
+        return Err(AppError::bad_input(
+            "input.genres",
+            format!(
+                "input.genres may hold at most 10 genres (got {})",
+                genres.len()
+            ),
+        ));
+    }
+    let mut out: Vec<String> = genres
+        .iter()
+        .map(|g| text("input.genres", g, 1, 40))
+        .collect::<Result<_>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn picture_url(value: &str) -> Result<String> {
+    let trimmed = value.trim();
+    let is_valid = trimmed.len() <= 512
+        && url::Url::parse(trimmed)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !is_valid {
+        return Err(AppError::bad_input(
+            "input.pictureUrl",
+            "input.pictureUrl must be an http(s) URL of at most 512 characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_invalidate_the_right_tags() {
+        assert_eq!(
+            tags_for(&[7], false),
+            ["anime:7", "popular", "anime_paginated"]
+        );
+        assert_eq!(
+            tags_for(&[7], true),
+            ["anime:7", "popular", "anime_paginated", "anime_count"]
+        );
+    }
+
+    #[test]
+    fn inputs_are_checked_and_normalised() {
+        assert!(text("input.title", "  Hi  ", 1, 255).is_ok_and(|t| t == "Hi"));
+        assert!(text("input.title", "   ", 1, 255).is_err());
+        assert!(text("input.title", "a\u{0}b", 1, 255).is_err());
+        assert!(check_score(Some(10.5)).is_err());
+        assert!(check_score(Some(f64::NAN)).is_err());
+        assert!(check_year(Some(1800)).is_err());
+        assert!(picture_url("javascript:alert(1)").is_err());
+        assert!(picture_url("https://img.example/x.webp").is_ok());
+        assert_eq!(
+            genres(vec!["B".into(), "A".into(), "A".into()]).ok(),
+            Some(vec!["A".into(), "B".into()])
+        );
+    }
+}
