@@ -4,9 +4,16 @@
 //! `anime_count`, `anime:{id}`). Invalidating a tag replaces its generation
 //! token in Redis (one `SET` per tag: O(affected tags), never a scan), which
 //! turns every entry filled under the old token into a miss for every
-//! instance at once. The local tiers are told through pub/sub on
-//! `{namespace}:invalidate`; an instance that reconnects drops its local tier
-//! because it may have missed messages.
+//! instance at once.
+//!
+//! The local tiers are told through pub/sub on `{namespace}:invalidate`.
+//! Every instance applies the message and then acknowledges it on
+//! `{namespace}:invalidate:ack`; the writer learns from PUBLISH how many
+//! instances received it and returns once that many have acknowledged (or
+//! after [`ACK_WAIT`]), so when a write returns, every live instance's local
+//! tier has already dropped what it changed. An instance that reconnects
+//! drops its whole local tier, because it may have missed messages; while
+//! its subscription is down it does not use its local tier at all.
 //!
 //! If Redis cannot take a bump (down, timing out), the bump is kept and
 //! retried, and until it lands no read trusts Redis: its entries may be ones
@@ -15,7 +22,7 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use fred::interfaces::EventInterface;
+use fred::interfaces::{ClientLike, EventInterface};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::new_generation;
@@ -26,14 +33,56 @@ use crate::error::AppError;
 /// How often pending generation bumps are retried while Redis is away.
 const BUMP_RETRY: Duration = Duration::from_millis(250);
 
+/// How often an unanswered subscription probe is published again.
+const PROBE_RETRY: Duration = Duration::from_millis(250);
+
+/// Delay between attempts to subscribe while Redis is away.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest a write waits for the other instances to acknowledge its
+/// invalidation. An instance that does not answer in time (frozen, or its
+/// subscriber just reconnecting and so dropping everything anyway) does not
+/// hold writes up for longer.
+pub const ACK_WAIT: Duration = Duration::from_millis(200);
+
+/// Acknowledgements awaited by a write.
+pub(super) struct AckWait {
+    received: u64,
+    expected: Option<u64>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AckWait {
+    fn settle(&mut self) {
+        if self
+            .expected
+            .is_some_and(|expected| self.received >= expected)
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+    }
+}
+
 /// A message on the invalidation channel.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Message {
+    /// Random id, so the sender recognises its own echo.
+    id: String,
+    /// What to drop.
+    drop: Scope,
+}
+
+/// What a message drops from local tiers.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Message {
-    /// Drop local entries carrying these tags.
+enum Scope {
+    /// Entries carrying these tags.
     Tags(Vec<String>),
-    /// Drop every local entry (after a clear).
+    /// Every entry (after a clear).
     All,
+    /// Nothing: an instance checking that its own subscription works.
+    Probe,
 }
 
 impl Cache {
@@ -50,7 +99,7 @@ impl Cache {
             false
         };
         if bumped {
-            self.broadcast(&Message::Tags(tags)).await;
+            self.broadcast(Scope::Tags(tags)).await;
         } else {
             tracing::warn!(
                 tags = ?tags,
@@ -64,15 +113,52 @@ impl Cache {
     /// Tells every instance to drop its whole local tier (after a clear).
     pub(crate) async fn broadcast_clear(&self) {
         self.inner.local.invalidate_all();
-        self.broadcast(&Message::All).await;
+        self.broadcast(Scope::All).await;
     }
 
-    async fn broadcast(&self, message: &Message) {
+    /// Publishes `drop` and waits until every instance that received it has
+    /// applied it (at most [`ACK_WAIT`]).
+    async fn broadcast(&self, drop: Scope) {
+        let message = Message {
+            id: new_generation(),
+            drop,
+        };
+        let (done, acknowledged) = tokio::sync::oneshot::channel();
+        self.acks().insert(
+            message.id.clone(),
+            AckWait {
+                received: 0,
+                expected: None,
+                done: Some(done),
+            },
+        );
         let channel = self.inner.keys.invalidation_channel();
-        let payload = serde_json::to_string(message).unwrap_or_default();
-        if let Err(err) = self.inner.redis.publish(&channel, &payload).await {
-            tracing::warn!(error = %err, "Publishing an invalidation failed: other instances' local tiers expire it by TTL");
+        let payload = serde_json::to_string(&message).unwrap_or_default();
+        match self.inner.redis.publish(&channel, &payload).await {
+            Ok(receivers) => {
+                if let Some(wait) = self.acks().get_mut(&message.id) {
+                    wait.expected = Some(receivers);
+                    wait.settle();
+                }
+                if tokio::time::timeout(ACK_WAIT, acknowledged).await.is_err() {
+                    tracing::warn!(
+                        receivers,
+                        "Not every instance acknowledged an invalidation in time; the rest drop it when they read it"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Publishing an invalidation failed: other instances' local tiers expire it by TTL");
+            }
         }
+        self.acks().remove(&message.id);
+    }
+
+    fn acks(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, AckWait>> {
+        self.inner
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Keeps bumps Redis did not take and retries them until it does.
@@ -120,7 +206,7 @@ impl Cache {
                         pending.drain(..applied);
                         pending.is_empty()
                     };
-                    cache.broadcast(&Message::Tags(tags)).await;
+                    cache.broadcast(Scope::Tags(tags)).await;
                     tracing::info!("Deferred invalidations applied; Redis is trusted again");
                     if is_done {
                         return;
@@ -131,9 +217,10 @@ impl Cache {
     }
 
     /// Subscribes to the invalidation channel and applies what arrives to
-    /// this instance's local tier. Runs in the background; the subscriber
-    /// connection reconnects (and resubscribes) on its own, dropping the
-    /// local tier each time.
+    /// this instance's local tier, in the background. The local tier is used
+    /// only while this subscription is connected (it would miss other
+    /// instances' writes otherwise); the subscriber reconnects and
+    /// resubscribes on its own, and each reconnect drops the local tier.
     pub fn listen_for_invalidations(&self) {
         if !self.inner.local.is_enabled() {
             return;
@@ -141,33 +228,157 @@ impl Cache {
         let cache = self.clone();
         tokio::spawn(async move {
             let channel = cache.inner.keys.invalidation_channel();
-            let subscriber = match cache.inner.redis.subscribe(&channel).await {
-                Ok(subscriber) => subscriber,
-                Err(err) => {
-                    // Without the channel the local tier cannot hear other
-                    // instances' writes: switch it off rather than serve them stale.
-                    tracing::warn!(error = %err, "Cannot subscribe to invalidations: local tier disabled");
-                    cache.inner.local.disable();
-                    return;
+            let ack_channel = cache.inner.keys.acknowledgement_channel();
+            let subscriber = loop {
+                match cache
+                    .inner
+                    .redis
+                    .subscribe(vec![channel.clone(), ack_channel.clone()])
+                    .await
+                {
+                    Ok(subscriber) => break subscriber,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "Subscribing to invalidations failed; retrying");
+                        tokio::time::sleep(SUBSCRIBE_RETRY).await;
+                    }
                 }
             };
+            // Any trouble on the subscription: stop trusting the local tier
+            // until a probe proves the (re)subscription delivers again.
             let on_reconnect = cache.clone();
             drop(subscriber.on_reconnect(move |_| {
-                on_reconnect.inner.local.invalidate_all();
+                on_reconnect.restart_probe();
+                async { Ok(()) }
+            }));
+            let on_error = cache.clone();
+            drop(subscriber.on_error(move |_| {
+                on_error
+                    .inner
+                    .is_listener_alive
+                    .store(false, std::sync::atomic::Ordering::Release);
+                on_error.inner.local.invalidate_all();
                 async { Ok(()) }
             }));
             let mut messages = subscriber.message_rx();
-            while let Ok(message) = messages.recv().await {
+            let _ = cache.inner.subscriber.set(subscriber);
+            cache.restart_probe();
+            loop {
+                let message = match messages.recv().await {
+                    Ok(message) => message,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        // Messages were dropped before we read them: some
+                        // invalidations may be among them.
+                        tracing::warn!(
+                            missed,
+                            "Invalidation listener fell behind: dropping the local tier"
+                        );
+                        cache.inner.local.invalidate_all();
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
                 let Some(text) = message.value.as_str() else {
                     continue;
                 };
-                match serde_json::from_str::<Message>(&text) {
-                    Ok(Message::Tags(tags)) => cache.inner.local.invalidate_tags(&tags),
-                    Ok(Message::All) => cache.inner.local.invalidate_all(),
-                    Err(_) => tracing::debug!("Ignoring an unknown invalidation message"),
+                if &*message.channel == ack_channel.as_str() {
+                    // Someone applied invalidation `text`.
+                    if let Some(wait) = cache.acks().get_mut(text.as_ref()) {
+                        wait.received += 1;
+                        wait.settle();
+                    }
+                    continue;
                 }
+                let Ok(message) = serde_json::from_str::<Message>(&text) else {
+                    tracing::debug!("Ignoring an unknown invalidation message");
+                    continue;
+                };
+                match &message.drop {
+                    Scope::Tags(tags) => cache.inner.local.invalidate_tags(tags),
+                    Scope::All => cache.inner.local.invalidate_all(),
+                    Scope::Probe => {
+                        cache.confirm_probe(&message.id);
+                        continue;
+                    }
+                }
+                // Applied: tell the writer, off this loop so a slow PUBLISH
+                // does not delay the next message.
+                let acker = cache.clone();
+                let ack_channel = ack_channel.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = acker.inner.redis.publish(&ack_channel, &message.id).await {
+                        tracing::debug!(error = %err, "Acknowledging an invalidation failed");
+                    }
+                });
+            }
+            // The message stream ended: stop trusting the local tier.
+            cache
+                .inner
+                .is_listener_alive
+                .store(false, std::sync::atomic::Ordering::Release);
+            cache.inner.local.invalidate_all();
+        });
+    }
+
+    /// Distrusts the local tier (dropping it) and proves the subscription
+    /// anew: the tier is used again only once this instance hears its own
+    /// probe, which shows that messages published from now on reach it.
+    fn restart_probe(&self) {
+        self.inner
+            .is_listener_alive
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.inner.local.invalidate_all();
+        let id = new_generation();
+        *self
+            .inner
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let channel = cache.inner.keys.invalidation_channel();
+            let payload = serde_json::to_string(&Message {
+                id: id.clone(),
+                drop: Scope::Probe,
+            })
+            .unwrap_or_default();
+            // Until heard (or superseded by a newer probe), publish again.
+            loop {
+                let is_current = cache
+                    .inner
+                    .probe
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_deref()
+                    == Some(id.as_str());
+                if !is_current {
+                    return;
+                }
+                let _ = cache.inner.redis.publish(&channel, &payload).await;
+                tokio::time::sleep(PROBE_RETRY).await;
             }
         });
+    }
+
+    fn confirm_probe(&self, id: &str) {
+        let mut probe = self
+            .inner
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if probe.as_deref() == Some(id) {
+            *probe = None;
+            self.inner
+                .is_listener_alive
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether invalidations from other instances are being received now.
+    pub(super) fn is_listening(&self) -> bool {
+        self.inner
+            .subscriber
+            .get()
+            .is_some_and(|s| s.is_connected())
     }
 
     /// A reconnect of the main client may follow a period in which
@@ -199,16 +410,18 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let message = Message::Tags(vec!["popular".to_owned(), "anime:7".to_owned()]);
+        let message = Message {
+            id: "ab12".to_owned(),
+            drop: Scope::Tags(vec!["popular".to_owned(), "anime:7".to_owned()]),
+        };
         let text = serde_json::to_string(&message).expect("serializes");
-        assert_eq!(text, r#"{"tags":["popular","anime:7"]}"#);
+        assert_eq!(
+            text,
+            r#"{"id":"ab12","drop":{"tags":["popular","anime:7"]}}"#
+        );
         assert_eq!(
             serde_json::from_str::<Message>(&text).expect("parses"),
             message
-        );
-        assert_eq!(
-            serde_json::to_string(&Message::All).expect("serializes"),
-            r#""all""#
         );
     }
 }

@@ -71,6 +71,11 @@ impl KeySpace {
         format!("{}:invalidate", self.namespace)
     }
 
+    /// The pub/sub channel on which instances acknowledge invalidations.
+    pub fn acknowledgement_channel(&self) -> String {
+        format!("{}:invalidate:ack", self.namespace)
+    }
+
     /// SCAN pattern for every key of this namespace, all versions.
     pub fn namespace_pattern(&self) -> String {
         format!("{}:*", self.namespace)

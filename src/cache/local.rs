@@ -5,12 +5,18 @@
 //! size); an entry lives until the logical expiry of the Redis entry it came
 //! from, never longer. Invalidation arrives from this instance's writes and,
 //! through Redis pub/sub, from every other instance; a Redis reconnect drops
-//! everything (messages may have been missed). The `epoch` counts
-//! invalidations, so a fill that started before one does not insert a value
-//! that the invalidation was meant to remove.
+//! everything (messages may have been missed).
+//!
+//! Correctness does not rest on moka's own invalidation (which is lazy and
+//! timestamp-based): every invalidation takes a new `epoch` and records it
+//! per tag; every entry records the epoch its fill started in; an entry is
+//! served only if no invalidation of its tag (or of everything) came after
+//! that. So a fill that started before an invalidation can never serve its
+//! value after it, however the insert and the invalidation interleave.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -30,14 +36,29 @@ pub struct LocalEntry {
     pub expires_at_ms: u64,
     /// Approximate memory cost: the JSON size.
     pub weight: u32,
+    /// The epoch in which the fill of this value started (set by
+    /// [`LocalTier::insert`]).
+    pub epoch: u64,
 }
+
+/// The latest invalidation epochs: of everything, and per tag.
+#[derive(Default)]
+struct Invalidations {
+    all: u64,
+    by_tag: HashMap<Arc<str>, u64>,
+}
+
+/// Per-tag records kept before they are folded into one "everything"
+/// invalidation (bounds memory under many distinct invalidated ids).
+const MAX_TAG_RECORDS: usize = 10_000;
 
 /// The in-process tier; disabled when its byte budget is zero.
 pub struct LocalTier {
     cache: Option<Moka<Arc<str>, LocalEntry>>,
     epoch: AtomicU64,
-    /// Set when invalidations cannot be received: nothing is served.
-    is_disabled: std::sync::atomic::AtomicBool,
+    /// Read on every hit, written on invalidation; a std RwLock, never held
+    /// across an await.
+    invalidations: RwLock<Invalidations>,
 }
 
 struct UntilLogicalExpiry;
@@ -73,19 +94,13 @@ impl LocalTier {
         Self {
             cache,
             epoch: AtomicU64::new(0),
-            is_disabled: std::sync::atomic::AtomicBool::new(false),
+            invalidations: RwLock::new(Invalidations::default()),
         }
     }
 
     /// Whether the tier is on.
     pub fn is_enabled(&self) -> bool {
-        self.cache.is_some() && !self.is_disabled.load(Ordering::Acquire)
-    }
-
-    /// Turns the tier off for good (it could not hear invalidations).
-    pub fn disable(&self) {
-        self.is_disabled.store(true, Ordering::Release);
-        self.invalidate_all();
+        self.cache.is_some()
     }
 
     /// The invalidation epoch; pass it back to [`LocalTier::insert`].
@@ -99,44 +114,77 @@ impl LocalTier {
             return None;
         }
         let entry = self.cache.as_ref()?.get(key).await?;
-        (entry.expires_at_ms > now_ms()).then_some(entry.value)
+        if entry.expires_at_ms <= now_ms() {
+            return None;
+        }
+        let invalidations = self
+            .invalidations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let invalidated_at = invalidations
+            .by_tag
+            .get(&entry.tag)
+            .copied()
+            .unwrap_or(0)
+            .max(invalidations.all);
+        (entry.epoch >= invalidated_at).then_some(entry.value)
     }
 
     /// Holds `entry` unless an invalidation happened since `epoch` was read
     /// (the value may be one that invalidation removed).
-    pub async fn insert(&self, key: Arc<str>, entry: LocalEntry, epoch: u64) {
+    pub async fn insert(&self, key: Arc<str>, mut entry: LocalEntry, epoch: u64) {
         let Some(cache) = &self.cache else {
             return;
         };
         if !self.is_enabled() || entry.expires_at_ms <= now_ms() || self.epoch() != epoch {
             return;
         }
+        // Even if an invalidation lands between the check above and the
+        // insert, `get` compares this epoch with it and refuses the entry.
+        entry.epoch = epoch;
         cache.insert(key, entry).await;
-        // Re-check: an invalidation that ran between the epoch check and the
-        // insert must not be undone by it.
-        if self.epoch() != epoch {
-            self.invalidate_all();
-        }
     }
 
     /// Drops every entry carrying one of `tags`.
     pub fn invalidate_tags(&self, tags: &[String]) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        let Some(cache) = &self.cache else {
-            return;
-        };
-        let tags: Vec<Arc<str>> = tags.iter().map(|t| Arc::from(t.as_str())).collect();
-        if cache
-            .invalidate_entries_if(move |_key, entry| tags.contains(&entry.tag))
-            .is_err()
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         {
-            cache.invalidate_all();
+            let mut invalidations = self
+                .invalidations
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for tag in tags {
+                invalidations.by_tag.insert(Arc::from(tag.as_str()), epoch);
+            }
+            if invalidations.by_tag.len() > MAX_TAG_RECORDS {
+                invalidations.all = epoch;
+                invalidations.by_tag.clear();
+            }
+        }
+        // Free the memory too (moka applies this lazily; correctness comes
+        // from the epochs above).
+        if let Some(cache) = &self.cache {
+            let tags: Vec<Arc<str>> = tags.iter().map(|t| Arc::from(t.as_str())).collect();
+            if cache
+                .invalidate_entries_if(move |_key, entry| tags.contains(&entry.tag))
+                .is_err()
+            {
+                cache.invalidate_all();
+            }
         }
     }
 
     /// Drops everything.
     pub fn invalidate_all(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        {
+            let mut invalidations = self
+                .invalidations
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            invalidations.all = epoch;
+            invalidations.by_tag.clear();
+        }
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
@@ -164,6 +212,7 @@ mod tests {
             tag: Arc::from(tag),
             expires_at_ms: now_ms() + 60_000,
             weight,
+            epoch: 0,
         }
     }
 
@@ -187,6 +236,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_entry_inserted_late_with_an_old_epoch_is_never_served() {
+        let tier = LocalTier::new(1 << 20);
+        let epoch = tier.epoch();
+        // The insert passes its epoch check, then an invalidation lands
+        // before the value is read: simulate by inserting directly.
+        tier.insert(Arc::from("k"), entry("popular", 10), epoch)
+            .await;
+        tier.invalidate_tags(&["popular".to_owned()]);
+        if let Some(cache) = &tier.cache {
+            let mut late = entry("popular", 10);
+            late.epoch = epoch;
+            cache.insert(Arc::from("k"), late).await;
+        }
+        assert!(tier.get("k").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_small_budget_still_keeps_entries() {
+        let tier = LocalTier::new(150_000);
+        let epoch = tier.epoch();
+        tier.insert(
+            Arc::from("anigo:v2:anime:id=3"),
+            entry("anime:3", 1_300),
+            epoch,
+        )
+        .await;
+        assert!(tier.get("anigo:v2:anime:id=3").await.is_some());
+    }
+
+    #[tokio::test]
     async fn the_byte_bound_holds() {
         let tier = LocalTier::new(100_000);
         for i in 0..1_000 {
@@ -196,5 +275,9 @@ mod tests {
         }
         let size = tier.weighted_size().await;
         assert!(size <= 100_000, "{size} bytes held");
+        assert!(
+            size >= 50_000,
+            "only {size} bytes held: entries were not kept"
+        );
     }
 }

@@ -176,6 +176,16 @@ struct Inner {
     /// Generation bumps that could not reach Redis; while any is pending,
     /// reads do not trust Redis (its entries may be ones a write replaced).
     pending_bumps: Mutex<Vec<String>>,
+    /// The invalidation subscription, once established.
+    subscriber: std::sync::OnceLock<fred::clients::SubscriberClient>,
+    /// Whether the subscription is proven to deliver (own probe heard since
+    /// the last connection trouble) and the listener reads it.
+    is_listener_alive: std::sync::atomic::AtomicBool,
+    /// The probe this instance is waiting to hear, if any.
+    probe: Mutex<Option<String>>,
+    /// Writes waiting for their invalidation to be acknowledged, by message
+    /// id.
+    acks: Mutex<HashMap<String, invalidation::AckWait>>,
 }
 
 /// How a Redis entry looked at lookup time.
@@ -215,6 +225,10 @@ impl Cache {
                 inflight: Mutex::new(HashMap::new()),
                 instance: new_generation(),
                 pending_bumps: Mutex::new(Vec::new()),
+                subscriber: std::sync::OnceLock::new(),
+                is_listener_alive: std::sync::atomic::AtomicBool::new(false),
+                probe: Mutex::new(None),
+                acks: Mutex::new(HashMap::new()),
             }),
         };
         cache.drop_local_tier_on_reconnect();
@@ -260,7 +274,7 @@ impl Cache {
         let mut lookups: Vec<&QueryKey> = Vec::new();
         // The local tier hears other instances' writes only through Redis:
         // while Redis is not trusted, it is not trusted either.
-        let is_local_usable = self.is_redis_trusted();
+        let is_local_usable = self.is_redis_trusted() && self.is_listening();
 
         for key in keys {
             if !inner.config.policies.is_enabled(key.resolver()) {
@@ -334,6 +348,8 @@ impl Cache {
             }
         }
 
+        self.ensure_generations(&mut pending).await;
+
         let loads = join_all(pending.into_iter().map(|item| async move {
             let use_lease = item.status == CacheStatus::Miss;
             let (filled, is_leader) = self.load_once(item.key, use_lease).await;
@@ -381,6 +397,43 @@ impl Cache {
             self.spawn_write_back(writes, epoch);
         }
         results
+    }
+
+    /// Gives every miss a concrete generation to fill under. A miss whose
+    /// tag had no generation key (first fill, or the key was evicted) gets
+    /// one created now, before its load: "absent" cannot prove that no
+    /// invalidation happened meanwhile (absent, bumped, evicted, absent
+    /// again), while a random token that is still in place can. If Redis
+    /// does not answer, those misses are served without a write-back.
+    async fn ensure_generations(&self, pending: &mut [Pending<'_>]) {
+        let mut keys: Vec<&str> = pending
+            .iter()
+            .filter(|item| item.status == CacheStatus::Miss && item.generation.is_none())
+            .map(|item| item.key.generation_key())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return;
+        }
+        let proposed = keys.iter().map(|_| new_generation()).collect();
+        let names = keys.iter().map(|key| (*key).into()).collect();
+        let tokens = self
+            .inner
+            .redis
+            .ensure_generations(names, proposed, GENERATION_TTL)
+            .await
+            .unwrap_or_else(|_| vec![None; keys.len()]);
+        let by_key: HashMap<&str, Option<String>> = keys.into_iter().zip(tokens).collect();
+        for item in pending.iter_mut() {
+            if item.status == CacheStatus::Miss && item.generation.is_none() {
+                match by_key.get(item.key.generation_key()).cloned().flatten() {
+                    Some(token) => item.generation = Some(token),
+                    // No generation to stamp: serve without caching.
+                    None => item.status = CacheStatus::Bypass,
+                }
+            }
+        }
     }
 
     fn record(&self, key: &QueryKey, event: Event, message: &'static str) {
@@ -479,6 +532,7 @@ impl Cache {
             tag: Arc::clone(key.tag()),
             expires_at_ms,
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            epoch,
         };
         self.inner
             .local
@@ -633,19 +687,11 @@ impl Cache {
             let current = current
                 .as_ref()
                 .and_then(|v| v.as_str().map(|s| s.into_owned()));
+            // Commit only under the very generation the fill started with:
+            // anything else means an invalidation (or a lost generation key)
+            // happened while it loaded, and the value may predate it.
             let generation = match (seen, current) {
                 (Some(seen), Some(current)) if seen == current => current,
-                (None, None) => {
-                    let fresh = new_generation();
-                    // NX: if another fill created the generation meanwhile,
-                    // ours loses and this entry is simply a miss later.
-                    ops.push(Op::SetIfAbsent {
-                        key: key.generation_key().into(),
-                        value: fresh.clone().into_bytes(),
-                        ttl: GENERATION_TTL,
-                    });
-                    fresh
-                }
                 _ => {
                     tracing::debug!(
                         key = key.key(),

@@ -67,15 +67,6 @@ pub enum Op {
         /// Expiry.
         ttl: Duration,
     },
-    /// `SET key value NX PX ttl`.
-    SetIfAbsent {
-        /// Key.
-        key: Key,
-        /// Value bytes.
-        value: Vec<u8>,
-        /// Expiry.
-        ttl: Duration,
-    },
     /// `PEXPIRE key ttl`.
     Expire {
         /// Key.
@@ -187,6 +178,9 @@ impl RedisStore {
         builder
             .with_performance_config(|perf| {
                 perf.default_command_timeout = config.command_timeout;
+                // Pub/sub messages wait here until the listener reads them;
+                // fred's default of 32 is easy to overrun under load.
+                perf.broadcast_channel_capacity = 4_096;
             })
             .with_connection_config(|conn| {
                 conn.connection_timeout = config.connect_timeout;
@@ -503,17 +497,6 @@ impl RedisStore {
                         )
                         .await?
                 }
-                Op::SetIfAbsent { key, value, ttl } => {
-                    pipeline
-                        .set(
-                            key,
-                            value.as_slice(),
-                            Some(Expiration::PX(millis(ttl))),
-                            Some(SetOptions::NX),
-                            false,
-                        )
-                        .await?
-                }
                 Op::Expire { key, ttl } => pipeline.pexpire(key, millis(ttl), None).await?,
                 Op::Delete { key } => pipeline.del(key).await?,
             };
@@ -532,6 +515,54 @@ impl RedisStore {
         match &result {
             Ok(()) => self.breaker.record_success(),
             Err(err) => self.record_failure("pipeline", err),
+        }
+        result
+    }
+
+    /// Makes sure each generation key exists (creating it with the proposed
+    /// token when absent, `SET … NX`) and returns the tokens now in place, in
+    /// one pipelined round trip.
+    pub async fn ensure_generations(
+        &self,
+        keys: Vec<Key>,
+        proposed: Vec<String>,
+        ttl: Duration,
+    ) -> Result<Vec<Option<String>>, Error> {
+        let pipeline = self.client.pipeline();
+        for (key, token) in keys.iter().zip(&proposed) {
+            let _: () = pipeline
+                .set(
+                    key.clone(),
+                    token.as_str(),
+                    Some(Expiration::PX(millis(ttl))),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await?;
+        }
+        let _: () = pipeline.mget(keys.clone()).await?;
+        let outcome =
+            tokio::time::timeout(self.command_timeout, pipeline.all::<Vec<Value>>()).await;
+        let result = match outcome {
+            Ok(Ok(mut replies)) => match replies.pop() {
+                Some(Value::Array(tokens)) if tokens.len() == keys.len() => Ok(tokens
+                    .into_iter()
+                    .map(|token| token.as_str().map(|t| t.into_owned()))
+                    .collect()),
+                other => Err(Error::new(
+                    fred::error::ErrorKind::Protocol,
+                    format!("unexpected reply to MGET of generations: {other:?}"),
+                )),
+            },
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::new(
+                fred::error::ErrorKind::Timeout,
+                "generation setup timed out",
+            )),
+        };
+        match &result {
+            Ok(_) => self.breaker.record_success(),
+            Err(err) => self.record_failure("generation setup", err),
         }
         result
     }
@@ -562,24 +593,27 @@ impl RedisStore {
     }
 
     /// Publishes `message` on `channel`.
-    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), Error> {
-        let _receivers: i64 = self
+    /// Publishes `message` on `channel`; returns how many subscribers
+    /// received it.
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<u64, Error> {
+        let receivers: i64 = self
             .client
             .with_options(&self.admin_options())
             .publish(channel, message)
             .await?;
-        Ok(())
+        Ok(u64::try_from(receivers).unwrap_or_default())
     }
 
     /// A dedicated pub/sub connection to the same server, with the same
-    /// timeouts and reconnect policy, subscribed to `channel` (and
+    /// timeouts and reconnect policy, subscribed to `channels` (and
     /// resubscribing after reconnects).
-    pub async fn subscribe(&self, channel: &str) -> Result<SubscriberClient, Error> {
+    pub async fn subscribe(&self, channels: Vec<String>) -> Result<SubscriberClient, Error> {
         let subscriber = self.builder.build_subscriber_client()?;
-        // The connection task runs until `quit`.
+        // The connection task runs until `quit`; it reconnects forever.
         drop(subscriber.connect());
         drop(subscriber.manage_subscriptions());
-        subscriber.subscribe(channel).await?;
+        subscriber.wait_for_connect().await?;
+        subscriber.subscribe(channels).await?;
         Ok(subscriber)
     }
 

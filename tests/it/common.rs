@@ -53,6 +53,8 @@ pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
     pub(crate) state: AppState,
+    /// The database the app runs on (a second instance can share it).
+    pub(crate) database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Keeps the SQLite file alive for the app's lifetime.
@@ -77,7 +79,7 @@ impl TestApp {
             });
         let redis_url = settings.redis_url.unwrap_or_else(support::shared_redis_url);
         let mut vars: HashMap<&'static str, String> = HashMap::from([
-            ("DATABASE_URL", database_url),
+            ("DATABASE_URL", database_url.clone()),
             ("REDIS_URL", redis_url),
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("DEMO_SEED_COUNT", SEEDED.to_string()),
@@ -102,6 +104,7 @@ impl TestApp {
             addr,
             http: reqwest::Client::new(),
             state,
+            database_url,
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,

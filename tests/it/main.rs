@@ -13,3 +13,4 @@ mod cache;
 mod contract;
 mod health;
 mod lifecycle;
+mod two_tier;
