@@ -9,52 +9,17 @@
 //!
 //! Run: `cargo bench --bench resolver_cache` (optionally `-- <iterations>`).
 
+mod common;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
+use common::{Running, SEEDED, start};
+
 use std::time::{Duration, Instant};
 
-use anigo::{App, Config};
 use serde_json::{Value, json};
 
-const SEEDED: &str = "20000";
 const DEFAULT_ITERATIONS: usize = 400;
-
-struct Running {
-    url: String,
-    state: anigo::AppState,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(database_url: &str, redis_url: &str, vars: &[(&'static str, &str)]) -> Running {
-    let mut env: HashMap<&'static str, String> = HashMap::from([
-        ("DATABASE_URL", database_url.to_owned()),
-        ("REDIS_URL", redis_url.to_owned()),
-        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
-        ("DEMO_SEED_COUNT", SEEDED.to_owned()),
-        ("CACHE_NAMESPACE", "bench".to_owned()),
-        ("DATABASE_MAX_CONNECTIONS", "4".to_owned()),
-    ]);
-    env.extend(vars.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    // Let a run try other batching windows: CACHE_BATCH_WINDOW_US=… cargo bench
-    if let Ok(window) = std::env::var("CACHE_BATCH_WINDOW_US") {
-        env.insert("CACHE_BATCH_WINDOW_US", window);
-    }
-    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("bench configuration");
-    let app = App::build(config).await.expect("building the app");
-    let url = format!("http://{}/graphql", app.local_addr());
-    let state = app.state().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        url,
-        state,
-        _stop: tx,
-    }
-}
 
 /// One resolver's request body for iteration `i` (pages rotate over 1..=50).
 fn body(resolver: &str, i: usize) -> Value {
