@@ -253,6 +253,22 @@ impl Cache {
         }
     }
 
+    /// Serves `key` from the in-process tier alone, if it holds it: the
+    /// loader calls this first, so a local hit skips the batching window.
+    pub async fn get_local(&self, key: &QueryKey) -> Option<Fetched> {
+        let inner = &*self.inner;
+        if !inner.local.is_enabled()
+            || !inner.config.policies.is_enabled(key.resolver())
+            || !self.is_redis_trusted()
+            || !self.is_listening()
+        {
+            return None;
+        }
+        let value = inner.local.get(key.key()).await?;
+        self.record(key, Event::Hit, "Cache HIT");
+        Some(Fetched::ok(value, CacheStatus::Hit, Tier::Local))
+    }
+
     /// Whether Redis may be read now: connected, not paused by the breaker,
     /// and no generation bump waiting to be applied.
     fn is_redis_trusted(&self) -> bool {

@@ -90,16 +90,21 @@ pub async fn load<Q: CachedQuery>(
     let state = ctx.data::<AppState>()?;
     let loader = ctx.data::<DataLoader<CacheLoader>>()?;
     let key = state.cache.query_key(query);
-    let fetched = match loader.load_one(key.clone()).await {
-        Ok(Some(fetched)) => fetched,
-        Ok(None) => {
-            return Err(AppError::Internal(anyhow::anyhow!(
-                "cache loader returned no value for {}",
-                key.key()
-            ))
-            .extend());
-        }
-        Err(never) => match never {},
+    // A local hit needs no batch: answer it without the batching window.
+    let local = state.cache.get_local(&key).await;
+    let fetched = match local {
+        Some(fetched) => fetched,
+        None => match loader.load_one(key.clone()).await {
+            Ok(Some(fetched)) => fetched,
+            Ok(None) => {
+                return Err(AppError::Internal(anyhow::anyhow!(
+                    "cache loader returned no value for {}",
+                    key.key()
+                ))
+                .extend());
+            }
+            Err(never) => match never {},
+        },
     };
     if let Some(trace) = ctx.data_opt::<CacheTrace>() {
         trace.record(TraceEntry {
