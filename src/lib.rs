@@ -2,16 +2,24 @@
 //!
 //! # Layout
 //!
-//! A read flows **HTTP → resolver → DataLoader → cache → repository**:
+//! A read flows **HTTP → resolver → local tier → DataLoader → Redis →
+//! repository**:
 //!
 //! 1. the resolver checks its arguments and asks the service for a
-//!    `CachedQuery` (policy + key parameters + database load);
-//! 2. the schema-wide `CacheLoader` (async-graphql DataLoader) collects the
-//!    keys of one request, and of concurrent requests, for a short window;
-//! 3. the cache facade reads them all with one MGET, loads the misses from
-//!    the repository (each key once, even across requests), answers, and
-//!    writes the fresh values back in one pipeline in the background;
-//! 4. when Redis is down, erroring or slow, step 3 skips it.
+//!    `CachedQuery` (policy + key parameters + tag + database load);
+//! 2. the in-process tier answers if it holds the value (no network);
+//! 3. otherwise the schema-wide `CacheLoader` (async-graphql DataLoader)
+//!    collects the keys of one request, and of concurrent requests, for a
+//!    short window, and the cache facade reads them with one MGET, checking
+//!    each entry's generation; misses load from the repository once per
+//!    process and once across instances, and are written back in the
+//!    background unless a write invalidated them meanwhile;
+//! 4. when Redis is down, erroring or slow, step 3 skips it (and the local
+//!    tier, which cannot hear invalidations then).
+//!
+//! A write (`service::anime_write`) commits to the database, then bumps the
+//! generations of the tags it changed and waits until every instance has
+//! dropped them from its local tier.
 //!
 //! | module | owns |
 //! |---|---|
