@@ -134,7 +134,17 @@ const MAX_JITTER: Duration = Duration::from_secs(30);
 const XFETCH_BETA: f64 = 1.0;
 
 /// A load that concurrent callers in this process share.
-type InflightLoad = Shared<BoxFuture<'static, Result<Filled, Arc<AppError>>>>;
+type SharedLoad = Shared<BoxFuture<'static, Result<Filled, Arc<AppError>>>>;
+
+/// An in-flight load and the local invalidation epoch it started in: a
+/// caller from a later epoch (a write happened since) must not take its
+/// possibly older result, and starts its own.
+#[derive(Clone)]
+struct InflightLoad {
+    epoch: u64,
+    id: u64,
+    load: SharedLoad,
+}
 
 /// What a shared load produced.
 #[derive(Clone)]
@@ -368,7 +378,7 @@ impl Cache {
 
         let loads = join_all(pending.into_iter().map(|item| async move {
             let use_lease = item.status == CacheStatus::Miss;
-            let (filled, is_leader) = self.load_once(item.key, use_lease).await;
+            let (filled, is_leader) = self.load_once(item.key, use_lease, epoch).await;
             (item, filled, is_leader)
         }))
         .await;
@@ -557,13 +567,15 @@ impl Cache {
     }
 
     /// Loads `key` from the database, or joins a load of it already running
-    /// in this process. With `use_lease`, the load first takes the
-    /// cross-instance lease; losing it means waiting for the holder's value.
-    /// Returns whether this caller started the load.
+    /// in this process that started in the same invalidation `epoch`. With
+    /// `use_lease`, the load first takes the cross-instance lease; losing it
+    /// means waiting for the holder's value. Returns whether this caller
+    /// started the load.
     async fn load_once(
         &self,
         key: &QueryKey,
         use_lease: bool,
+        epoch: u64,
     ) -> (Result<Filled, Arc<AppError>>, bool) {
         let (load, is_leader) = {
             let mut inflight = self
@@ -572,23 +584,40 @@ impl Cache {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match inflight.get(key.key_arc()) {
-                Some(load) => (load.clone(), false),
-                None => {
+                Some(running) if running.epoch == epoch => (running.load.clone(), false),
+                running => {
+                    // A load from before an invalidation may return data the
+                    // write replaced: start a fresh one (without the lease,
+                    // which that older load of ours may still hold).
+                    let use_lease = use_lease && running.is_none();
+                    let id = rand::random::<u64>();
                     let cache = self.clone();
                     let query = key.clone();
                     let load = async move {
                         let result = cache.load_with_lease(&query, use_lease).await;
-                        cache
+                        let mut inflight = cache
                             .inner
                             .inflight
                             .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(query.key_arc());
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if inflight
+                            .get(query.key_arc())
+                            .is_some_and(|running| running.id == id)
+                        {
+                            inflight.remove(query.key_arc());
+                        }
                         result
                     }
                     .boxed()
                     .shared();
-                    inflight.insert(Arc::clone(key.key_arc()), load.clone());
+                    inflight.insert(
+                        Arc::clone(key.key_arc()),
+                        InflightLoad {
+                            epoch,
+                            id,
+                            load: load.clone(),
+                        },
+                    );
                     (load, true)
                 }
             }
@@ -652,7 +681,7 @@ impl Cache {
         tokio::spawn(async move {
             let _permit = permit;
             let epoch = cache.inner.local.epoch();
-            let (filled, is_leader) = cache.load_once(&key, true).await;
+            let (filled, is_leader) = cache.load_once(&key, true, epoch).await;
             if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_leader) {
                 cache
                     .write_back(vec![(key, loaded, generation)], epoch)
@@ -713,6 +742,11 @@ impl Cache {
                         key = key.key(),
                         "Skipping a write-back: invalidated while loading"
                     );
+                    // Free the lease anyway, so other instances need not
+                    // wait for it to expire.
+                    ops.push(Op::Delete {
+                        key: inner.keys.lease_key(key.key()).into(),
+                    });
                     continue;
                 }
             };

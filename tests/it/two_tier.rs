@@ -529,6 +529,23 @@ async fn a_fill_paused_across_an_invalidation_does_not_write_back_its_old_value(
             .invalidate(vec!["race".to_owned()])
             .await
             .expect("invalidate");
+        // A read after the invalidation must not join the paused fill (whose
+        // value predates it): it loads anew and sees the new value.
+        let open = Arc::new(tokio::sync::Notify::new());
+        open.notify_one();
+        let after = cache
+            .get(GatedQuery {
+                gate: open,
+                value: 3,
+            })
+            .await
+            .expect("read after write");
+        assert_eq!(
+            *after, 3,
+            "a read after the write joined the older fill (warm={warm})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        redis.command(&["DEL", &key]);
         gate.notify_one();
         let old = fill.await.expect("fill task").expect("fill");
         tokio::time::sleep(Duration::from_millis(300)).await;
