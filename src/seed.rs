@@ -10,9 +10,10 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{Rng, SeedableRng, seq::IndexedRandom};
 use rand_chacha::ChaCha8Rng;
-use sea_orm::{ActiveValue::NotSet, DatabaseConnection, EntityTrait, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
-use crate::entities::anime::{self, Format, Genres, Season, Status};
+use crate::entities::anime::{self, Format, Season, Status};
+use crate::service::AnimeDraft;
 
 /// The seed used when none is given (demo data on first start).
 pub const DEFAULT_SEED: u64 = 42;
@@ -46,34 +47,13 @@ pub struct Generator {
     index: u64,
 }
 
-/// Everything about one generated anime except its database id.
+/// One generated anime: what a client would send, plus its (deterministic)
+/// insertion time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewAnime {
-    /// Romanised title.
-    pub title: String,
-    /// English title, for about two thirds of the catalogue.
-    pub title_english: Option<String>,
-    /// Release format.
-    pub format: Format,
-    /// Episode count (unknown for upcoming and some ongoing shows).
-    pub episodes: Option<i32>,
-    /// Airing status.
-    pub status: Status,
-    /// Season of first airing.
-    pub season: Option<Season>,
-    /// Year of first airing.
-    pub year: Option<i32>,
-    /// Score 0-10 (none for upcoming shows).
-    pub score: Option<f64>,
-    /// Members count.
-    pub popularity: i32,
-    /// One to four distinct genres.
-    pub genres: Vec<String>,
-    /// Cover picture URL.
-    pub picture_url: String,
-    /// Plot summary, 400-1200 characters.
-    pub synopsis: String,
-    /// Insertion time (deterministic: derived from the index).
+    /// The anime's fields.
+    pub draft: AnimeDraft,
+    /// Insertion time (derived from the index, not the clock).
     pub created_at: DateTime<Utc>,
 }
 
@@ -204,23 +184,7 @@ impl Generator {
     /// The next anime as an insertable row (id left to the database).
     pub fn next_active(&mut self) -> anime::ActiveModel {
         let new = self.next_anime();
-        anime::ActiveModel {
-            id: NotSet,
-            title: Set(new.title),
-            title_english: Set(new.title_english),
-            format: Set(new.format),
-            episodes: Set(new.episodes),
-            status: Set(new.status),
-            season: Set(new.season),
-            year: Set(new.year),
-            score: Set(new.score),
-            popularity: Set(new.popularity),
-            genres: Set(Genres(new.genres)),
-            picture_url: Set(new.picture_url),
-            synopsis: Set(new.synopsis),
-            created_at: Set(new.created_at),
-            updated_at: Set(new.created_at),
-        }
+        new.draft.into_row(new.created_at)
     }
 
     /// The next anime.
@@ -303,18 +267,20 @@ impl Generator {
             + Duration::minutes(index as i64);
 
         NewAnime {
-            title,
-            title_english,
-            format,
-            episodes,
-            status,
-            season,
-            year: Some(year),
-            score,
-            popularity,
-            genres,
-            picture_url,
-            synopsis,
+            draft: AnimeDraft {
+                title,
+                title_english,
+                format,
+                episodes,
+                status,
+                season,
+                year: Some(year),
+                score,
+                popularity,
+                genres,
+                picture_url,
+                synopsis,
+            },
             created_at,
         }
     }
@@ -381,18 +347,15 @@ mod tests {
     fn generated_anime_have_realistic_shape() {
         let mut generator = Generator::new(DEFAULT_SEED);
         let all: Vec<NewAnime> = (0..20_000).map(|_| generator.next_anime()).collect();
-        for anime in &all {
-            assert!(
-                (400..=1200).contains(&anime.synopsis.len()),
-                "{}",
-                anime.synopsis.len()
-            );
+        for anime in all.iter().map(|a| &a.draft) {
+            let chars = anime.synopsis.chars().count();
+            assert!((400..=1200).contains(&chars), "{chars} characters");
             assert!((1..=4).contains(&anime.genres.len()));
             assert!(anime.score.is_none_or(|s| (0.0..=10.0).contains(&s)));
             assert!(anime.popularity >= 150);
         }
         // Zipf-like: the top 1% holds a large share of all members.
-        let mut popularity: Vec<i64> = all.iter().map(|a| i64::from(a.popularity)).collect();
+        let mut popularity: Vec<i64> = all.iter().map(|a| i64::from(a.draft.popularity)).collect();
         popularity.sort_unstable_by(|a, b| b.cmp(a));
         let total: i64 = popularity.iter().sum();
         let top: i64 = popularity[..200].iter().sum();

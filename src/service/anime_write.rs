@@ -20,8 +20,9 @@ use crate::cache::Resolver;
 use crate::entities::anime::{self, Format, Genres, Season, Status};
 use crate::error::{AppError, Result};
 
-/// A new anime, as the client sent it (validated by [`AnimeService::create`]).
-#[derive(Clone, Debug)]
+/// A new anime, as the client sent it (validated by [`AnimeService::create`]),
+/// or as the seed generator made it.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AnimeDraft {
     /// Title, 1-255 characters.
     pub title: String,
@@ -79,28 +80,33 @@ pub struct AnimeChanges {
     pub synopsis: Option<String>,
 }
 
+impl AnimeDraft {
+    /// The row to insert, created and updated `at` (id left to the database).
+    pub fn into_row(self, at: chrono::DateTime<Utc>) -> anime::ActiveModel {
+        anime::ActiveModel {
+            id: NotSet,
+            title: Set(self.title),
+            title_english: Set(self.title_english),
+            format: Set(self.format),
+            episodes: Set(self.episodes),
+            status: Set(self.status),
+            season: Set(self.season),
+            year: Set(self.year),
+            score: Set(self.score),
+            popularity: Set(self.popularity),
+            genres: Set(Genres(self.genres)),
+            picture_url: Set(self.picture_url),
+            synopsis: Set(self.synopsis),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+    }
+}
+
 impl AnimeService {
     /// Inserts an anime, then invalidates what it changes.
     pub async fn create(&self, draft: AnimeDraft) -> Result<anime::Model> {
-        let draft = validate_draft(draft)?;
-        let now = Utc::now();
-        let row = anime::ActiveModel {
-            id: NotSet,
-            title: Set(draft.title),
-            title_english: Set(draft.title_english),
-            format: Set(draft.format),
-            episodes: Set(draft.episodes),
-            status: Set(draft.status),
-            season: Set(draft.season),
-            year: Set(draft.year),
-            score: Set(draft.score),
-            popularity: Set(draft.popularity),
-            genres: Set(Genres(draft.genres)),
-            picture_url: Set(draft.picture_url),
-            synopsis: Set(draft.synopsis),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let row = validate_draft(draft)?.into_row(Utc::now());
         let created = self.repo.create(row).await?;
         self.invalidate_after_write(&[created.id], true).await?;
         Ok(created)
