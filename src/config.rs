@@ -38,6 +38,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Cache administration access.
     pub admin: AdminConfig,
+    /// GraphQL execution limits.
+    pub graphql: GraphqlConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -50,6 +52,9 @@ pub struct HttpConfig {
     /// `SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may run after a
     /// shutdown signal before they are dropped.
     pub shutdown_timeout: Duration,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated browser origins allowed to
+    /// call the API cross-site (empty: none).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// The relational database.
@@ -88,6 +93,23 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// `REDIS_REQUIRED`: refuse to start when Redis is unreachable.
     pub is_required: bool,
+}
+
+/// GraphQL execution limits: what a single request may ask for.
+#[derive(Clone, Debug)]
+pub struct GraphqlConfig {
+    /// `GRAPHQL_INTROSPECTION`: serve `__schema`/`__type` (GraphiQL's docs).
+    pub is_introspection_enabled: bool,
+    /// `GRAPHQL_MAX_DEPTH`: deepest selection nesting.
+    pub max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY`: fields times list sizes, summed.
+    pub max_complexity: usize,
+    /// `GRAPHQL_MAX_ALIASES`: aliased fields in one document.
+    pub max_aliases: usize,
+    /// `GRAPHQL_MAX_BATCH`: requests in one JSON-array body.
+    pub max_batch: usize,
+    /// `REQUEST_TIMEOUT_SECS`: longest a GraphQL request may run.
+    pub request_timeout: Duration,
 }
 
 /// Cache administration access.
@@ -196,6 +218,7 @@ impl Config {
                     10,
                     "whole seconds",
                 )?),
+                cors_allowed_origins: cors_origins(&env)?,
             },
             database: DatabaseConfig {
                 url: Secret::new(database_url),
@@ -236,6 +259,18 @@ impl Config {
                 is_required: env.parse_bool("REDIS_REQUIRED", false)?,
             },
             cache: cache_config(&env)?,
+            graphql: GraphqlConfig {
+                is_introspection_enabled: env.parse_bool("GRAPHQL_INTROSPECTION", true)?,
+                max_depth: env.parse("GRAPHQL_MAX_DEPTH", 10, "a whole number of levels")?,
+                max_complexity: env.parse("GRAPHQL_MAX_COMPLEXITY", 2_500, "a whole number")?,
+                max_aliases: env.parse("GRAPHQL_MAX_ALIASES", 30, "a whole number")?,
+                max_batch: env.parse("GRAPHQL_MAX_BATCH", 10, "a whole number of requests")?,
+                request_timeout: Duration::from_secs(env.parse(
+                    "REQUEST_TIMEOUT_SECS",
+                    10,
+                    "whole seconds",
+                )?),
+            },
             admin: AdminConfig {
                 token: match env.get("ADMIN_TOKEN") {
                     None => None,
@@ -310,6 +345,31 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// `CORS_ALLOWED_ORIGINS`: each origin must be `scheme://host[:port]`.
+fn cors_origins(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = env.get("CORS_ALLOWED_ORIGINS") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let is_origin = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && !origin.ends_with('/')
+            });
+            if is_origin {
+                Ok(origin.to_owned())
+            } else {
+                Err(ConfigError {
+                    var: "CORS_ALLOWED_ORIGINS",
+                    value: origin.to_owned(),
+                    expected: "comma-separated origins such as http://localhost:3000 (no path, no trailing slash)".to_owned(),
+                })
+            }
+        })
+        .collect()
 }
 
 /// `CACHE_*`: namespace, per-resolver TTLs, batching and write-back bounds.

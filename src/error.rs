@@ -34,6 +34,14 @@ pub mod code {
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     /// The document does not fit the schema.
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    /// The document is too deep, too complex or uses too many aliases.
+    pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    /// A batched body holds more requests than allowed.
+    pub const BATCH_TOO_LARGE: &str = "BATCH_TOO_LARGE";
+    /// The request ran longer than `REQUEST_TIMEOUT_SECS`.
+    pub const TIMEOUT: &str = "TIMEOUT";
+    /// The request's HTTP shape is refused (content type, method).
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
 }
 
 /// Errors at the API boundary.

@@ -12,16 +12,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -70,23 +71,43 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
 
+    let cors = cors_layer(&app.config.http.cors_allowed_origins);
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route_layer(axum::middleware::from_fn(track_http))
+        .layer(cors)
         .layer(middleware)
         .with_state(ServerState { app, schema })
 }
 
-/// Runs one GraphQL request, attaching the request id to internal errors.
+/// CORS for the configured browser origins (none: no cross-site access).
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<axum::http::HeaderValue> =
+        origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static(CACHE_DEBUG_HEADER),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Runs one GraphQL request, attaching the request id to internal errors
+/// and bounding it by `REQUEST_TIMEOUT_SECS`. Returns whether it timed out.
 async fn execute(
     state: &ServerState,
     headers: &HeaderMap,
     client: SocketAddr,
     request: async_graphql::Request,
-) -> GraphQLResponse {
+) -> (async_graphql::Response, bool) {
     let request_id = headers
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -108,7 +129,19 @@ async fn execute(
     }
     let operation = crate::metrics::operation_label(request.operation_name.as_deref());
     let started = Instant::now();
-    let mut response = state.schema.execute(request).await;
+    let limit = state.app.config.graphql.request_timeout;
+    let (mut response, is_timeout) =
+        match tokio::time::timeout(limit, state.schema.execute(request)).await {
+            Ok(response) => (response, false),
+            Err(_) => {
+                tracing::warn!(timeout_secs = limit.as_secs(), "GraphQL request timed out");
+                let message = format!(
+                    "the request took longer than {} s and was stopped",
+                    limit.as_secs()
+                );
+                (error_response(&message, code::TIMEOUT), true)
+            }
+        };
     let outcome = if response.errors.is_empty() {
         "ok"
     } else {
@@ -123,16 +156,101 @@ async fn execute(
         let entries = async_graphql::to_value(trace.entries()).unwrap_or_default();
         response.extensions.insert("cache".to_owned(), entries);
     }
-    response.into()
+    (response, is_timeout)
+}
+
+/// A GraphQL response holding one error with `code`.
+fn error_response(message: &str, code: &'static str) -> async_graphql::Response {
+    let mut error = async_graphql::ServerError::new(message, None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    async_graphql::Response::from_errors(vec![error])
+}
+
+/// An HTTP error with a GraphQL-shaped body.
+fn http_error(status: StatusCode, message: &str, code: &'static str) -> Response {
+    let mut response = GraphQLResponse::from(error_response(message, code)).into_response();
+    *response.status_mut() = status;
+    response
+}
+
+/// Whether the request says its body is JSON. Anything else could come from
+/// a cross-site form (text/plain, urlencoded, multipart need no CORS
+/// preflight), so it is refused: CSRF protection for POST.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn graphql_post(
     State(state): State<ServerState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    execute(&state, &headers, client, request.into_inner()).await
+    body: axum::body::Bytes,
+) -> Response {
+    if !is_json(&headers) {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /graphql needs `Content-Type: application/json`",
+            code::BAD_REQUEST,
+        );
+    }
+    // An array is a batch; anything else one request. (Left to serde's
+    // untagged enum, `[]` would parse as a request with an empty query.)
+    let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_array {
+        serde_json::from_slice(&body).map(async_graphql::BatchRequest::Batch)
+    } else {
+        serde_json::from_slice(&body).map(async_graphql::BatchRequest::Single)
+    };
+    let batch: async_graphql::BatchRequest = match parsed {
+        Ok(batch) => batch,
+        Err(err) => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request: {err}"),
+                code::BAD_REQUEST,
+            );
+        }
+    };
+    match batch {
+        async_graphql::BatchRequest::Single(request) => {
+            let (response, is_timeout) = execute(&state, &headers, client, request).await;
+            with_timeout_status(GraphQLResponse::from(response).into_response(), is_timeout)
+        }
+        async_graphql::BatchRequest::Batch(requests) => {
+            let max = state.app.config.graphql.max_batch;
+            if requests.is_empty() || requests.len() > max {
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("a batch holds 1 to {max} requests (got {})", requests.len()),
+                    code::BATCH_TOO_LARGE,
+                );
+            }
+            let results = futures_util::future::join_all(
+                requests
+                    .into_iter()
+                    .map(|request| execute(&state, &headers, client, request)),
+            )
+            .await;
+            let is_timeout = results.iter().any(|(_, timed_out)| *timed_out);
+            let responses = results.into_iter().map(|(response, _)| response).collect();
+            let batch = async_graphql::BatchResponse::Batch(responses);
+            with_timeout_status(GraphQLResponse::from(batch).into_response(), is_timeout)
+        }
+    }
+}
+
+fn with_timeout_status(mut response: Response, is_timeout: bool) -> Response {
+    if is_timeout {
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    }
+    response
 }
 
 async fn graphql_get(
@@ -151,15 +269,50 @@ async fn graphql_get(
         )
         .into_response();
     }
-    match async_graphql::http::parse_query_string(query) {
-        Ok(request) => execute(&state, &headers, client, request).await.into_response(),
-        Err(err) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
-                "errors": [{"message": format!("invalid GraphQL GET request: {err}"), "extensions": {"code": code::BAD_USER_INPUT}}]
-            })),
-        )
-            .into_response(),
+    let request = match async_graphql::http::parse_query_string(query) {
+        Ok(request) => request,
+        Err(err) => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid GraphQL GET request: {err}"),
+                code::BAD_REQUEST,
+            );
+        }
+    };
+    // GET must never change anything: a link or an <img> can send it.
+    if is_mutation(&request) {
+        let mut response = http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations need POST",
+            code::BAD_REQUEST,
+        );
+        response.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static("POST"),
+        );
+        return response;
+    }
+    let (response, is_timeout) = execute(&state, &headers, client, request).await;
+    with_timeout_status(GraphQLResponse::from(response).into_response(), is_timeout)
+}
+
+/// Whether the operation a request would run is a mutation (a document
+/// that does not parse is left to the executor's own error).
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    match &document.operations {
+        DocumentOperations::Single(operation) => operation.node.ty == OperationType::Mutation,
+        DocumentOperations::Multiple(operations) => match request.operation_name.as_deref() {
+            Some(name) => operations
+                .get(name)
+                .is_some_and(|operation| operation.node.ty == OperationType::Mutation),
+            None => operations
+                .values()
+                .any(|operation| operation.node.ty == OperationType::Mutation),
+        },
     }
 }
 

@@ -76,6 +76,8 @@ impl Extension for ErrorShapingExtension {
                 .map(|err| {
                     let code = if is_bad_value(&err.message) {
                         code::BAD_USER_INPUT
+                    } else if is_limit(&err.message) {
+                        code::QUERY_TOO_COMPLEX
                     } else {
                         code::GRAPHQL_VALIDATION_FAILED
                     };
@@ -92,6 +94,12 @@ fn is_bad_value(message: &str) -> bool {
     message.starts_with("Invalid value for argument")
         || message.starts_with("Invalid value for variable")
         || message.contains("is required but not provided")
+}
+
+/// Whether a validation message is async-graphql's depth or complexity
+/// limit.
+fn is_limit(message: &str) -> bool {
+    message.starts_with("Query is nested too deep") || message.starts_with("Query is too complex")
 }
 
 fn with_code(mut err: ServerError, code: &'static str) -> ServerError {

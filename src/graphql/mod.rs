@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod limits;
 pub mod loader;
 pub mod query;
 pub mod types;
@@ -31,15 +32,23 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 /// Builds the schema with the application state as schema data.
 pub fn build_schema(state: AppState) -> AppSchema {
     let loader = loader::CacheLoader::data_loader(state.cache.clone());
-    Schema::build(
+    let limits = state.config.graphql.clone();
+    let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         EmptySubscription,
     )
     .data(state)
     .data(loader)
-    .extension(errors::ErrorShaping)
-    .finish()
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .extension(limits::AliasLimit(limits.max_aliases))
+    .extension(errors::ErrorShaping);
+    if limits.is_introspection_enabled {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// The schema as SDL: what `schema.graphql` must contain.

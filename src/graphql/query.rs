@@ -24,6 +24,7 @@ pub struct CatalogQuery;
 impl CatalogQuery {
     /// The most popular anime, most members first (ties: lower id first).
     /// `limit` is 1 to 100. Cached up to 60 s.
+    #[graphql(complexity = "limit.clamp(1, 100) as usize * child_complexity")]
     async fn popular_anime(
         &self,
         ctx: &Context<'_>,
@@ -37,6 +38,7 @@ impl CatalogQuery {
     /// One page of the catalogue in id order. `page` starts at 1; `perPage`
     /// is 1 to 100. A page past the end is empty, with `hasNextPage: false`.
     /// Cached up to 300 s.
+    #[graphql(complexity = "per_page.clamp(1, 100) as usize * child_complexity + 5")]
     async fn anime_page(
         &self,
         ctx: &Context<'_>,

@@ -13,4 +13,5 @@ mod cache;
 mod contract;
 mod health;
 mod lifecycle;
+mod limits;
 mod two_tier;
