@@ -12,6 +12,7 @@ mod bad_input;
 mod cache;
 mod contract;
 mod health;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod two_tier;

@@ -1,0 +1,160 @@
+//! A table of hostile requests, each with its documented answer: never a
+//! panic, a hang, a dropped connection or a leaked internal message.
+
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp, TestSettings};
+
+const TOKEN: &str = "hostile-admin-token-0123456789";
+
+/// (name, body bytes, expected HTTP status, expected `extensions.code`)
+fn cases() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
+    let deep = format!(
+        "{{ {}animeCount{} }}",
+        "a: animePage { ".repeat(10_000),
+        " }".repeat(10_000)
+    );
+    let aliases: String = (0..10_000).map(|i| format!("a{i}: animeCount ")).collect();
+    let json_body = |query: &str, variables: Value| {
+        json!({ "query": query, "variables": variables })
+            .to_string()
+            .into_bytes()
+    };
+    vec![
+        (
+            "malformed JSON",
+            b"{\"query\": ".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        ("not an object", b"42".to_vec(), 400, "BAD_REQUEST"),
+        (
+            "invalid UTF-8",
+            vec![b'{', b'"', 0xff, 0xfe, b'"', b'}'],
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "query of the wrong type",
+            br#"{"query": 7}"#.to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "variables as a list",
+            br#"{"query": "{ animeCount }", "variables": [1]}"#.to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "unknown field",
+            json_body("{ nope }", json!({})),
+            200,
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "unknown argument",
+            json_body("{ animeCount(x: 1) }", json!({})),
+            200,
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "negative limit",
+            json_body("{ popularAnime(limit: -5) { id } }", json!({})),
+            200,
+            "BAD_USER_INPUT",
+        ),
+        (
+            "overflowing limit",
+            json_body("{ popularAnime(limit: 1e400) { id } }", json!({})),
+            200,
+            "GRAPHQL_PARSE_FAILED",
+        ),
+        (
+            "huge page",
+            json_body(
+                "query($p: Int) { animePage(page: $p) { total } }",
+                json!({"p": 1e300}),
+            ),
+            200,
+            "BAD_USER_INPUT",
+        ),
+        (
+            "null byte in an id",
+            json_body(
+                "query($id: ID!) { anime(id: $id) { id } }",
+                json!({"id": "1\u{0}"}),
+            ),
+            200,
+            "BAD_USER_INPUT",
+        ),
+        (
+            "10k-deep nesting",
+            json_body(&deep, json!({})),
+            200,
+            "GRAPHQL_PARSE_FAILED",
+        ),
+        (
+            "10k aliases",
+            json_body(&format!("{{ {aliases} }}"), json!({})),
+            200,
+            "QUERY_TOO_COMPLEX",
+        ),
+        (
+            "control characters in a clear pattern",
+            json_body(
+                "mutation($p: String!) { clearCache(pattern: $p) { deleted } }",
+                json!({"p": "popular:\u{7}*\n"}),
+            ),
+            200,
+            "BAD_USER_INPUT",
+        ),
+        (
+            "control characters in a title",
+            json_body(
+                r#"mutation { updateAnime(id: "1", input: { title: "a\u0000b" }) { id } }"#,
+                json!({}),
+            ),
+            200,
+            "BAD_USER_INPUT",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn hostile_requests_get_their_documented_errors() {
+    let mut settings = TestSettings::new(Backend::Sqlite);
+    settings.vars.push(("ADMIN_TOKEN", TOKEN.to_owned()));
+    let app = TestApp::spawn_with(settings).await;
+
+    for (name, body, status, code) in cases() {
+        let response = app
+            .http
+            .post(app.url("/graphql"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{name}: the connection failed: {err}"));
+        let got_status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: not JSON: {text:.300}"));
+        assert_eq!(got_status, status, "{name}: {text:.300}");
+        assert_eq!(
+            json["errors"][0]["extensions"]["code"],
+            json!(code),
+            "{name}: {text:.300}"
+        );
+        let lowered = text.to_lowercase();
+        for leak in ["panicked", "sqlx", "select ", "stack backtrace", "src/"] {
+            assert!(
+                !lowered.contains(leak),
+                "{name}: response leaks {leak:?}: {text:.300}"
+            );
+        }
+    }
+    // Still serving.
+    assert_eq!(app.count().await, 250);
+}
