@@ -11,6 +11,7 @@ mod api;
 mod bad_input;
 mod cache;
 mod contract;
+mod faults;
 mod health;
 mod hostile;
 mod lifecycle;
