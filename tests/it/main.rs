@@ -12,6 +12,7 @@ mod bad_input;
 mod cache;
 mod contract;
 mod faults;
+mod fuzz;
 mod health;
 mod hostile;
 mod lifecycle;
