@@ -171,9 +171,39 @@ fn error_response(message: &str, code: &'static str) -> async_graphql::Response 
 
 /// An HTTP error with a GraphQL-shaped body.
 fn http_error(status: StatusCode, message: &str, code: &'static str) -> Response {
-    let mut response = GraphQLResponse::from(error_response(message, code)).into_response();
+    let mut response = single_response(error_response(message, code), false);
     *response.status_mut() = status;
     response
+}
+
+/// One GraphQL response as `application/graphql-response+json`, with the
+/// GraphQL-over-HTTP status rules: a request error (nothing executed: parse,
+/// validation, limits, variables; errors without a path) has no `data`
+/// entry and status 400; a timeout 504; anything that executed is 200.
+fn single_response(response: async_graphql::Response, is_timeout: bool) -> Response {
+    let is_request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|err| err.path.is_empty());
+    let status = if is_timeout {
+        StatusCode::GATEWAY_TIMEOUT
+    } else if is_request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    if !is_request_error && !is_timeout {
+        return GraphQLResponse::from(response).into_response();
+    }
+    let mut body = serde_json::to_value(&response).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.remove("data");
+    }
+    (
+        status,
+        [(CONTENT_TYPE, "application/graphql-response+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Whether the request says its body is JSON. Anything else could come from
@@ -221,7 +251,7 @@ async fn graphql_post(
     match batch {
         async_graphql::BatchRequest::Single(request) => {
             let (response, is_timeout) = execute(&state, &headers, client, request).await;
-            with_timeout_status(GraphQLResponse::from(response).into_response(), is_timeout)
+            single_response(response, is_timeout)
         }
         async_graphql::BatchRequest::Batch(requests) => {
             let max = state.app.config.graphql.max_batch;
@@ -293,7 +323,7 @@ async fn graphql_get(
         return response;
     }
     let (response, is_timeout) = execute(&state, &headers, client, request).await;
-    with_timeout_status(GraphQLResponse::from(response).into_response(), is_timeout)
+    single_response(response, is_timeout)
 }
 
 /// Whether the operation a request would run is a mutation (a document
