@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLResponse;
 use axum::Router;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
@@ -23,7 +23,6 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -39,8 +38,8 @@ use crate::graphql::{AppSchema, RequestId};
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Largest accepted request body. GraphQL documents are small; this stops a
-/// client from making us buffer megabytes (the GraphQL extractor reads the
-/// whole body itself, so axum's default limit does not apply).
+/// client from making us buffer megabytes. Enforced by the body extractor of
+/// `graphql_post` (a larger body is 413 with a GraphQL error).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How long readiness waits for the database before calling it down.
@@ -54,6 +53,21 @@ struct ServerState {
 
 /// Builds the router with its middleware stack.
 pub fn router(app: AppState, schema: AppSchema) -> Router {
+    let cors = cors_layer(&app.config.http.cors_allowed_origins);
+    let routes = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route_layer(axum::middleware::from_fn(track_http))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
+        .with_state(ServerState { app, schema });
+    with_middleware(routes)
+}
+
+/// Request ids, tracing and panic containment around any router.
+fn with_middleware(routes: Router) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
         // Outermost: the id exists before the trace span is made, so every
@@ -68,19 +82,34 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+        .layer(axum::middleware::from_fn(request_id_into_panic_bodies))
+        .layer(CatchPanicLayer::custom(panic_response));
+    routes.layer(middleware)
+}
 
-    let cors = cors_layer(&app.config.http.cors_allowed_origins);
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route_layer(axum::middleware::from_fn(track_http))
-        .layer(cors)
-        .layer(middleware)
-        .with_state(ServerState { app, schema })
+/// Marks the response [`panic_response`] made, so the request id can be
+/// added to its body.
+#[derive(Clone, Copy)]
+struct PanicMarker;
+
+/// Puts the request id into the body of a caught panic's response, as for
+/// every other internal error.
+async fn request_id_into_panic_bodies(request: Request, next: axum::middleware::Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    if response.extensions().get::<PanicMarker>().is_none() {
+        return response;
+    }
+    let mut error = error_response(INTERNAL_MESSAGE, code::INTERNAL);
+    attach_request_id(&mut error, &request_id);
+    let mut response = single_response(error, false);
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }
 
 /// CORS for the configured browser origins (none: no cross-site access).
@@ -221,8 +250,20 @@ async fn graphql_post(
     State(state): State<ServerState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the body is larger than {MAX_BODY_BYTES} bytes")
+            } else {
+                rejection.body_text()
+            };
+            return http_error(status, &message, code::BAD_REQUEST);
+        }
+    };
     if !is_json(&headers) {
         return http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -419,9 +460,46 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(non-string panic)");
     tracing::error!(panic = %detail, "Request handler panicked");
-    (
+    let mut response = (
         StatusCode::INTERNAL_SERVER_ERROR,
         axum::Json(json!({ "errors": [{ "message": INTERNAL_MESSAGE, "extensions": { "code": code::INTERNAL } }] })),
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(PanicMarker);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_with_the_request_id() {
+        let routes: Router = Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("secret detail from deep inside");
+                #[allow(unreachable_code)]
+                ()
+            }),
+        );
+        let response = with_middleware(routes)
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .header(REQUEST_ID_HEADER, "req-42")
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        assert_eq!(body["errors"][0]["extensions"]["requestId"], "req-42");
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
 }

@@ -373,8 +373,9 @@ impl Cache {
         }
     }
 
-    /// Whether invalidations from other instances are being received now.
-    pub(super) fn is_listening(&self) -> bool {
+    /// Whether this instance hears other instances' invalidations now (and
+    /// so may use its in-process tier).
+    pub fn is_listening(&self) -> bool {
         self.inner
             .subscriber
             .get()

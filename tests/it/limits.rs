@@ -42,8 +42,12 @@ async fn a_five_megabyte_body_is_413() {
         "{{\"query\":\"{{ animeCount }}\",\"pad\":\"{}\"}}",
         "x".repeat(5 * 1024 * 1024)
     );
-    let (status, _) = post_raw(&app, Some("application/json"), huge).await;
+    let (status, body) = post_raw(&app, Some("application/json"), huge).await;
     assert_eq!(status, 413);
+    assert_eq!(code(&body), "BAD_REQUEST", "{body}");
+    let ten = vec![b' '; 10 * 1024 * 1024];
+    let (status, _) = post_raw(&app, Some("application/json"), ten).await;
+    assert_eq!(status, 413, "a 10 MB body");
 }
 
 #[tokio::test]

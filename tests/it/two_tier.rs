@@ -38,6 +38,14 @@ async fn two_instances(redis: &RedisServer, vars: &[(&'static str, &str)]) -> (T
     let mut b_settings = settings(redis, &namespace, vars);
     b_settings.database_url = Some(a.database_url.clone());
     let b = TestApp::spawn_with(b_settings).await;
+    // Both subscriptions proven: from here on no start-up step drops a local
+    // tier (which would also split in-flight loads across the epoch).
+    until(
+        "both instances listening",
+        Duration::from_secs(10),
+        async || a.state.cache.is_listening() && b.state.cache.is_listening(),
+    )
+    .await;
     (a, b)
 }
 
