@@ -7,6 +7,12 @@
 //! - `GET /readyz`: database and Redis status; 503 only when the database is
 //!   unreachable (without Redis the service is degraded, not down).
 //! - `GET /metrics`: Prometheus text (keep it off the public internet).
+//!
+//! HTTP rules (GraphQL over HTTP, plus CSRF protection): POST bodies must be
+//! `application/json` (else 415) and at most 1 MiB (else 413); a JSON array
+//! is a batch of at most `GRAPHQL_MAX_BATCH`; GET never runs a mutation
+//! (405); a request error (nothing executed) is 400 without `data`, a
+//! timeout 504; every error body is GraphQL JSON with a code.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
