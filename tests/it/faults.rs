@@ -162,33 +162,53 @@ async fn app_on(redis: &RedisServer, postgres: Option<&PostgresServer>) -> TestA
     TestApp::spawn_with(settings).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_then_restarted_under_load() {
+/// How Redis fails in an outage test.
+#[derive(Clone, Copy)]
+enum Outage {
+    /// SIGKILL, then a restart on the same port (empty).
+    Kill,
+    /// SIGSTOP, then SIGCONT: the connection stays open, nothing answers.
+    Freeze,
+}
+
+/// Two seconds of Redis outage in the middle of steady load: zero failed
+/// responses, bounded latency, hits back within 5 s.
+async fn redis_outage_under_load(outage: Outage) {
     let mut redis = RedisServer::start();
     let app = app_on(&redis, None).await;
     let load = Load::start(&app, CACHED);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let killed_at = load.elapsed();
-    redis.kill();
+    let broken_at = load.elapsed();
+    match outage {
+        Outage::Kill => redis.kill(),
+        Outage::Freeze => redis.freeze(),
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let restarted_at = load.elapsed();
-    redis.restart();
+    let healed_at = load.elapsed();
+    match outage {
+        Outage::Kill => redis.restart(),
+        Outage::Freeze => redis.thaw(),
+    }
     tokio::time::sleep(Duration::from_secs(6)).await;
     let samples = load.finish().await;
 
     let failed = samples.iter().filter(|s| !s.is_ok()).count();
-    let outage_worst = worst(&samples, killed_at, restarted_at);
-    let back = recovery(&samples, restarted_at);
+    let outage_worst = worst(&samples, broken_at, healed_at);
+    let back = recovery(&samples, healed_at);
+    let (name, how, healed) = match outage {
+        Outage::Kill => ("Redis killed under load", "down", "restart"),
+        Outage::Freeze => ("Redis frozen under load", "frozen (SIGSTOP)", "thaw"),
+    };
     report(
-        "Redis killed under load",
+        name,
         &[
             format!("{} responses, {failed} failed", samples.len()),
-            format!("worst latency while Redis was down: {outage_worst:?}"),
-            format!("hit ratio back above 90 % after: {back:?} (from the restart)"),
+            format!("worst latency while Redis was {how}: {outage_worst:?}"),
+            format!("hit ratio back above 90 % after: {back:?} (from the {healed})"),
         ],
     );
-    assert_eq!(failed, 0, "failed responses while Redis was killed");
+    assert_eq!(failed, 0, "failed responses while Redis was {how}");
     assert!(
         outage_worst < Duration::from_millis(1_000),
         "worst {outage_worst:?}"
@@ -200,40 +220,13 @@ async fn redis_killed_then_restarted_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_then_restarted_under_load() {
+    redis_outage_under_load(Outage::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_then_thawed_under_load() {
-    let redis = RedisServer::start();
-    let app = app_on(&redis, None).await;
-    let load = Load::start(&app, CACHED);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let frozen_at = load.elapsed();
-    redis.freeze();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let thawed_at = load.elapsed();
-    redis.thaw();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let samples = load.finish().await;
-
-    let failed = samples.iter().filter(|s| !s.is_ok()).count();
-    let frozen_worst = worst(&samples, frozen_at, thawed_at);
-    let back = recovery(&samples, thawed_at);
-    report(
-        "Redis frozen under load",
-        &[
-            format!("{} responses, {failed} failed", samples.len()),
-            format!("worst latency while Redis was frozen (SIGSTOP): {frozen_worst:?}"),
-            format!("hit ratio back above 90 % after: {back:?} (from the thaw)"),
-        ],
-    );
-    assert_eq!(failed, 0, "failed responses while Redis was frozen");
-    assert!(
-        frozen_worst < Duration::from_millis(1_000),
-        "worst {frozen_worst:?}"
-    );
-    assert!(
-        back.is_some_and(|d| d <= Duration::from_secs(5)),
-        "hits did not recover: {back:?}"
-    );
+    redis_outage_under_load(Outage::Freeze).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
