@@ -134,7 +134,12 @@ impl Cache {
         );
         let channel = self.inner.keys.invalidation_channel();
         let payload = serde_json::to_string(&message).unwrap_or_default();
+        // Acknowledgements arrive on our own subscription; without one (the
+        // local tier is off here, or the subscription is down) there is
+        // nothing to wait on, and waiting would only stall the write.
+        let can_hear_acks = self.is_listening();
         match self.inner.redis.publish(&channel, &payload).await {
+            Ok(_) if !can_hear_acks => {}
             Ok(receivers) => {
                 if let Some(wait) = self.acks().get_mut(&message.id) {
                     wait.expected = Some(receivers);
