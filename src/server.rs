@@ -35,10 +35,10 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use crate::cache::RedisStatus;
 use crate::error::{INTERNAL_MESSAGE, code};
+use crate::graphql::AppSchema;
 use crate::graphql::admin::{Bearer, Credentials};
-use crate::graphql::errors::attach_request_id;
+use crate::graphql::errors::{attach_request_id, coded_error};
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
-use crate::graphql::{AppSchema, RequestId};
 
 /// Header carrying the request id, generated when the client sends none.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -152,9 +152,7 @@ async fn execute(
         bearer: Bearer::from_header(headers.get(AUTHORIZATION).map(|value| value.as_bytes())),
         client: Some(client),
     };
-    let mut request = request
-        .data(RequestId(request_id.clone()))
-        .data(credentials);
+    let mut request = request.data(credentials);
     let trace = headers
         .get(CACHE_DEBUG_HEADER)
         .is_some_and(|value| value.as_bytes() == b"1")
@@ -196,12 +194,7 @@ async fn execute(
 
 /// A GraphQL response holding one error with `code`.
 fn error_response(message: &str, code: &'static str) -> async_graphql::Response {
-    let mut error = async_graphql::ServerError::new(message, None);
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
-    async_graphql::Response::from_errors(vec![error])
+    async_graphql::Response::from_errors(vec![coded_error(message, code)])
 }
 
 /// An HTTP error with a GraphQL-shaped body.

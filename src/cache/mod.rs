@@ -254,6 +254,9 @@ impl Cache {
     /// outside GraphQL, such as benchmarks and tools.
     pub async fn get<Q: CachedQuery>(&self, query: Q) -> Result<Arc<Q::Output>, Arc<AppError>> {
         let key = self.query_key(query);
+        if let Some(local) = self.get_local(&key).await {
+            return local.typed::<Q::Output>();
+        }
         let mut fetched = self.fetch_many(std::slice::from_ref(&key)).await;
         match fetched.remove(&key) {
             Some(fetched) => fetched.typed::<Q::Output>(),
@@ -265,6 +268,8 @@ impl Cache {
 
     /// Serves `key` from the in-process tier alone, if it holds it: the
     /// loader calls this first, so a local hit skips the batching window.
+    /// The local tier hears other instances' writes only through Redis, so
+    /// while Redis or the subscription is not trusted, neither is it.
     pub async fn get_local(&self, key: &QueryKey) -> Option<Fetched> {
         let inner = &*self.inner;
         if !inner.local.is_enabled()
@@ -291,31 +296,20 @@ impl Cache {
                 .is_empty()
     }
 
-    /// Serves a batch of reads; every key gets an entry in the result.
+    /// Serves a batch of reads that the in-process tier did not answer
+    /// (callers ask [`Cache::get_local`] first); every key gets an entry in
+    /// the result.
     pub async fn fetch_many(&self, keys: &[QueryKey]) -> HashMap<QueryKey, Fetched> {
         let inner = &*self.inner;
         let epoch = inner.local.epoch();
         let mut results = HashMap::with_capacity(keys.len());
         let mut pending: Vec<Pending<'_>> = Vec::new();
         let mut lookups: Vec<&QueryKey> = Vec::new();
-        // The local tier hears other instances' writes only through Redis:
-        // while Redis is not trusted, it is not trusted either.
-        let is_local_usable = self.is_redis_trusted() && self.is_listening();
-
         for key in keys {
-            if !inner.config.policies.is_enabled(key.resolver()) {
-                pending.push(Pending::new(key, CacheStatus::Bypass));
-            } else if let Some(value) = match is_local_usable {
-                true => inner.local.get(key.key()).await,
-                false => None,
-            } {
-                self.record(key, Event::Hit, "Cache HIT");
-                results.insert(
-                    key.clone(),
-                    Fetched::ok(value, CacheStatus::Hit, Tier::Local),
-                );
-            } else {
+            if inner.config.policies.is_enabled(key.resolver()) {
                 lookups.push(key);
+            } else {
+                pending.push(Pending::new(key, CacheStatus::Bypass));
             }
         }
 

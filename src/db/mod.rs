@@ -16,38 +16,18 @@ use crate::config::{DatabaseConfig, redact_url};
 
 pub use anime_repo::AnimeRepo;
 
-/// Query counters, fed by sea-orm's metric callback on every statement.
-/// Tests use them to prove a read did or did not reach the database.
+/// Statement counter, fed by sea-orm's metric callback. Tests use it to
+/// prove a read did or did not reach the database; latency and failures go
+/// to the Prometheus metrics from the same callback.
 #[derive(Debug, Default)]
 pub struct DbStats {
     queries: AtomicU64,
-    failed: AtomicU64,
-    total_micros: AtomicU64,
 }
 
 impl DbStats {
     /// Statements executed since start.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
-    }
-
-    /// Statements that returned an error.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    /// Time spent in statements, summed.
-    pub fn total_time(&self) -> Duration {
-        Duration::from_micros(self.total_micros.load(Ordering::Relaxed))
-    }
-
-    fn record(&self, elapsed: Duration, is_failed: bool) {
-        self.queries.fetch_add(1, Ordering::Relaxed);
-        if is_failed {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.total_micros.fetch_add(micros, Ordering::Relaxed);
     }
 }
 
@@ -61,7 +41,7 @@ pub async fn connect_with_stats(
     let stats = Arc::new(DbStats::default());
     let sink = Arc::clone(&stats);
     db.set_metric_callback(move |info| {
-        sink.record(info.elapsed, info.failed);
+        sink.queries.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!(crate::metrics::DB_QUERY_SECONDS).record(info.elapsed.as_secs_f64());
         if info.failed {
             metrics::counter!(crate::metrics::DB_QUERY_ERRORS_TOTAL).increment(1);

@@ -18,10 +18,6 @@ use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value
 
 use crate::error::code;
 
-/// The id of the HTTP request being served (`x-request-id`).
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
 /// Extension factory that tags parse and validation errors with codes.
 pub struct ErrorShaping;
 
@@ -105,6 +101,11 @@ fn is_limit(message: &str) -> bool {
 fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
     set_code(&mut err, code);
     err
+}
+
+/// A request-level error (no path, no location) with `code`.
+pub fn coded_error(message: impl Into<String>, code: &'static str) -> ServerError {
+    with_code(ServerError::new(message, None), code)
 }
 
 /// Sets `extensions.code` unless the error already has one.

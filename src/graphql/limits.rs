@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{ServerResult, Variables};
 
+use super::errors::coded_error;
 use crate::error::code;
 
 /// Refuses documents with more than this many aliased fields.
@@ -43,18 +44,13 @@ impl Extension for AliasLimit {
             )
             .sum();
         if aliases > self.0 {
-            let mut error = ServerError::new(
+            return Err(coded_error(
                 format!(
                     "the document uses {aliases} aliases; at most {} are allowed",
                     self.0
                 ),
-                None,
-            );
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code::QUERY_TOO_COMPLEX);
-            return Err(error);
+                code::QUERY_TOO_COMPLEX,
+            ));
         }
         Ok(document)
     }

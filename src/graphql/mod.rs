@@ -15,8 +15,6 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::AppState;
 
-pub use errors::RequestId;
-
 /// The query root: the catalogue plus admin-only cache stats.
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(query::CatalogQuery, admin::AdminQuery);

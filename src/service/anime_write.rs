@@ -12,6 +12,8 @@
 //! change can move an anime in or out of any popular list, and a create or
 //! delete shifts every later page. That is coarse but O(1) per write.
 
+use std::ops::RangeInclusive;
+
 use chrono::Utc;
 use sea_orm::ActiveValue::{NotSet, Set};
 
@@ -206,10 +208,10 @@ fn validate_draft(mut draft: AnimeDraft) -> Result<AnimeDraft> {
         .title_english
         .map(|t| text("input.titleEnglish", &t, 1, 255))
         .transpose()?;
-    check_episodes(draft.episodes)?;
-    check_year(draft.year)?;
-    check_score(draft.score)?;
-    check_popularity(draft.popularity)?;
+    check_range(&EPISODES, draft.episodes)?;
+    check_range(&YEAR, draft.year)?;
+    check_range(&SCORE, draft.score)?;
+    check_range(&POPULARITY, Some(draft.popularity))?;
     draft.genres = genres(draft.genres)?;
     draft.picture_url = picture_url(&draft.picture_url)?;
     draft.synopsis = text("input.synopsis", &draft.synopsis, 1, 10_000)?;
@@ -228,12 +230,10 @@ fn validate_changes(mut changes: AnimeChanges) -> Result<AnimeChanges> {
                 .transpose()
         })
         .transpose()?;
-    check_episodes(changes.episodes.flatten())?;
-    check_year(changes.year.flatten())?;
-    check_score(changes.score.flatten())?;
-    if let Some(popularity) = changes.popularity {
-        check_popularity(popularity)?;
-    }
+    check_range(&EPISODES, changes.episodes.flatten())?;
+    check_range(&YEAR, changes.year.flatten())?;
+    check_range(&SCORE, changes.score.flatten())?;
+    check_range(&POPULARITY, changes.popularity)?;
     changes.genres = changes.genres.map(genres).transpose()?;
     changes.picture_url = changes.picture_url.map(|u| picture_url(&u)).transpose()?;
     changes.synopsis = changes
@@ -257,44 +257,29 @@ fn text(argument: &'static str, value: &str, min: usize, max: usize) -> Result<S
     Ok(trimmed.to_owned())
 }
 
-fn check_episodes(episodes: Option<i32>) -> Result<()> {
-    match episodes {
-        Some(n) if !(0..=10_000).contains(&n) => Err(AppError::bad_input(
-            "input.episodes",
-            format!("input.episodes must be between 0 and 10000 (got {n})"),
+/// Allowed numeric fields, as (argument, range).
+const EPISODES: (&str, RangeInclusive<i32>) = ("input.episodes", 0..=10_000);
+const YEAR: (&str, RangeInclusive<i32>) = ("input.year", 1900..=2100);
+const SCORE: (&str, RangeInclusive<f64>) = ("input.score", 0.0..=10.0);
+const POPULARITY: (&str, RangeInclusive<i32>) = ("input.popularity", 0..=i32::MAX);
+
+/// Checks an optional number against its field's range (NaN is outside
+/// every range).
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    (argument, allowed): &(&'static str, RangeInclusive<T>),
+    value: Option<T>,
+) -> Result<()> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(AppError::bad_input(
+            argument,
+            format!(
+                "{argument} must be between {} and {} (got {v})",
+                allowed.start(),
+                allowed.end()
+            ),
         )),
         _ => Ok(()),
     }
-}
-
-fn check_year(year: Option<i32>) -> Result<()> {
-    match year {
-        Some(y) if !(1900..=2100).contains(&y) => Err(AppError::bad_input(
-            "input.year",
-            format!("input.year must be between 1900 and 2100 (got {y})"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn check_score(score: Option<f64>) -> Result<()> {
-    match score {
-        Some(s) if !(0.0..=10.0).contains(&s) => Err(AppError::bad_input(
-            "input.score",
-            format!("input.score must be between 0 and 10 (got {s})"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn check_popularity(popularity: i32) -> Result<()> {
-    if popularity < 0 {
-        return Err(AppError::bad_input(
-            "input.popularity",
-            format!("input.popularity must be at least 0 (got {popularity})"),
-        ));
-    }
-    Ok(())
 }
 
 fn genres(genres: Vec<String>) -> Result<Vec<String>> {
@@ -351,9 +336,11 @@ mod tests {
         assert!(text("input.title", "  Hi  ", 1, 255).is_ok_and(|t| t == "Hi"));
         assert!(text("input.title", "   ", 1, 255).is_err());
         assert!(text("input.title", "a\u{0}b", 1, 255).is_err());
-        assert!(check_score(Some(10.5)).is_err());
-        assert!(check_score(Some(f64::NAN)).is_err());
-        assert!(check_year(Some(1800)).is_err());
+        assert!(check_range(&SCORE, Some(10.5)).is_err());
+        assert!(check_range(&SCORE, Some(f64::NAN)).is_err());
+        assert!(check_range(&SCORE, Some(10.0)).is_ok());
+        assert!(check_range(&YEAR, Some(1800)).is_err());
+        assert!(check_range(&POPULARITY, Some(-1)).is_err());
         assert!(picture_url("javascript:alert(1)").is_err());
         assert!(picture_url("https://img.example/x.webp").is_ok());
         assert_eq!(

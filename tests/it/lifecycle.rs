@@ -10,7 +10,7 @@ use crate::common::{Backend, TestApp};
 use crate::support;
 
 #[tokio::test]
-async fn shutdown_finishes_in_flight_work_and_stops_accepting() {
+async fn shutdown_returns_promptly_and_stops_accepting() {
     // Arrange
     let app = TestApp::spawn(Backend::Sqlite).await;
     let url = app.url("/healthz");
