@@ -418,6 +418,15 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
             defaults.local_max_bytes,
             "bytes (0 disables the in-process tier)",
         )?,
+        response_max_bytes: if env.parse_bool("CACHE_RESPONSES", true)? {
+            env.parse(
+                "CACHE_RESPONSE_MAX_BYTES",
+                defaults.response_max_bytes,
+                "bytes (0 turns the response fast path off)",
+            )?
+        } else {
+            0
+        },
         stale_while_revalidate: Duration::from_secs(env.parse(
             "CACHE_STALE_WHILE_REVALIDATE",
             defaults.stale_while_revalidate.as_secs(),

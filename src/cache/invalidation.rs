@@ -227,7 +227,7 @@ impl Cache {
     /// instances' writes otherwise); the subscriber reconnects and
     /// resubscribes on its own, and each reconnect drops the local tier.
     pub fn listen_for_invalidations(&self) {
-        if !self.inner.local.is_enabled() {
+        if !self.inner.local.is_enabled() && !self.inner.local.responses_enabled() {
             return;
         }
         let cache = self.clone();
@@ -379,12 +379,17 @@ impl Cache {
     }
 
     /// Whether this instance hears other instances' invalidations now (and
-    /// so may use its in-process tier).
+    /// so may use its in-process tier): subscribed, connected, and its own
+    /// probe heard since the last trouble on the subscription.
     pub fn is_listening(&self) -> bool {
         self.inner
-            .subscriber
-            .get()
-            .is_some_and(|s| s.is_connected())
+            .is_listener_alive
+            .load(std::sync::atomic::Ordering::Acquire)
+            && self
+                .inner
+                .subscriber
+                .get()
+                .is_some_and(|s| s.is_connected())
     }
 
     /// A reconnect of the main client may follow a period in which

@@ -66,6 +66,12 @@ impl KeySpace {
         format!("{}lease:{rest}", self.versioned_prefix)
     }
 
+    /// The key holding the text of an automatic persisted query, by the
+    /// hex SHA-256 of that text.
+    pub fn persisted_query_key(&self, sha256_hex: &str) -> String {
+        format!("{}apq:{sha256_hex}", self.versioned_prefix)
+    }
+
     /// The pub/sub channel carrying invalidations between instances.
     pub fn invalidation_channel(&self) -> String {
         format!("{}:invalidate", self.namespace)

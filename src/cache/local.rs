@@ -24,6 +24,7 @@ use moka::future::Cache as Moka;
 
 use super::envelope::now_ms;
 use super::query::SharedValue;
+use super::response::{ResponseKey, ResponseStore, StoredResponse};
 
 /// One value held in memory.
 #[derive(Clone)]
@@ -52,9 +53,11 @@ struct Invalidations {
 /// invalidation (bounds memory under many distinct invalidated ids).
 const MAX_TAG_RECORDS: usize = 10_000;
 
-/// The in-process tier; disabled when its byte budget is zero.
+/// The in-process tier; disabled when its byte budget is zero. It also
+/// holds whole responses ([`super::response`]), guarded by the same epochs.
 pub struct LocalTier {
     cache: Option<Moka<Arc<str>, LocalEntry>>,
+    responses: ResponseStore,
     epoch: AtomicU64,
     /// Read on every hit, written on invalidation; a std RwLock, never held
     /// across an await.
@@ -77,8 +80,9 @@ impl Expiry<Arc<str>, LocalEntry> for UntilLogicalExpiry {
 }
 
 impl LocalTier {
-    /// A tier holding at most `max_bytes` of values (0 disables it).
-    pub fn new(max_bytes: u64) -> Self {
+    /// A tier holding at most `max_bytes` of values and `response_bytes` of
+    /// responses (0 disables either).
+    pub fn new(max_bytes: u64, response_bytes: u64) -> Self {
         let cache = (max_bytes > 0).then(|| {
             Moka::builder()
                 .max_capacity(max_bytes)
@@ -93,6 +97,7 @@ impl LocalTier {
         });
         Self {
             cache,
+            responses: ResponseStore::new(response_bytes),
             epoch: AtomicU64::new(0),
             invalidations: RwLock::new(Invalidations::default()),
         }
@@ -108,8 +113,8 @@ impl LocalTier {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// A fresh value for `key`, if held.
-    pub async fn get(&self, key: &str) -> Option<SharedValue> {
+    /// A fresh value for `key`, if held, with its logical expiry (unix ms).
+    pub async fn get(&self, key: &str) -> Option<(SharedValue, u64)> {
         if !self.is_enabled() {
             return None;
         }
@@ -117,17 +122,43 @@ impl LocalTier {
         if entry.expires_at_ms <= now_ms() {
             return None;
         }
+        self.is_current(std::slice::from_ref(&entry.tag), entry.epoch)
+            .then_some((entry.value, entry.expires_at_ms))
+    }
+
+    /// Whether no invalidation of any of `tags` (or of everything) came
+    /// after `epoch`.
+    fn is_current(&self, tags: &[Arc<str>], epoch: u64) -> bool {
         let invalidations = self
             .invalidations
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let invalidated_at = invalidations
-            .by_tag
-            .get(&entry.tag)
-            .copied()
-            .unwrap_or(0)
-            .max(invalidations.all);
-        (entry.epoch >= invalidated_at).then_some(entry.value)
+        epoch >= invalidations.all
+            && tags
+                .iter()
+                .all(|tag| invalidations.by_tag.get(tag).is_none_or(|at| epoch >= *at))
+    }
+
+    /// Whether whole responses are kept.
+    pub fn responses_enabled(&self) -> bool {
+        self.responses.is_enabled()
+    }
+
+    /// A current response for `key`, if held.
+    pub async fn get_response(&self, key: &ResponseKey) -> Option<Arc<StoredResponse>> {
+        let response = self.responses.get(key).await?;
+        self.is_current(response.tags(), response.epoch())
+            .then_some(response)
+    }
+
+    /// Holds `response` unless an invalidation happened since the epoch its
+    /// execution started in. Returns whether it was kept.
+    pub async fn insert_response(&self, key: ResponseKey, response: Arc<StoredResponse>) -> bool {
+        if response.expires_at_ms <= now_ms() || self.epoch() != response.epoch() {
+            return false;
+        }
+        self.responses.insert(key, response).await;
+        true
     }
 
     /// Holds `entry` unless an invalidation happened since `epoch` was read
@@ -163,6 +194,7 @@ impl LocalTier {
         }
         // Free the memory too (moka applies this lazily; correctness comes
         // from the epochs above).
+        self.responses.invalidate_tags(tags);
         if let Some(cache) = &self.cache {
             let tags: Vec<Arc<str>> = tags.iter().map(|t| Arc::from(t.as_str())).collect();
             if cache
@@ -185,9 +217,15 @@ impl LocalTier {
             invalidations.all = epoch;
             invalidations.by_tag.clear();
         }
+        self.responses.invalidate_all();
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
+    }
+
+    /// Responses held and their bytes (after pending maintenance).
+    pub async fn response_usage(&self) -> (u64, u64) {
+        self.responses.weighted_size().await
     }
 
     /// Bytes currently held (after pending maintenance).
@@ -218,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_invalidation_during_a_fill_keeps_the_fill_out() {
-        let tier = LocalTier::new(1 << 20);
+        let tier = LocalTier::new(1 << 20, 0);
         let epoch = tier.epoch();
         tier.invalidate_tags(&["popular".to_owned()]);
         tier.insert(Arc::from("k"), entry("popular", 10), epoch)
@@ -237,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_inserted_late_with_an_old_epoch_is_never_served() {
-        let tier = LocalTier::new(1 << 20);
+        let tier = LocalTier::new(1 << 20, 0);
         let epoch = tier.epoch();
         // The insert passes its epoch check, then an invalidation lands
         // before the value is read: simulate by inserting directly.
@@ -254,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_budget_still_keeps_entries() {
-        let tier = LocalTier::new(150_000);
+        let tier = LocalTier::new(150_000, 0);
         let epoch = tier.epoch();
         tier.insert(
             Arc::from("anigo:v2:anime:id=3"),
@@ -267,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_byte_bound_holds() {
-        let tier = LocalTier::new(100_000);
+        let tier = LocalTier::new(100_000, 0);
         for i in 0..1_000 {
             let epoch = tier.epoch();
             tier.insert(Arc::from(format!("key-{i}")), entry("t", 1_000), epoch)

@@ -28,8 +28,10 @@
 //! | [`invalidation`] | generation bumps and the pub/sub fan-out |
 //! | [`key`] | key format `{namespace}:{version}:{prefix}:{params}` |
 //! | [`local`] | the in-process tier (moka) |
+//! | [`persisted`] | automatic persisted query texts |
 //! | [`query`] | `CachedQuery` (what a resolver declares) and batching keys |
 //! | [`redis`] | the fred connection: timeouts, reconnects, breaker, stats |
+//! | [`response`] | whole kept responses (the fast path) |
 //! | [`stats`] | hit/miss/error counters per resolver |
 
 pub mod admin;
@@ -37,9 +39,11 @@ pub mod envelope;
 pub mod invalidation;
 pub mod key;
 pub mod local;
+pub mod persisted;
 pub mod policy;
 pub mod query;
 pub mod redis;
+pub mod response;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -61,6 +65,7 @@ pub use self::key::KeySpace;
 pub use self::policy::{CachePolicies, Resolver};
 pub use self::query::{CacheStatus, CachedQuery, Fetched, QueryKey, SharedValue, Tier};
 pub use self::redis::{RedisStatus, RedisStore};
+pub use self::response::{Dependencies, ResponseKey, StoredResponse};
 pub use self::stats::{CacheStats, Event};
 
 /// Cache settings (the `CACHE_*` variables).
@@ -86,6 +91,10 @@ pub struct CacheConfig {
     pub max_pending_writes: usize,
     /// `CACHE_LOCAL_MAX_BYTES`: budget of the in-process tier (0: off).
     pub local_max_bytes: u64,
+    /// `CACHE_RESPONSE_MAX_BYTES` (0, or `CACHE_RESPONSES=false`: off):
+    /// budget of whole kept responses, the fast path for repeated public
+    /// queries.
+    pub response_max_bytes: u64,
     /// `CACHE_STALE_WHILE_REVALIDATE`: how long after expiry a value is
     /// still served while one refresh runs.
     pub stale_while_revalidate: Duration,
@@ -103,6 +112,7 @@ impl Default for CacheConfig {
             batch_window: Duration::from_micros(50),
             max_pending_writes: 256,
             local_max_bytes: 64 * 1024 * 1024,
+            response_max_bytes: 32 * 1024 * 1024,
             stale_while_revalidate: Duration::from_secs(10),
             stale_if_error: Duration::from_secs(600),
         }
@@ -196,6 +206,8 @@ struct Inner {
     /// Writes waiting for their invalidation to be acknowledged, by message
     /// id.
     acks: Mutex<HashMap<String, invalidation::AckWait>>,
+    /// Automatic persisted query texts.
+    persisted: persisted::PersistedQueries,
 }
 
 /// How a Redis entry looked at lookup time.
@@ -228,7 +240,7 @@ impl Cache {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&config.namespace),
                 pending_writes: Arc::new(Semaphore::new(config.max_pending_writes.max(1))),
-                local: LocalTier::new(config.local_max_bytes),
+                local: LocalTier::new(config.local_max_bytes, config.response_max_bytes),
                 redis,
                 config,
                 stats: CacheStats::default(),
@@ -239,6 +251,7 @@ impl Cache {
                 is_listener_alive: std::sync::atomic::AtomicBool::new(false),
                 probe: Mutex::new(None),
                 acks: Mutex::new(HashMap::new()),
+                persisted: persisted::PersistedQueries::default(),
             }),
         };
         cache.drop_local_tier_on_reconnect();
@@ -279,9 +292,14 @@ impl Cache {
         {
             return None;
         }
-        let value = inner.local.get(key.key()).await?;
+        let (value, expires_at_ms) = inner.local.get(key.key()).await?;
         self.record(key, Event::Hit, "Cache HIT");
-        Some(Fetched::ok(value, CacheStatus::Hit, Tier::Local))
+        Some(Fetched::ok(
+            value,
+            CacheStatus::Hit,
+            Tier::Local,
+            expires_at_ms,
+        ))
     }
 
     /// Whether Redis may be read now: connected, not paused by the breaker,
@@ -333,7 +351,12 @@ impl Cache {
                                     .await;
                                 results.insert(
                                     key.clone(),
-                                    Fetched::ok(value, CacheStatus::Hit, Tier::Redis),
+                                    Fetched::ok(
+                                        value,
+                                        CacheStatus::Hit,
+                                        Tier::Redis,
+                                        meta.expires_at_ms,
+                                    ),
                                 );
                             }
                             Found::Revalidate(value) => {
@@ -341,7 +364,7 @@ impl Cache {
                                 self.spawn_refresh(key.clone(), generation);
                                 results.insert(
                                     key.clone(),
-                                    Fetched::ok(value, CacheStatus::Stale, Tier::Redis),
+                                    Fetched::ok(value, CacheStatus::Stale, Tier::Redis, 0),
                                 );
                             }
                             Found::Expired(value, meta) => {
@@ -390,7 +413,11 @@ impl Cache {
                             writes.push((key.clone(), loaded.clone(), item.generation.clone()));
                         }
                     }
-                    Fetched::ok(filled.value(), item.status, Tier::Database)
+                    let expires_at_ms = match item.status {
+                        CacheStatus::Miss => now_ms() + as_ms(self.fresh_ttl(key, &filled)),
+                        _ => 0,
+                    };
+                    Fetched::ok(filled.value(), item.status, Tier::Database, expires_at_ms)
                 }
                 Err(err) => match item.fallback {
                     Some((value, meta))
@@ -402,12 +429,13 @@ impl Cache {
                             age_ms = now_ms().saturating_sub(meta.expires_at_ms),
                             "Database load failed: serving the last good value (stale-if-error)"
                         );
-                        Fetched::ok(value, CacheStatus::Stale, Tier::Redis)
+                        Fetched::ok(value, CacheStatus::Stale, Tier::Redis, 0)
                     }
                     _ => Fetched {
                         value: Err(err),
                         status: item.status,
                         tier: Tier::Database,
+                        expires_at_ms: 0,
                     },
                 },
             };
@@ -453,6 +481,19 @@ impl Cache {
                     None => item.status = CacheStatus::Bypass,
                 }
             }
+        }
+    }
+
+    /// How long a value just filled from the database stays fresh: its
+    /// resolver's TTL, or the not-found TTL for a recorded absence (a value
+    /// another instance loaded may be either: the shorter one).
+    fn fresh_ttl(&self, key: &QueryKey, filled: &Filled) -> Duration {
+        let config = &self.inner.config;
+        let ttl = config.policies.ttl(key.resolver());
+        match filled {
+            Filled::Loaded(loaded) if loaded.is_negative => config.not_found_ttl,
+            Filled::Loaded(_) => ttl,
+            Filled::FromRedis(_) => ttl.min(config.not_found_ttl),
         }
     }
 
@@ -830,11 +871,12 @@ impl<'k> Pending<'k> {
 }
 
 impl Fetched {
-    fn ok(value: SharedValue, status: CacheStatus, tier: Tier) -> Self {
+    fn ok(value: SharedValue, status: CacheStatus, tier: Tier, expires_at_ms: u64) -> Self {
         Self {
             value: Ok(value),
             status,
             tier,
+            expires_at_ms,
         }
     }
 }

@@ -216,6 +216,10 @@ pub struct Fetched {
     pub status: CacheStatus,
     /// The tier that answered.
     pub tier: Tier,
+    /// Until when (unix ms) the value may be served as fresh; 0 when it
+    /// must not be reused at all (stale, bypassed or failed). A response
+    /// built from it lives no longer than this.
+    pub expires_at_ms: u64,
 }
 
 impl Fetched {

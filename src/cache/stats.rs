@@ -13,6 +13,41 @@ use super::policy::Resolver;
 #[derive(Debug, Default)]
 pub struct CacheStats {
     per_resolver: [Counters; Resolver::ALL.len()],
+    responses: ResponseCounters,
+}
+
+#[derive(Debug, Default)]
+struct ResponseCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stored: AtomicU64,
+    bypasses: AtomicU64,
+}
+
+/// What happened to one whole-response lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseEvent {
+    /// Answered from a kept response.
+    Hit,
+    /// No current response kept: executed.
+    Miss,
+    /// A response was kept after execution.
+    Stored,
+    /// Not looked up: Redis or the invalidation subscription untrusted.
+    Bypass,
+}
+
+/// A point-in-time copy of the response counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ResponseStats {
+    /// Requests answered from a kept response.
+    pub hits: u64,
+    /// Lookups that found nothing current.
+    pub misses: u64,
+    /// Responses kept after execution.
+    pub stored: u64,
+    /// Lookups skipped because the cache was not trusted.
+    pub bypasses: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +119,29 @@ impl CacheStats {
             Event::DroppedWrite => &counters.dropped_writes,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one whole-response event.
+    pub fn record_response(&self, event: ResponseEvent) {
+        let c = &self.responses;
+        let counter = match event {
+            ResponseEvent::Hit => &c.hits,
+            ResponseEvent::Miss => &c.misses,
+            ResponseEvent::Stored => &c.stored,
+            ResponseEvent::Bypass => &c.bypasses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The whole-response counters.
+    pub fn response_snapshot(&self) -> ResponseStats {
+        let c = &self.responses;
+        ResponseStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            stored: c.stored.load(Ordering::Relaxed),
+            bypasses: c.bypasses.load(Ordering::Relaxed),
+        }
     }
 
     /// The counters of `resolver`.

@@ -6,7 +6,8 @@
 //! would be a second cache with no TTL and no invalidation.
 //!
 //! Resolvers call [`load`], which also records the key and HIT/MISS/BYPASS
-//! for the `x-anigo-cache-debug` response extension.
+//! for the `x-anigo-cache-debug` response extension, and what the response
+//! depends on when the response fast path may keep it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,7 +18,7 @@ use async_graphql::{Context, ErrorExtensions};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::cache::{Cache, CacheStatus, CachedQuery, Fetched, QueryKey, Tier};
+use crate::cache::{Cache, CacheStatus, CachedQuery, Dependencies, Fetched, QueryKey, Tier};
 use crate::error::AppError;
 
 /// Header that asks for the cache debug extension.
@@ -106,6 +107,9 @@ pub async fn load<Q: CachedQuery>(
             Err(never) => match never {},
         },
     };
+    if let Some(dependencies) = ctx.data_opt::<Arc<Dependencies>>() {
+        dependencies.record(key.tag(), &fetched);
+    }
     if let Some(trace) = ctx.data_opt::<CacheTrace>() {
         trace.record(TraceEntry {
             resolver: key.resolver().name(),

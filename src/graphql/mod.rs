@@ -4,6 +4,7 @@
 //! result to API types.
 
 pub mod admin;
+pub mod document;
 pub mod errors;
 pub mod limits;
 pub mod loader;

@@ -1,0 +1,92 @@
+//! Automatic persisted queries (APQ): query texts by their SHA-256, so a
+//! client can send a 64-character hash instead of the document.
+//!
+//! Texts live in this instance's memory (bounded) and in Redis under
+//! `{ns}:v2:apq:{sha256}` for a week, refreshed whenever a client registers
+//! one again, so every instance learns a text registered on any of them.
+//! Only texts that parsed and validated are stored (the caller's rule), so
+//! the store cannot be filled with arbitrary bytes. Without Redis, texts
+//! are still remembered locally; a client that gets
+//! `PERSISTED_QUERY_NOT_FOUND` simply sends the full text once more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache as Moka;
+
+use super::Cache;
+use super::redis::Op;
+use super::response::hex;
+
+/// How long Redis keeps a registered text.
+const PERSISTED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Bytes of query text kept in memory at most.
+const LOCAL_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Query texts by SHA-256, in memory.
+pub(super) struct PersistedQueries {
+    local: Moka<[u8; 32], Arc<str>>,
+}
+
+impl Default for PersistedQueries {
+    fn default() -> Self {
+        Self {
+            local: Moka::builder()
+                .max_capacity(LOCAL_BUDGET_BYTES)
+                .weigher(|_hash: &[u8; 32], text: &Arc<str>| {
+                    u32::try_from(text.len() + 32).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+}
+
+impl Cache {
+    /// The query text registered under `hash`: from memory, else from
+    /// Redis (then kept in memory). `None` when unknown or Redis is away.
+    pub async fn persisted_query(&self, hash: &[u8; 32]) -> Option<Arc<str>> {
+        let store = &self.inner.persisted;
+        if let Some(text) = store.local.get(hash).await {
+            return Some(text);
+        }
+        if !self.inner.redis.is_available() {
+            return None;
+        }
+        let key = self.inner.keys.persisted_query_key(&hex(hash));
+        let value = self
+            .inner
+            .redis
+            .mget(vec![key.into()])
+            .await
+            .ok()?
+            .pop()??;
+        let text: Arc<str> = Arc::from(value.as_str()?.as_ref());
+        store.local.insert(*hash, Arc::clone(&text)).await;
+        Some(text)
+    }
+
+    /// Registers `text` under `hash` (its SHA-256, already checked), in
+    /// memory now and in Redis in the background.
+    pub async fn persist_query(&self, hash: [u8; 32], text: Arc<str>) {
+        let store = &self.inner.persisted;
+        if store.local.contains_key(&hash) {
+            return;
+        }
+        store.local.insert(hash, Arc::clone(&text)).await;
+        if !self.inner.redis.is_available() {
+            return;
+        }
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let op = Op::Set {
+                key: cache.inner.keys.persisted_query_key(&hex(&hash)).into(),
+                value: text.as_bytes().to_vec(),
+                ttl: PERSISTED_TTL,
+            };
+            if let Err(err) = cache.inner.redis.pipeline(vec![op]).await {
+                tracing::debug!(error = %err, "Storing a persisted query in Redis failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,274 @@
+//! The HTTP surface: routes and middleware.
+//!
+//! - `POST /graphql`: GraphQL over HTTP (JSON), see [`graphql`] for the
+//!   request path (persisted queries, the response fast path, HTTP caching).
+//! - `GET /graphql`: GraphiQL for browsers; with a `query` (or a persisted
+//!   query's `extensions`) parameter, runs the query (GraphQL-over-HTTP
+//!   GET).
+//! - `GET /healthz`: the process is alive.
+//! - `GET /readyz`: database and Redis status; 503 only when the database is
+//!   unreachable (without Redis the service is degraded, not down).
+//! - `GET /metrics`: Prometheus text (keep it off the public internet).
+//!
+//! HTTP rules (GraphQL over HTTP, plus CSRF protection): POST bodies must be
+//! `application/json` (else 415) and at most 1 MiB (else 413); a JSON array
+//! is a batch of at most `GRAPHQL_MAX_BATCH`; GET never runs a mutation
+//! (405); a request error (nothing executed) is 400 without `data`, a
+//! timeout 504 (an unknown persisted query is 200, as clients expect); every
+//! error body is GraphQL JSON with a code.
+
+mod graphql;
+
+use std::time::{Duration, Instant};
+
+use async_graphql::http::GraphiQLSource;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::cache::RedisStatus;
+use crate::error::{INTERNAL_MESSAGE, code};
+use crate::graphql::AppSchema;
+use crate::graphql::document::DocumentCache;
+use crate::graphql::errors::attach_request_id;
+use crate::graphql::loader::CACHE_DEBUG_HEADER;
+use graphql::{error_response, single_response};
+
+/// Header carrying the request id, generated when the client sends none.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Largest accepted request body. GraphQL documents are small; this stops a
+/// client from making us buffer megabytes. Enforced by the body extractor of
+/// `graphql_post` (a larger body is 413 with a GraphQL error).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long readiness waits for the database before calling it down.
+const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+struct ServerState {
+    app: AppState,
+    schema: AppSchema,
+    /// Parsed documents by normalized-text hash.
+    documents: DocumentCache,
+}
+
+/// Builds the router with its middleware stack.
+pub fn router(app: AppState, schema: AppSchema) -> Router {
+    let cors = cors_layer(&app.config.http.cors_allowed_origins);
+    let routes = Router::new()
+        .route(
+            "/graphql",
+            get(graphql::graphql_get).post(graphql::graphql_post),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route_layer(axum::middleware::from_fn(track_http))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
+        .with_state(ServerState {
+            app,
+            schema,
+            documents: DocumentCache::default(),
+        });
+    with_middleware(routes)
+}
+
+/// Request ids, tracing and panic containment around any router.
+fn with_middleware(routes: Router) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    let middleware = ServiceBuilder::new()
+        // Outermost: the id exists before the trace span is made, so every
+        // log line of the request carries it.
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(axum::middleware::from_fn(request_id_into_panic_bodies))
+        .layer(CatchPanicLayer::custom(panic_response));
+    routes.layer(middleware)
+}
+
+/// Marks the response [`panic_response`] made, so the request id can be
+/// added to its body.
+#[derive(Clone, Copy)]
+struct PanicMarker;
+
+/// Puts the request id into the body of a caught panic's response, as for
+/// every other internal error.
+async fn request_id_into_panic_bodies(request: Request, next: axum::middleware::Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    if response.extensions().get::<PanicMarker>().is_none() {
+        return response;
+    }
+    let mut error = error_response(INTERNAL_MESSAGE, code::INTERNAL);
+    attach_request_id(&mut error, &request_id);
+    let mut response = single_response(error, false);
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+/// CORS for the configured browser origins (none: no cross-site access).
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<axum::http::HeaderValue> =
+        origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static(CACHE_DEBUG_HEADER),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The GraphiQL page (GET /graphql without a query).
+fn graphiql_page() -> String {
+    GraphiQLSource::build()
+        .endpoint("/graphql")
+        .title("AniGo API")
+        .finish()
+}
+
+/// Counts and times every request by route (the matched pattern, so ids in
+/// paths cannot grow the label set) and status.
+async fn track_http(request: Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(crate::metrics::HTTP_REQUEST_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Prometheus exposition text.
+async fn metrics_text(State(state): State<ServerState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&state.app),
+    )
+        .into_response()
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<ServerState>) -> Response {
+    let db = crate::db::ping(&state.app.db, READY_DB_TIMEOUT).await;
+    let (redis_status, redis_latency) = state.app.redis.ping().await;
+    let db_up = db.is_ok();
+    let status = match (db_up, &redis_status) {
+        (false, _) => "unready",
+        (true, RedisStatus::Up) => "ready",
+        (true, RedisStatus::Down) => "degraded",
+    };
+    let body = json!({
+        "status": status,
+        "database": match &db {
+            Ok(latency) => json!({ "status": "up", "latencyMs": latency.as_secs_f64() * 1e3 }),
+            Err(_) => json!({ "status": "down" }),
+        },
+        "redis": {
+            "status": redis_status,
+            "addr": state.app.redis.addr(),
+            "latencyMs": redis_latency.map(|latency| latency.as_secs_f64() * 1e3),
+        },
+    });
+    if let Err(reason) = &db {
+        tracing::warn!(reason = %reason, "Readiness: database unreachable");
+    }
+    let code = if db_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+/// A panic in a handler becomes a 500 with a GraphQL-shaped body; the panic
+/// message goes to the log only.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic)");
+    tracing::error!(panic = %detail, "Request handler panicked");
+    let mut response = (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({ "errors": [{ "message": INTERNAL_MESSAGE, "extensions": { "code": code::INTERNAL } }] })),
+    )
+        .into_response();
+    response.extensions_mut().insert(PanicMarker);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_with_the_request_id() {
+        let routes: Router = Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("secret detail from deep inside");
+                #[allow(unreachable_code)]
+                ()
+            }),
+        );
+        let response = with_middleware(routes)
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .header(REQUEST_ID_HEADER, "req-42")
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+        assert_eq!(body["errors"][0]["extensions"]["requestId"], "req-42");
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
+}
