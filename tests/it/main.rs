@@ -11,6 +11,7 @@ mod api;
 mod bad_input;
 mod cache;
 mod contract;
+mod deploy;
 mod faults;
 mod fuzz;
 mod health;
