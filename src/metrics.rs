@@ -46,6 +46,9 @@ pub const CACHE_BYPASSES_TOTAL: &str = "anigo_cache_bypasses_total";
 pub const CACHE_LOADS_TOTAL: &str = "anigo_cache_loads_total";
 /// Write-backs dropped because too many were pending.
 pub const CACHE_DROPPED_WRITES_TOTAL: &str = "anigo_cache_dropped_writes_total";
+/// Counter: response fast path lookups and stores, by `outcome` (hit, miss,
+/// stored, bypass).
+pub const RESPONSE_CACHE_TOTAL: &str = "anigo_response_cache_total";
 
 /// Histogram buckets in seconds: 100 µs (a cache hit) to 5 s (a timeout).
 const BUCKETS: [f64; 14] = [
@@ -136,6 +139,10 @@ fn describe() {
         CACHE_DROPPED_WRITES_TOTAL,
         "Cache write-backs dropped under pressure"
     );
+    describe_counter!(
+        RESPONSE_CACHE_TOTAL,
+        "Response fast path: requests answered from a kept response (hit), executed (miss), responses kept (stored), lookups skipped while the cache was untrusted (bypass)"
+    );
 }
 
 /// The Prometheus text for `GET /metrics`.
@@ -152,6 +159,15 @@ pub fn render(state: &AppState) -> String {
         metrics::counter!(CACHE_BYPASSES_TOTAL, &label).absolute(stats.bypasses);
         metrics::counter!(CACHE_LOADS_TOTAL, &label).absolute(stats.loads);
         metrics::counter!(CACHE_DROPPED_WRITES_TOTAL, &label).absolute(stats.dropped_writes);
+    }
+    let responses = state.cache.stats().response_snapshot();
+    for (outcome, count) in [
+        ("hit", responses.hits),
+        ("miss", responses.misses),
+        ("stored", responses.stored),
+        ("bypass", responses.bypasses),
+    ] {
+        metrics::counter!(RESPONSE_CACHE_TOTAL, "outcome" => outcome).absolute(count);
     }
     let is_up = state.redis.is_available();
     metrics::gauge!(REDIS_CONNECTED).set(if is_up { 1.0 } else { 0.0 });

@@ -14,7 +14,7 @@ use fred::types::Key;
 use super::Cache;
 use super::policy::Resolver;
 use super::redis::RedisServerStats;
-use super::stats::ResolverStats;
+use super::stats::{ResolverStats, ResponseStats};
 use crate::error::AppError;
 
 /// Most keys the stats scan examines: enough for an exact picture of a
@@ -41,6 +41,21 @@ pub struct CacheReport {
     pub is_exact: bool,
     /// Per resolver, in [`Resolver::ALL`] order.
     pub resolvers: Vec<ResolverReport>,
+    /// The response fast path of this instance.
+    pub responses: ResponseReport,
+}
+
+/// The response fast path's counters and footprint on this instance.
+#[derive(Clone, Debug)]
+pub struct ResponseReport {
+    /// Whether responses are kept at all.
+    pub is_enabled: bool,
+    /// Counters since this process started.
+    pub counters: ResponseStats,
+    /// Responses held now.
+    pub entries: u64,
+    /// Bytes they take.
+    pub bytes: u64,
 }
 
 /// One resolver's policy, counters and footprint.
@@ -110,7 +125,15 @@ impl Cache {
                 bytes: footprint.as_ref().map(|f| f.bytes[resolver.index()]),
             })
             .collect();
+        let (entries, bytes) = self.inner.local.response_usage().await;
+        let responses = ResponseReport {
+            is_enabled: self.is_response_cache_enabled(),
+            counters: self.stats().response_snapshot(),
+            entries,
+            bytes,
+        };
         CacheReport {
+            responses,
             namespace_keys: footprint.as_ref().map(|f| f.namespace_keys),
             is_exact: footprint.as_ref().is_some_and(|f| f.is_exact),
             server,

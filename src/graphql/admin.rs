@@ -218,6 +218,29 @@ pub struct CacheStats {
     pub hit_rate: Option<f64>,
     /// Per cached resolver.
     pub resolvers: Vec<ResolverCacheStats>,
+    /// The response fast path of the instance that answered.
+    pub responses: ResponseCacheStats,
+}
+
+/// Whole kept responses on the instance that answered (the fast path for
+/// repeated public queries).
+#[derive(SimpleObject)]
+pub struct ResponseCacheStats {
+    /// Whether responses are kept (`CACHE_RESPONSES`).
+    pub enabled: bool,
+    /// Requests answered from a kept response since this process started.
+    pub hits: u64,
+    /// Lookups that found no current response (the request executed).
+    pub misses: u64,
+    /// Responses kept after execution.
+    pub stored: u64,
+    /// Lookups skipped because Redis or the invalidation subscription was
+    /// not trusted.
+    pub bypasses: u64,
+    /// Responses held now.
+    pub entries: u64,
+    /// Bytes they take.
+    pub bytes: u64,
 }
 
 /// One cached resolver.
@@ -278,6 +301,15 @@ impl From<CacheReport> for CacheStats {
                     bytes: r.bytes,
                 })
                 .collect(),
+            responses: ResponseCacheStats {
+                enabled: report.responses.is_enabled,
+                hits: report.responses.counters.hits,
+                misses: report.responses.counters.misses,
+                stored: report.responses.counters.stored,
+                bypasses: report.responses.counters.bypasses,
+                entries: report.responses.entries,
+                bytes: report.responses.bytes,
+            },
         }
     }
 }

@@ -12,6 +12,7 @@ mod bad_input;
 mod cache;
 mod contract;
 mod deploy;
+mod fast_path;
 mod faults;
 mod fuzz;
 mod health;

@@ -13,9 +13,13 @@ use serde_json::{Value, json};
 use crate::common::{Backend, TestApp, TestSettings, id_of};
 use crate::support::{PostgresServer, RedisServer};
 
-const BEARER: &str = "Bearer two-tier-admin-token-0123";
+pub(crate) const BEARER: &str = "Bearer two-tier-admin-token-0123";
 
-fn settings(redis: &RedisServer, namespace: &str, vars: &[(&'static str, &str)]) -> TestSettings {
+pub(crate) fn settings(
+    redis: &RedisServer,
+    namespace: &str,
+    vars: &[(&'static str, &str)],
+) -> TestSettings {
     let mut settings = TestSettings::new(Backend::Postgres);
     settings.redis_url = Some(redis.url());
     settings.vars = vec![
@@ -32,7 +36,10 @@ fn settings(redis: &RedisServer, namespace: &str, vars: &[(&'static str, &str)])
 }
 
 /// Two instances on one Redis and one database, with one namespace.
-async fn two_instances(redis: &RedisServer, vars: &[(&'static str, &str)]) -> (TestApp, TestApp) {
+pub(crate) async fn two_instances(
+    redis: &RedisServer,
+    vars: &[(&'static str, &str)],
+) -> (TestApp, TestApp) {
     let namespace = format!("tt{}", rand_suffix());
     let a = TestApp::spawn_with(settings(redis, &namespace, vars)).await;
     let mut b_settings = settings(redis, &namespace, vars);
@@ -49,7 +56,7 @@ async fn two_instances(redis: &RedisServer, vars: &[(&'static str, &str)]) -> (T
     (a, b)
 }
 
-fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64 % 1_000_000_007)
@@ -71,7 +78,11 @@ fn statuses(body: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+pub(crate) async fn until(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
     let started = Instant::now();
     while !check().await {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
