@@ -19,12 +19,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::{Resolver, ResponseKey};
 
-/// Parsed documents kept at most (by normalized-text hash). Documents are
-/// small; a client sending endless distinct documents only evicts others.
-const MAX_DOCUMENTS: u64 = 2_000;
+/// Budget of the parsed-document cache, weighed by document text length
+/// (the parsed form takes a few times more). A client sending endless
+/// distinct documents only evicts others.
+const DOCUMENT_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Longest document kept parsed; longer ones are parsed per request.
-const MAX_CACHED_DOCUMENT_BYTES: usize = 64 * 1024;
+const MAX_CACHED_DOCUMENT_BYTES: usize = 16 * 1024;
 
 /// SHA-256 of a normalized document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,13 +146,20 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
 /// parsed again. Only documents that parse are kept.
 #[derive(Clone)]
 pub struct DocumentCache {
-    documents: Moka<DocumentHash, Arc<ExecutableDocument>>,
+    documents: Moka<DocumentHash, (Arc<ExecutableDocument>, u32)>,
 }
 
 impl Default for DocumentCache {
     fn default() -> Self {
         Self {
-            documents: Moka::new(MAX_DOCUMENTS),
+            documents: Moka::builder()
+                .max_capacity(DOCUMENT_BUDGET_BYTES)
+                .weigher(
+                    |_hash: &DocumentHash, (_, length): &(Arc<ExecutableDocument>, u32)| {
+                        length.saturating_add(64)
+                    },
+                )
+                .build(),
         }
     }
 }
@@ -165,12 +173,16 @@ impl DocumentCache {
         hash: DocumentHash,
         query: &str,
     ) -> Option<Arc<ExecutableDocument>> {
-        if let Some(document) = self.documents.get(&hash).await {
+        if let Some((document, _)) = self.documents.get(&hash).await {
             return Some(document);
         }
         let document = Arc::new(async_graphql::parser::parse_query(query).ok()?);
-        if query.len() <= MAX_CACHED_DOCUMENT_BYTES {
-            self.documents.insert(hash, Arc::clone(&document)).await;
+        if let Ok(length) = u32::try_from(query.len())
+            && query.len() <= MAX_CACHED_DOCUMENT_BYTES
+        {
+            self.documents
+                .insert(hash, (Arc::clone(&document), length))
+                .await;
         }
         Some(document)
     }
@@ -294,6 +306,27 @@ mod tests {
         assert_ne!(
             doc.response_key(None, b"{}"),
             doc.response_key(None, b"{\"a\":1}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_document_sent_again_is_not_parsed_again() {
+        let cache = DocumentCache::default();
+        let query = "{ animeCount }";
+        let first = cache.get_or_parse(DocumentHash::of(query), query).await;
+        let again = cache
+            .get_or_parse(DocumentHash::of("{animeCount}"), "{animeCount}")
+            .await;
+        assert!(Arc::ptr_eq(
+            &first.expect("parses"),
+            &again.expect("parses")
+        ));
+        let broken = "{ animeCount";
+        assert!(
+            cache
+                .get_or_parse(DocumentHash::of(broken), broken)
+                .await
+                .is_none()
         );
     }
 
