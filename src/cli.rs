@@ -1,7 +1,10 @@
 //! Command line: `anigo [serve]`, `anigo migrate …`, `anigo seed …`,
 //! `anigo schema`. Configuration comes from the environment (see
-//! `config`); the command line only chooses what to do.
+//! `config`); the command line only chooses what to do. `anigo ceiling` is
+//! hidden: it serves fixed bytes for `scripts/bench`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -10,7 +13,7 @@ use migration::{Migrator, MigratorTrait};
 
 use crate::app::{App, shutdown_signal};
 use crate::config::Config;
-use crate::{db, graphql, seed};
+use crate::{ceiling, db, graphql, seed};
 
 /// AniGo API: a GraphQL anime catalogue with a per-resolver Redis cache.
 #[derive(Debug, Parser)]
@@ -43,6 +46,18 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
+    /// Benchmark ceiling for `scripts/bench`: serve the bytes of `--body` on
+    /// `GET`/`POST /graphql` from memory, with no middleware, GraphQL, cache
+    /// or database, to measure what the HTTP stack alone reaches.
+    #[command(hide = true)]
+    Ceiling {
+        /// File whose bytes every answer carries (a saved GraphQL response).
+        #[arg(long)]
+        body: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        bind: SocketAddr,
+    },
 }
 
 /// Migration actions.
@@ -99,6 +114,7 @@ impl Cli {
                 print!("{}", graphql::sdl());
                 Ok(())
             }
+            Command::Ceiling { body, bind } => ceiling::run(&body, bind).await,
         }
     }
 }
@@ -121,5 +137,14 @@ mod tests {
             cli.command,
             Some(Command::Seed { count: 5, seed: 9 })
         ));
+    }
+
+    #[test]
+    fn ceiling_is_hidden_from_help() {
+        let help = Cli::command().render_help().to_string();
+        let cli = Cli::try_parse_from(["anigo", "ceiling", "--body", "r.json"]).expect("parses");
+
+        assert!(!help.contains("ceiling"), "{help}");
+        assert!(matches!(cli.command, Some(Command::Ceiling { .. })));
     }
 }

@@ -39,6 +39,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod ceiling;
 pub mod cli;
 pub mod config;
 pub mod db;
