@@ -25,6 +25,8 @@ RUN mkdir -p src migration/src benches \
 # Our sources. COPY keeps their modification times, which can be older than
 # the stub build; touching the crate roots makes Cargo rebuild our two crates.
 COPY migration/src migration/src
+# GraphiQL's files, compiled into the binary by src/server/graphiql.rs.
+COPY assets assets
 COPY src src
 RUN touch src/main.rs src/lib.rs migration/src/lib.rs \
  && cargo build --release --locked --bin anigo \

@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod api;
 mod bad_input;
+mod browser;
 mod cache;
 mod contract;
 mod deploy;
