@@ -6,8 +6,8 @@
 //! becomes a GraphQL error: internal variants are logged there, once, with
 //! their cause chain, and the client gets a generic message and code
 //! `INTERNAL`. The request id is attached to those errors by
-//! `graphql::errors::ErrorShaping`, which also gives async-graphql's own
-//! parse and validation errors a code.
+//! `graphql::errors::attach_request_id`; `graphql::errors::shape` gives
+//! async-graphql's own parse and validation errors a code.
 
 use async_graphql::ErrorExtensions;
 

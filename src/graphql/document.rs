@@ -17,6 +17,7 @@ use async_graphql::parser::types::{
 use moka::future::Cache as Moka;
 use sha2::{Digest as _, Sha256};
 
+use super::limits::alias_count;
 use crate::cache::{Resolver, ResponseKey};
 
 /// Budget of the parsed-document cache, weighed by document text length
@@ -146,7 +147,18 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
 /// parsed again. Only documents that parse are kept.
 #[derive(Clone)]
 pub struct DocumentCache {
-    documents: Moka<DocumentHash, (Arc<ExecutableDocument>, u32)>,
+    documents: Moka<DocumentHash, Parsed>,
+}
+
+/// A parsed document and what is worth computing about it once.
+#[derive(Clone)]
+pub struct Parsed {
+    /// The document.
+    pub document: Arc<ExecutableDocument>,
+    /// Its aliased fields (see `limits`).
+    pub aliases: usize,
+    /// Length of its text: its weight in the cache.
+    length: u32,
 }
 
 impl Default for DocumentCache {
@@ -154,11 +166,7 @@ impl Default for DocumentCache {
         Self {
             documents: Moka::builder()
                 .max_capacity(DOCUMENT_BUDGET_BYTES)
-                .weigher(
-                    |_hash: &DocumentHash, (_, length): &(Arc<ExecutableDocument>, u32)| {
-                        length.saturating_add(64)
-                    },
-                )
+                .weigher(|_hash: &DocumentHash, parsed: &Parsed| parsed.length.saturating_add(64))
                 .build(),
         }
     }
@@ -168,23 +176,20 @@ impl DocumentCache {
     /// The parsed form of `query` (whose normalized hash is `hash`), from
     /// the cache or parsed now. `None` when it does not parse: the executor
     /// then reports the error in its usual shape.
-    pub async fn get_or_parse(
-        &self,
-        hash: DocumentHash,
-        query: &str,
-    ) -> Option<Arc<ExecutableDocument>> {
-        if let Some((document, _)) = self.documents.get(&hash).await {
-            return Some(document);
+    pub async fn get_or_parse(&self, hash: DocumentHash, query: &str) -> Option<Parsed> {
+        if let Some(parsed) = self.documents.get(&hash).await {
+            return Some(parsed);
         }
-        let document = Arc::new(async_graphql::parser::parse_query(query).ok()?);
-        if let Ok(length) = u32::try_from(query.len())
-            && query.len() <= MAX_CACHED_DOCUMENT_BYTES
-        {
-            self.documents
-                .insert(hash, (Arc::clone(&document), length))
-                .await;
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        let parsed = Parsed {
+            aliases: alias_count(&document),
+            document: Arc::new(document),
+            length: u32::try_from(query.len()).unwrap_or(u32::MAX),
+        };
+        if query.len() <= MAX_CACHED_DOCUMENT_BYTES {
+            self.documents.insert(hash, parsed.clone()).await;
         }
-        Some(document)
+        Some(parsed)
     }
 }
 
@@ -318,8 +323,8 @@ mod tests {
             .get_or_parse(DocumentHash::of("{animeCount}"), "{animeCount}")
             .await;
         assert!(Arc::ptr_eq(
-            &first.expect("parses"),
-            &again.expect("parses")
+            &first.expect("parses").document,
+            &again.expect("parses").document
         ));
         let broken = "{ animeCount";
         assert!(

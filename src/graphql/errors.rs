@@ -1,87 +1,54 @@
 //! Gives every error in a GraphQL response a stable `extensions.code`.
 //!
 //! Resolver errors get theirs from [`crate::error::AppError`]. async-graphql's
-//! own parse and validation errors carry none, so [`ErrorShaping`] tags them:
-//! `GRAPHQL_PARSE_FAILED`, `BAD_USER_INPUT` for a bad argument or variable
-//! value (at validation or, for values no integer type holds, at
-//! execution), `GRAPHQL_VALIDATION_FAILED` for the rest. [`attach_request_id`]
-//! adds the request id to internal errors, so a user's report leads to the
-//! log lines with the details.
+//! own parse and validation errors carry none, so [`shape`] tags them once
+//! the request has run: `GRAPHQL_PARSE_FAILED`, `BAD_USER_INPUT` for a bad
+//! argument or variable value (at validation or, for values no integer
+//! type holds, at execution), `QUERY_TOO_COMPLEX` for the depth and
+//! complexity limits, `GRAPHQL_VALIDATION_FAILED` for the rest.
+//! [`attach_request_id`] adds the request id to internal errors, so a
+//! user's report leads to the log lines with the details.
+//!
+//! This is done after execution rather than in an async-graphql extension:
+//! any extension makes async-graphql wrap every field resolution in hooks
+//! (a boxed future and formatted type names per field), which measured as
+//! the largest single cost of a 20-item list query.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
-};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{Response, ServerError, Value};
 
 use crate::error::code;
 
-/// Extension factory that tags parse and validation errors with codes.
-pub struct ErrorShaping;
-
-impl ExtensionFactory for ErrorShaping {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorShapingExtension)
+/// Tags the errors of `response` that have no code. `parsed`: whether the
+/// document parsed (otherwise its request errors are parse errors).
+pub fn shape(response: &mut Response, parsed: bool) {
+    let is_request_error = response.data == Value::Null;
+    for err in &mut response.errors {
+        let code = if !err.path.is_empty() || !is_request_error {
+            // Argument values that pass validation but not coercion (a
+            // number too large for any integer type) fail inside execution.
+            if err.message.starts_with("Failed to parse") {
+                code::BAD_USER_INPUT
+            } else {
+                continue;
+            }
+        } else if !parsed || is_document_limit(&err.message) {
+            code::GRAPHQL_PARSE_FAILED
+        } else if is_bad_value(&err.message) {
+            code::BAD_USER_INPUT
+        } else if is_limit(&err.message) {
+            code::QUERY_TOO_COMPLEX
+        } else {
+            code::GRAPHQL_VALIDATION_FAILED
+        };
+        set_code(err, code);
     }
 }
 
-struct ErrorShapingExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorShapingExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|err| with_code(err, code::GRAPHQL_PARSE_FAILED))
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        // Argument values that pass validation but not coercion (a number
-        // too large for any integer type) fail inside execution without a
-        // code. Once per request, not per field.
-        for err in &mut response.errors {
-            if err.message.starts_with("Failed to parse") {
-                set_code(err, code::BAD_USER_INPUT);
-            }
-        }
-        response
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|err| {
-                    let code = if is_bad_value(&err.message) {
-                        code::BAD_USER_INPUT
-                    } else if is_limit(&err.message) {
-                        code::QUERY_TOO_COMPLEX
-                    } else {
-                        code::GRAPHQL_VALIDATION_FAILED
-                    };
-                    with_code(err, code)
-                })
-                .collect()
-        })
-    }
+/// async-graphql's checks on the parsed document's nesting and directives,
+/// which it reports as part of parsing.
+fn is_document_limit(message: &str) -> bool {
+    message.starts_with("The recursion depth of the query")
+        || message.starts_with("The number of directives on the field")
 }
 
 /// Whether a validation message is about a value the client supplied (an
@@ -98,14 +65,11 @@ fn is_limit(message: &str) -> bool {
     message.starts_with("Query is nested too deep") || message.starts_with("Query is too complex")
 }
 
-fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
-    set_code(&mut err, code);
-    err
-}
-
 /// A request-level error (no path, no location) with `code`.
 pub fn coded_error(message: impl Into<String>, code: &'static str) -> ServerError {
-    with_code(ServerError::new(message, None), code)
+    let mut err = ServerError::new(message, None);
+    set_code(&mut err, code);
+    err
 }
 
 /// Sets `extensions.code` unless the error already has one.

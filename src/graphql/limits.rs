@@ -1,59 +1,41 @@
 //! The one request limit async-graphql 7 lacks: the number of aliased
 //! fields in a document (too many would let one request ask for the same
-//! expensive field hundreds of times). Depth, complexity and introspection
-//! are set on the schema in `build_schema`.
+//! expensive field hundreds of times). Counted once per parsed document
+//! (see `document::DocumentCache`) and checked by the HTTP layer before
+//! execution. Depth, complexity and introspection are set on the schema in
+//! `build_schema`.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::ServerError;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerResult, Variables};
 
 use super::errors::coded_error;
 use crate::error::code;
 
-/// Refuses documents with more than this many aliased fields.
-#[derive(Clone, Copy)]
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
+/// Aliased fields in `document`, over every operation and fragment.
+pub fn alias_count(document: &ExecutableDocument) -> usize {
+    document
+        .operations
+        .iter()
+        .map(|(_, operation)| count_aliases(&operation.node.selection_set.node))
+        .chain(
+            document
+                .fragments
+                .values()
+                .map(|fragment| count_aliases(&fragment.node.selection_set.node)),
+        )
+        .sum()
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for AliasLimit {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let aliases: usize = document
-            .operations
-            .iter()
-            .map(|(_, operation)| count_aliases(&operation.node.selection_set.node))
-            .chain(
-                document
-                    .fragments
-                    .values()
-                    .map(|fragment| count_aliases(&fragment.node.selection_set.node)),
-            )
-            .sum();
-        if aliases > self.0 {
-            return Err(coded_error(
-                format!(
-                    "the document uses {aliases} aliases; at most {} are allowed",
-                    self.0
-                ),
-                code::QUERY_TOO_COMPLEX,
-            ));
-        }
-        Ok(document)
+/// The `QUERY_TOO_COMPLEX` error for a document with `aliases` aliased
+/// fields, when that is more than `max`.
+pub fn check_aliases(aliases: usize, max: usize) -> Result<(), ServerError> {
+    if aliases > max {
+        return Err(coded_error(
+            format!("the document uses {aliases} aliases; at most {max} are allowed"),
+            code::QUERY_TOO_COMPLEX,
+        ));
     }
+    Ok(())
 }
 
 fn count_aliases(set: &SelectionSet) -> usize {

@@ -28,7 +28,9 @@ pub struct MutationRoot(write::CatalogMutation, admin::AdminMutation);
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-/// Builds the schema with the application state as schema data.
+/// Builds the schema with the application state as schema data. The alias
+/// limit and error codes are applied around execution by the HTTP layer
+/// (`server::graphql`), not by schema extensions (see `errors`).
 pub fn build_schema(state: AppState) -> AppSchema {
     let loader = loader::CacheLoader::data_loader(state.cache.clone());
     let limits = state.config.graphql.clone();
@@ -40,9 +42,7 @@ pub fn build_schema(state: AppState) -> AppSchema {
     .data(state)
     .data(loader)
     .limit_depth(limits.max_depth)
-    .limit_complexity(limits.max_complexity)
-    .extension(limits::AliasLimit(limits.max_aliases))
-    .extension(errors::ErrorShaping);
+    .limit_complexity(limits.max_complexity);
     if limits.is_introspection_enabled {
         builder.finish()
     } else {

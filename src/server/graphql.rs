@@ -39,7 +39,8 @@ use crate::cache::{Dependencies, StoredResponse};
 use crate::error::code;
 use crate::graphql::admin::{Bearer, Credentials};
 use crate::graphql::document::{DocumentHash, is_cacheable, is_mutation};
-use crate::graphql::errors::{attach_request_id, coded_error};
+use crate::graphql::errors::{attach_request_id, coded_error, shape};
+use crate::graphql::limits::check_aliases;
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 
 /// The media type of every GraphQL response body.
@@ -165,7 +166,16 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
         return Answer::Kept(kept);
     }
 
-    let document = state.documents.get_or_parse(document_hash, &query).await;
+    let parsed = state.documents.get_or_parse(document_hash, &query).await;
+    if let Some(parsed) = &parsed
+        && let Err(err) = check_aliases(parsed.aliases, state.app.config.graphql.max_aliases)
+    {
+        return Answer::Executed {
+            response: async_graphql::Response::from_errors(vec![err]),
+            is_timeout: false,
+        };
+    }
+    let document = parsed.map(|parsed| parsed.document);
     // GET must never change anything: a link or an <img> can send it.
     if is_get
         && document
@@ -202,7 +212,7 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
         request = request.data(Arc::clone(dependencies));
     }
     let epoch = cache.response_epoch();
-    let (response, is_timeout) = execute(state, caller, request).await;
+    let (response, is_timeout) = execute(state, caller, request, document.is_some()).await;
 
     if let Some(hash) = persisted
         && !is_timeout
@@ -269,6 +279,7 @@ async fn execute(
     state: &ServerState,
     caller: &Caller,
     request: async_graphql::Request,
+    is_parsed: bool,
 ) -> (async_graphql::Response, bool) {
     let credentials = Credentials {
         bearer: caller.bearer.clone(),
@@ -303,6 +314,7 @@ async fn execute(
         .increment(1);
     metrics::histogram!(crate::metrics::GRAPHQL_REQUEST_SECONDS, "operation" => operation)
         .record(started.elapsed().as_secs_f64());
+    shape(&mut response, is_parsed);
     attach_request_id(&mut response, &caller.request_id);
     if let Some(trace) = trace {
         let entries = async_graphql::to_value(trace.entries()).unwrap_or_default();

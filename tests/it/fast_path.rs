@@ -14,6 +14,9 @@ use crate::common::TestApp;
 use crate::support::RedisServer;
 use crate::two_tier::{BEARER, rand_suffix, settings, two_instances, until};
 
+/// (what, request body, request headers).
+type Case<'a> = (&'a str, Value, Vec<(&'a str, &'a str)>);
+
 const POPULAR: &str = "query Top($limit: Int) { popularAnime(limit: $limit) { id title score } }";
 
 /// One POST: (status, Cache-Control, ETag, body text).
@@ -206,7 +209,7 @@ async fn credentials_mutations_errors_and_admin_fields_are_never_kept() {
     assert_eq!(stored, 1);
 
     let reads = popular_reads(&app);
-    let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "with credentials",
             public.clone(),
