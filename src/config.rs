@@ -80,9 +80,13 @@ pub struct DatabaseConfig {
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
     /// `REDIS_URL`, or the old backend's `REDIS_HOST`, `REDIS_PORT`,
-    /// `REDIS_DB`, `REDIS_PASSWORD` when it is unset.
+    /// `REDIS_DB`, `REDIS_PASSWORD` when it is unset. Already checked by
+    /// fred's parser: [`RedisConfig::client_config`] cannot fail on it.
     pub url: Secret,
-    /// `host:port` for logs (never the URL, which may hold a password).
+    /// `host:port` for logs and `/readyz` (never the URL, which may hold a
+    /// password): for a cluster or sentinels every seed node, comma
+    /// separated, then `(cluster)` or `(sentinel <service>)`; `(tls)` when
+    /// the connection is encrypted.
     pub display_addr: String,
     /// `REDIS_TIMEOUT_MS`: the longest any cache command may take before it
     /// counts as failed and the request goes on without Redis.
@@ -119,6 +123,22 @@ pub struct AdminConfig {
     /// `clearAllCache`; unset disables them.
     pub token: Option<Secret>,
 }
+
+impl RedisConfig {
+    /// fred's configuration for [`RedisConfig::url`]: the server, cluster
+    /// seed nodes or sentinels, ACL user and password, database and TLS
+    /// (rustls with the system's root certificates).
+    pub fn client_config(&self) -> Result<fred::types::config::Config, ConfigError> {
+        parse_redis_url(self.url.expose()).map(|(config, _)| config)
+    }
+}
+
+/// The `REDIS_URL` forms, for error messages.
+const REDIS_URL_FORMS: &str = "redis://[user:password@]host[:port][/db], \
+rediss://… (the same over TLS), \
+redis-cluster://[user:password@]host:port[?node=host:port&node=…] \
+or redis-sentinel://[user:password@]host[:port][/db]?sentinelServiceName=name[&node=host:port…] \
+(rediss-cluster:// and rediss-sentinel:// for TLS)";
 
 /// Shortest accepted admin token: guessing 16 random characters is not a
 /// practical attack, and the constant-time comparison only leaks length.
@@ -450,25 +470,9 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
 /// otherwise the old backend's variables are assembled into a URL.
 fn redis_url(env: &Env<'_>) -> Result<(String, String), ConfigError> {
     if let Some(url) = env.get("REDIS_URL") {
-        let parsed = url::Url::parse(&url).map_err(|_| ConfigError {
-            var: "REDIS_URL",
-            value: redact_url(&url),
-            expected: "a URL such as redis://127.0.0.1:6379/0".to_owned(),
-        })?;
-        if !matches!(
-            parsed.scheme(),
-            "redis" | "rediss" | "redis-cluster" | "redis-sentinel"
-        ) {
-            return Err(ConfigError {
-                var: "REDIS_URL",
-                value: redact_url(&url),
-                expected: "a redis://, rediss://, redis-cluster:// or redis-sentinel:// URL"
-                    .to_owned(),
-            });
-        }
-        let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
-        let port = parsed.port().unwrap_or(6379);
-        return Ok((url, format!("{host}:{port}")));
+        let url = url.trim().to_owned();
+        let (_, display_addr) = parse_redis_url(&url)?;
+        return Ok((url, display_addr));
     }
 
     let host = env
@@ -510,24 +514,116 @@ fn redis_url(env: &Env<'_>) -> Result<(String, String), ConfigError> {
         let _ = url.set_username(username.as_deref().unwrap_or("default"));
         let _ = url.set_password(Some(&password));
     }
-    Ok((url.into(), format!("{host}:{port}")))
+    let url = String::from(url);
+    // The same checks as REDIS_URL; what fails here can only be the host.
+    let (_, display_addr) = parse_redis_url(&url).map_err(|_| ConfigError {
+        var: "REDIS_HOST",
+        value: host.clone(),
+        expected: "a host name or IP address".to_owned(),
+    })?;
+    Ok((url, display_addr))
 }
 
-/// A URL with its password replaced, safe for error messages and logs.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("****"));
-            url.into()
-        }
-        Ok(url) => url.into(),
-        Err(_) => "(unparseable URL)".to_owned(),
+/// Checks a Redis URL with fred's own parser (so start-up refuses what the
+/// client would misread) plus what fred would silently ignore, and returns
+/// fred's configuration and the address to log. Errors name `REDIS_URL`
+/// and never echo a password.
+fn parse_redis_url(raw: &str) -> Result<(fred::types::config::Config, String), ConfigError> {
+    use fred::types::config::ServerConfig;
+
+    let error = |problem: Option<&str>| ConfigError {
+        var: "REDIS_URL",
+        value: redact_url(raw),
+        expected: match problem {
+            Some(problem) => format!("{REDIS_URL_FORMS}; here: {problem}"),
+            None => REDIS_URL_FORMS.to_owned(),
+        },
+    };
+    let url = url::Url::parse(raw).map_err(|_| error(None))?;
+    let (is_tls, kind) = match url.scheme() {
+        "redis" => (false, ""),
+        "rediss" => (true, ""),
+        "redis-cluster" => (false, "cluster"),
+        "rediss-cluster" => (true, "cluster"),
+        "redis-sentinel" => (false, "sentinel"),
+        "rediss-sentinel" => (true, "sentinel"),
+        _ => return Err(error(None)),
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(error(Some("no host")));
     }
+    let has_nodes = url.query_pairs().any(|(name, _)| name == "node");
+    if has_nodes && kind.is_empty() {
+        return Err(error(Some(
+            "node= lists other cluster nodes or sentinels: use redis-cluster:// or redis-sentinel://",
+        )));
+    }
+    if kind == "cluster" && !matches!(url.path(), "" | "/" | "/0") {
+        return Err(error(Some("a cluster has only database 0")));
+    }
+    let config = fred::types::config::Config::from_url(raw)
+        .map_err(|err| error(Some(err.details().trim_end_matches('.'))))?;
+    if config.database.is_some_and(|db| db > 15) {
+        return Err(error(Some("database numbers go from 0 to 15")));
+    }
+
+    let node = |server: &fred::types::config::Server| format!("{}:{}", server.host, server.port);
+    let mut display = match &config.server {
+        ServerConfig::Centralized { server } => node(server),
+        // fred puts the URL's own host last; show it first, as written.
+        ServerConfig::Clustered { hosts, .. } => {
+            let mut nodes: Vec<String> = hosts.iter().map(node).collect();
+            nodes.rotate_right(1);
+            format!("{} (cluster)", nodes.join(","))
+        }
+        ServerConfig::Sentinel {
+            hosts,
+            service_name,
+            ..
+        } => {
+            let mut nodes: Vec<String> = hosts.iter().map(node).collect();
+            nodes.rotate_right(1);
+            format!("{} (sentinel {service_name})", nodes.join(","))
+        }
+    };
+    if is_tls {
+        display.push_str(" (tls)");
+    }
+    Ok((config, display))
+}
+
+/// A URL with its passwords replaced (the user-info one and any query
+/// parameter named like `password`, e.g. `sentinelPassword`), safe for error
+/// messages and logs.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "(unparseable URL)".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
+    }
+    let is_secret = |name: &str| name.to_ascii_lowercase().contains("password");
+    if url.query_pairs().any(|(name, _)| is_secret(&name)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret(&name) {
+                    "****".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fred::types::config::ServerConfig;
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -583,7 +679,166 @@ mod tests {
             ("REDIS_HOST", "ignored"),
         ])
         .expect("valid");
-        assert_eq!(config.redis.display_addr, "h:7000");
+        assert_eq!(config.redis.display_addr, "h:7000 (tls)");
+    }
+
+    /// fred's configuration for a `REDIS_URL`, and its display address.
+    fn redis(url: &str) -> (fred::types::config::Config, String) {
+        let parsed = config(&[("REDIS_URL", url)]).expect("valid REDIS_URL");
+        let client = parsed.redis.client_config().expect("parses again");
+        (client, parsed.redis.display_addr)
+    }
+
+    fn server(host: &str, port: u16) -> fred::types::config::Server {
+        fred::types::config::Server::new(host, port)
+    }
+
+    #[test]
+    fn a_redis_url_names_one_server_its_acl_user_and_database() {
+        let (client, display) = redis("redis://anigo:s%40cret@cache.internal:6380/3");
+        assert_eq!(
+            client.server,
+            ServerConfig::Centralized {
+                server: server("cache.internal", 6380)
+            }
+        );
+        assert_eq!(client.username.as_deref(), Some("anigo"));
+        assert_eq!(
+            client.password.as_deref(),
+            Some("s@cret"),
+            "percent-decoded"
+        );
+        assert_eq!(client.database, Some(3));
+        assert!(client.tls.is_none());
+        assert_eq!(display, "cache.internal:6380");
+
+        let (client, _) = redis("redis://:only-a-password@cache.internal");
+        assert_eq!(client.username, None, "AUTH <password> as the default user");
+        assert_eq!(client.password.as_deref(), Some("only-a-password"));
+        assert_eq!(
+            client.server,
+            ServerConfig::Centralized {
+                server: server("cache.internal", 6379)
+            }
+        );
+    }
+
+    #[test]
+    fn a_rediss_url_connects_over_rustls() {
+        let (client, display) = redis("rediss://anigo:secret@cache.example.com:6380/1");
+        assert_eq!(
+            client.server,
+            ServerConfig::Centralized {
+                server: server("cache.example.com", 6380)
+            }
+        );
+        assert!(client.uses_rustls(), "TLS through rustls");
+        assert_eq!(client.database, Some(1));
+        assert_eq!(display, "cache.example.com:6380 (tls)");
+    }
+
+    #[test]
+    fn a_redis_cluster_url_lists_every_seed_node() {
+        let (client, display) = redis(
+            "redis-cluster://anigo:secret@10.0.0.1:7000?node=10.0.0.2:7001&node=10.0.0.3:7002",
+        );
+        let ServerConfig::Clustered { mut hosts, .. } = client.server else {
+            panic!("not clustered: {:?}", client.server);
+        };
+        hosts.sort_by_key(|host| host.port);
+        assert_eq!(
+            hosts,
+            vec![
+                server("10.0.0.1", 7000),
+                server("10.0.0.2", 7001),
+                server("10.0.0.3", 7002)
+            ]
+        );
+        assert_eq!(client.username.as_deref(), Some("anigo"));
+        assert_eq!(client.password.as_deref(), Some("secret"));
+        assert_eq!(
+            display,
+            "10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002 (cluster)"
+        );
+
+        let (client, display) = redis("rediss-cluster://h:7000");
+        assert!(matches!(client.server, ServerConfig::Clustered { .. }));
+        assert!(client.uses_rustls());
+        assert_eq!(display, "h:7000 (cluster) (tls)");
+    }
+
+    #[test]
+    fn a_redis_sentinel_url_names_the_sentinels_and_the_service() {
+        let (client, display) = redis(
+            "redis-sentinel://anigo:secret@s1:26379/2?sentinelServiceName=mymaster&node=s2:26380&sentinelUsername=watcher&sentinelPassword=sentinel-secret",
+        );
+        let ServerConfig::Sentinel {
+            mut hosts,
+            service_name,
+            username,
+            password,
+        } = client.server
+        else {
+            panic!("not sentinel: {:?}", client.server);
+        };
+        hosts.sort_by_key(|host| host.port);
+        assert_eq!(hosts, vec![server("s1", 26379), server("s2", 26380)]);
+        assert_eq!(service_name, "mymaster");
+        assert_eq!(username.as_deref(), Some("watcher"), "sentinel ACL user");
+        assert_eq!(password.as_deref(), Some("sentinel-secret"));
+        assert_eq!(
+            client.username.as_deref(),
+            Some("anigo"),
+            "the primary's user"
+        );
+        assert_eq!(client.password.as_deref(), Some("secret"));
+        assert_eq!(client.database, Some(2));
+        assert_eq!(display, "s1:26379,s2:26380 (sentinel mymaster)");
+
+        let (client, _) = redis("redis-sentinel://s1?sentinelServiceName=mymaster");
+        let ServerConfig::Sentinel { hosts, .. } = client.server else {
+            panic!("not sentinel");
+        };
+        assert_eq!(hosts, vec![server("s1", 26379)], "the sentinel port");
+    }
+
+    #[test]
+    fn unusable_redis_urls_are_one_line_naming_redis_url_without_passwords() {
+        for (url, hint) in [
+            ("http://h:6379", "redis-cluster://"),
+            (
+                "redis+unix://:hunter2@x/tmp/redis.sock",
+                "redis-sentinel://",
+            ),
+            ("valkey://:hunter2@h:6379", "rediss://"),
+            ("not a url", "redis://"),
+            ("redis://:hunter2@h:6379?node=h2:6379", "node= lists"),
+            ("redis-cluster://:hunter2@h:7000/3", "only database 0"),
+            (
+                "redis-cluster://:hunter2@h:7000?node=h2",
+                "Invalid host:port",
+            ),
+            ("redis-sentinel://:hunter2@h:26379", "sentinel service name"),
+            (
+                "redis-sentinel://h:26379?sentinelServiceName=m&sentinelPassword=hunter2&node=x",
+                "Invalid host:port",
+            ),
+            ("redis://:hunter2@h:6379/16", "0 to 15"),
+            ("redis://:hunter2@h:6379/x", "REDIS_URL"),
+            ("redis://:hunter2@h:99999", "REDIS_URL"),
+            ("redis://:hunter2@:6379", "REDIS_URL"),
+        ] {
+            let err = config(&[("REDIS_URL", url)]).expect_err(url);
+            let line = err.to_string();
+            assert_eq!(err.var, "REDIS_URL", "{line}");
+            assert!(line.contains(hint), "{url}: {line}");
+            assert!(
+                line.contains("redis-sentinel://"),
+                "lists the forms: {line}"
+            );
+            assert!(!line.contains("hunter2"), "{line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
     }
 
     #[test]

@@ -4,7 +4,17 @@
 //! fred's defaults suit a primary data store, not a cache: no command
 //! timeout, no reconnect policy, an unbounded command queue and a first
 //! connection that fails the caller. [`RedisStore::connect`] overrides each.
+//!
+//! One server, a cluster or a sentinel-managed primary, as `REDIS_URL` says
+//! (see [`RedisConfig::client_config`]). On a cluster a command with several
+//! keys must keep them in one hash slot, so [`RedisStore::mget`] sends one
+//! MGET per slot (pipelined, each to its node) and every other multi-key
+//! operation here is a pipeline of single-key commands; SCAN visits every
+//! primary; pub/sub is sharded (SPUBLISH/SSUBSCRIBE, Redis 7), because a
+//! plain PUBLISH on a cluster counts only the receivers connected to the
+//! node it was sent to, and the invalidation protocol waits for that count.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -134,6 +144,27 @@ pub struct RedisServerStats {
 }
 
 impl RedisServerStats {
+    /// Two cluster nodes' facts as one: counts and memory summed, version
+    /// and policy of the first, no memory limit if either has none.
+    fn add(self, other: Self) -> Self {
+        let used_memory = self.used_memory + other.used_memory;
+        Self {
+            used_memory_human: human_bytes(used_memory),
+            used_memory,
+            max_memory: if self.max_memory == 0 || other.max_memory == 0 {
+                0
+            } else {
+                self.max_memory + other.max_memory
+            },
+            keys: self.keys + other.keys,
+            evicted_keys: self.evicted_keys + other.evicted_keys,
+            keyspace_hits: self.keyspace_hits + other.keyspace_hits,
+            keyspace_misses: self.keyspace_misses + other.keyspace_misses,
+            version: self.version,
+            max_memory_policy: self.max_memory_policy,
+        }
+    }
+
     /// keyspace_hits / (hits + misses), or 0 before any lookup.
     pub fn hit_rate(&self) -> f64 {
         let total = self.keyspace_hits + self.keyspace_misses;
@@ -168,7 +199,8 @@ impl RedisStore {
     /// a store that keeps reconnecting in the background, unless
     /// `REDIS_REQUIRED` is set, in which case it fails.
     pub async fn connect(config: &RedisConfig) -> anyhow::Result<Self> {
-        let mut fred_config = Config::from_url(config.url.expose())
+        let mut fred_config = config
+            .client_config()
             .with_context(|| format!("parsing REDIS_URL for {}", config.display_addr))?;
         // Run the reconnect policy for the first connection too, instead of
         // failing start-up when Redis is late or down.
@@ -346,9 +378,44 @@ impl RedisStore {
     }
 
     /// Server version, memory, eviction and keyspace counters (one INFO)
-    /// and the key count (DBSIZE).
+    /// and the key count (DBSIZE). On a cluster, the sum over every primary
+    /// (each holds only its slots' keys).
     pub async fn server_stats(&self) -> Result<RedisServerStats, Error> {
-        let client = self.client.with_options(&self.admin_options());
+        if !self.client.is_clustered() {
+            return self.node_stats(None).await;
+        }
+        let primaries = self
+            .client
+            .cached_cluster_state()
+            .map(|state| state.unique_primary_nodes())
+            .unwrap_or_default();
+        if primaries.is_empty() {
+            return Err(Error::new(
+                fred::error::ErrorKind::Cluster,
+                "the cluster's primaries are not known yet",
+            ));
+        }
+        let nodes = futures_util::future::try_join_all(
+            primaries
+                .into_iter()
+                .map(|node| self.node_stats(Some(node))),
+        )
+        .await?;
+        Ok(nodes
+            .into_iter()
+            .reduce(RedisServerStats::add)
+            .unwrap_or_default())
+    }
+
+    /// INFO and DBSIZE of one server: `node` of a cluster, or the server.
+    async fn node_stats(
+        &self,
+        node: Option<fred::types::config::Server>,
+    ) -> Result<RedisServerStats, Error> {
+        let client = self.client.with_options(&Options {
+            cluster_node: node,
+            ..self.admin_options()
+        });
         let info: String = client.info(None).await?;
         let keys: u64 = client.dbsize().await?;
         let field = |name: &str| -> &str {
@@ -447,36 +514,72 @@ impl RedisStore {
         self.client.is_connected() && self.breaker.is_closed()
     }
 
-    /// Reads `keys` in one MGET. `None` where a key is absent.
+    /// Reads `keys` in one MGET (on a cluster, one per hash slot, sent
+    /// together). `None` where a key is absent.
     pub async fn mget(&self, keys: Vec<Key>) -> Result<Vec<Option<Value>>, Error> {
-        let count = keys.len();
-        let reply: Result<Value, Error> = self
-            .client
-            .with_options(&self.fast_options())
-            .mget(keys)
-            .await;
-        let values = match reply {
-            Ok(Value::Array(values)) if values.len() == count => values,
-            // MGET of one key may come back unwrapped on some proxies.
-            Ok(value) if count == 1 && !matches!(value, Value::Array(_)) => vec![value],
-            Ok(other) => {
-                let err = Error::new(
-                    fred::error::ErrorKind::Protocol,
-                    format!("MGET returned {:?} for {count} keys", other.kind()),
-                );
-                self.record_failure("MGET", &err);
-                return Err(err);
+        let reply = if self.client.is_clustered() {
+            self.mget_by_slot(keys).await
+        } else {
+            self.mget_one(keys).await
+        };
+        match reply {
+            Ok(values) => {
+                self.breaker.record_success();
+                Ok(values
+                    .into_iter()
+                    .map(|value| (!value.is_null()).then_some(value))
+                    .collect())
             }
             Err(err) => {
                 self.record_failure("MGET", &err);
-                return Err(err);
+                Err(err)
             }
-        };
-        self.breaker.record_success();
-        Ok(values
-            .into_iter()
-            .map(|value| (!value.is_null()).then_some(value))
-            .collect())
+        }
+    }
+
+    /// One MGET, its reply checked to hold one value per key.
+    async fn mget_one(&self, keys: Vec<Key>) -> Result<Vec<Value>, Error> {
+        let count = keys.len();
+        let reply: Value = self
+            .client
+            .with_options(&self.fast_options())
+            .mget(keys)
+            .await?;
+        mget_values(reply, count)
+    }
+
+    /// A cluster refuses an MGET whose keys span hash slots (CROSSSLOT), and
+    /// a value key and its generation key rarely share one. So: one MGET
+    /// per slot, pipelined (fred writes each to the node owning its slot,
+    /// and the nodes answer concurrently), the values put back in `keys`
+    /// order. Any failing slot fails the whole read, which is then a miss.
+    async fn mget_by_slot(&self, keys: Vec<Key>) -> Result<Vec<Value>, Error> {
+        let groups = slot_groups(&keys);
+        if groups.len() <= 1 {
+            return self.mget_one(keys).await;
+        }
+        let pipeline = self.client.with_options(&self.fast_options()).pipeline();
+        for group in &groups {
+            let slot_keys: Vec<Key> = group.iter().map(|&i| keys[i].clone()).collect();
+            // Only queues the command; the round trip is `all()`.
+            let _: () = pipeline.mget(slot_keys).await?;
+        }
+        let replies = tokio::time::timeout(self.command_timeout, pipeline.all::<Vec<Value>>())
+            .await
+            .map_err(|_| Error::new(fred::error::ErrorKind::Timeout, "MGET timed out"))??;
+        if replies.len() != groups.len() {
+            return Err(Error::new(
+                fred::error::ErrorKind::Protocol,
+                format!("{} MGET replies for {} slots", replies.len(), groups.len()),
+            ));
+        }
+        let mut values = vec![Value::Null; keys.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            for (&index, value) in group.iter().zip(mget_values(reply, group.len())?) {
+                values[index] = value;
+            }
+        }
+        Ok(values)
     }
 
     /// Runs `ops` in one pipelined round trip (cache write-backs, generation
@@ -540,20 +643,20 @@ impl RedisStore {
                 )
                 .await?;
         }
-        let _: () = pipeline.mget(keys.clone()).await?;
+        // One MGET of them all; on a cluster one GET each, since the keys
+        // may live in different hash slots.
+        let is_per_key = self.client.is_clustered();
+        if is_per_key {
+            for key in &keys {
+                let _: () = pipeline.get(key.clone()).await?;
+            }
+        } else {
+            let _: () = pipeline.mget(keys.clone()).await?;
+        }
         let outcome =
             tokio::time::timeout(self.command_timeout, pipeline.all::<Vec<Value>>()).await;
         let result = match outcome {
-            Ok(Ok(mut replies)) => match replies.pop() {
-                Some(Value::Array(tokens)) if tokens.len() == keys.len() => Ok(tokens
-                    .into_iter()
-                    .map(|token| token.as_str().map(|t| t.into_owned()))
-                    .collect()),
-                other => Err(Error::new(
-                    fred::error::ErrorKind::Protocol,
-                    format!("unexpected reply to MGET of generations: {other:?}"),
-                )),
-            },
+            Ok(Ok(replies)) => generation_tokens(replies, keys.len(), is_per_key),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(Error::new(
                 fred::error::ErrorKind::Timeout,
@@ -592,28 +695,62 @@ impl RedisStore {
         }
     }
 
-    /// Publishes `message` on `channel`.
     /// Publishes `message` on `channel`; returns how many subscribers
-    /// received it.
+    /// received it. On a cluster SPUBLISH, to the node owning the channel's
+    /// slot, where every [`RedisStore::subscribe`]r of it is connected, so
+    /// the count covers all of them.
     pub async fn publish(&self, channel: &str, message: &str) -> Result<u64, Error> {
-        let receivers: i64 = self
-            .client
-            .with_options(&self.admin_options())
-            .publish(channel, message)
-            .await?;
+        let client = self.client.with_options(&self.admin_options());
+        let receivers: i64 = if self.client.is_clustered() {
+            client.spublish(channel, message).await?
+        } else {
+            client.publish(channel, message).await?
+        };
         Ok(u64::try_from(receivers).unwrap_or_default())
     }
 
-    /// A dedicated pub/sub connection to the same server, with the same
+    /// A dedicated pub/sub connection to the same server(s), with the same
     /// timeouts and reconnect policy, subscribed to `channels` (and
-    /// resubscribing after reconnects).
+    /// resubscribing after reconnects). On a cluster each channel is an
+    /// SSUBSCRIBE of its own (the channels may hash to different slots).
     pub async fn subscribe(&self, channels: Vec<String>) -> Result<SubscriberClient, Error> {
         let subscriber = self.builder.build_subscriber_client()?;
         // The connection task runs until `quit`; it reconnects forever.
         drop(subscriber.connect());
-        drop(subscriber.manage_subscriptions());
+        if !subscriber.is_clustered() {
+            drop(subscriber.manage_subscriptions());
+            subscriber.wait_for_connect().await?;
+            subscriber.subscribe(channels).await?;
+            return Ok(subscriber);
+        }
+        // Our own renewal instead of fred 10.1's manage_subscriptions, which
+        // proved unreliable for shard channels on a cluster (tried in
+        // tests/it/topologies.rs: after killed connections it sometimes
+        // never resubscribed, and sometimes subscribed extra connections,
+        // which inflates the SPUBLISH count that writes wait for). SSUBSCRIBE
+        // of a channel already subscribed is a no-op, so every reconnect of
+        // any node simply renews them all.
+        let resubscriber = subscriber.clone();
+        let shard_channels = channels.clone();
+        // Ends when the client quits (the reconnect channel closes).
+        drop(tokio::spawn(async move {
+            let mut reconnects = resubscriber.reconnect_rx();
+            loop {
+                match reconnects.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+                for channel in &shard_channels {
+                    if let Err(err) = resubscriber.ssubscribe(channel.as_str()).await {
+                        tracing::debug!(channel, error = %err, "Resubscribing failed");
+                    }
+                }
+            }
+        }));
         subscriber.wait_for_connect().await?;
-        subscriber.subscribe(channels).await?;
+        for channel in channels {
+            subscriber.ssubscribe(channel).await?;
+        }
         Ok(subscriber)
     }
 
@@ -638,6 +775,74 @@ impl RedisStore {
             tracing::debug!(error = %err, "Redis quit failed");
         }
     }
+}
+
+/// The values of an MGET reply for `count` keys.
+fn mget_values(reply: Value, count: usize) -> Result<Vec<Value>, Error> {
+    match reply {
+        Value::Array(values) if values.len() == count => Ok(values),
+        // MGET of one key may come back unwrapped on some proxies.
+        value if count == 1 && !matches!(value, Value::Array(_)) => Ok(vec![value]),
+        other => Err(Error::new(
+            fred::error::ErrorKind::Protocol,
+            format!("MGET returned {:?} for {count} keys", other.kind()),
+        )),
+    }
+}
+
+/// The generation tokens from the replies to `count` `SET … NX` followed
+/// by one MGET of the keys, or (`is_per_key`) by one GET each.
+fn generation_tokens(
+    mut replies: Vec<Value>,
+    count: usize,
+    is_per_key: bool,
+) -> Result<Vec<Option<String>>, Error> {
+    let tokens = match replies.pop() {
+        Some(last) if is_per_key && replies.len() + 1 == count * 2 => {
+            let mut tokens = replies.split_off(count);
+            tokens.push(last);
+            tokens
+        }
+        Some(Value::Array(tokens)) if !is_per_key && tokens.len() == count => tokens,
+        other => {
+            return Err(Error::new(
+                fred::error::ErrorKind::Protocol,
+                format!("unexpected reply to reading {count} generations: {other:?}"),
+            ));
+        }
+    };
+    Ok(tokens
+        .into_iter()
+        .map(|token| token.as_str().map(|t| t.into_owned()))
+        .collect())
+}
+
+/// Indexes of `keys` grouped by cluster hash slot, each group in `keys`
+/// order (the order of the groups does not matter).
+fn slot_groups(keys: &[Key]) -> Vec<Vec<usize>> {
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (index, key) in keys.iter().enumerate() {
+        by_slot
+            .entry(fred::util::redis_keyslot(key.as_bytes()))
+            .or_default()
+            .push(index);
+    }
+    by_slot.into_values().collect()
+}
+
+/// Bytes as Redis's INFO shows them (`used_memory_human`), e.g. "2.50M".
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
 }
 
 /// A small circuit breaker: after [`BREAKER_THRESHOLD`] consecutive
@@ -725,6 +930,79 @@ mod tests {
         assert!(breaker.is_closed(), "success reset the count");
         breaker.record_failure();
         assert!(!breaker.is_closed(), "third consecutive failure opens it");
+    }
+
+    #[test]
+    fn keys_are_grouped_by_hash_slot_in_their_original_order() {
+        let keys: Vec<Key> = ["{a}:1", "b", "{a}:2", "c", "{a}:3", "b"]
+            .into_iter()
+            .map(Key::from)
+            .collect();
+        let mut groups = slot_groups(&keys);
+        groups.sort();
+        // "b" and "c" differ in slot from each other and from "{a}".
+        assert_eq!(groups, vec![vec![0, 2, 4], vec![1, 5], vec![3]]);
+        assert!(slot_groups(&[]).is_empty());
+    }
+
+    #[test]
+    fn generation_tokens_come_from_the_mget_or_the_gets() {
+        let ok = || Value::from("OK");
+        let token = |t: &str| Value::from(t);
+        let mget = vec![
+            ok(),
+            Value::Null,
+            Value::Array(vec![token("g1"), token("g2")]),
+        ];
+        let expected = vec![Some("g1".to_owned()), Some("g2".to_owned())];
+        assert_eq!(generation_tokens(mget, 2, false).expect("mget"), expected);
+        let gets = vec![ok(), Value::Null, token("g1"), token("g2")];
+        assert_eq!(generation_tokens(gets, 2, true).expect("gets"), expected);
+        let gets = vec![ok(), Value::Null, token("g1"), Value::Null];
+        assert_eq!(
+            generation_tokens(gets, 2, true).expect("one evicted"),
+            vec![Some("g1".to_owned()), None]
+        );
+        assert!(generation_tokens(vec![ok(), token("g1")], 2, true).is_err());
+        assert!(generation_tokens(vec![ok(), Value::Array(vec![])], 1, false).is_err());
+    }
+
+    #[test]
+    fn mget_replies_must_hold_one_value_per_key() {
+        let two = Value::Array(vec![Value::Null, Value::from("x")]);
+        assert_eq!(mget_values(two.clone(), 2).expect("two").len(), 2);
+        assert!(mget_values(two, 3).is_err());
+        assert_eq!(
+            mget_values(Value::from("x"), 1).expect("unwrapped single"),
+            vec![Value::from("x")]
+        );
+    }
+
+    #[test]
+    fn cluster_stats_are_summed_over_nodes() {
+        let node = |keys, max_memory| RedisServerStats {
+            version: "7.0.15".to_owned(),
+            used_memory: 1024 * 1024,
+            used_memory_human: "1.00M".to_owned(),
+            max_memory,
+            max_memory_policy: "volatile-lru".to_owned(),
+            keys,
+            evicted_keys: 1,
+            keyspace_hits: 3,
+            keyspace_misses: 1,
+        };
+        let total = node(2, 100).add(node(5, 100));
+        assert_eq!(total.keys, 7);
+        assert_eq!(total.max_memory, 200);
+        assert_eq!(total.used_memory_human, "2.00M");
+        assert_eq!((total.keyspace_hits, total.evicted_keys), (6, 2));
+        assert_eq!(
+            node(1, 100).add(node(1, 0)).max_memory,
+            0,
+            "one unbounded node"
+        );
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(1536), "1.50K");
     }
 
     #[test]

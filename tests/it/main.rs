@@ -20,4 +20,5 @@ mod health;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod topologies;
 mod two_tier;

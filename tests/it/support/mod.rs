@@ -19,6 +19,9 @@
 //!   outlive the test binary. For each one a detached `sh` loop waits for this
 //!   process to exit, then stops the server and deletes its directory. The
 //!   server PID is also written to `server.pid` in that directory.
+//! * **Clusters.** [`RedisCluster`] joins three cluster-mode `redis-server`
+//!   processes with `redis-cli --cluster create`; each node has a watchdog,
+//!   so a test binary that dies mid-test does not leave them running.
 //! * **Environment overrides.** If `TEST_DATABASE_URL` is set,
 //!   [`fresh_database_url`] creates its databases on that server instead
 //!   (with `psql`, using the URL's host, port, user and password). If
@@ -32,11 +35,12 @@
     reason = "each test file uses a different part of this module"
 )]
 
+mod cluster;
 mod postgres;
 mod redis;
 
 #[allow(unused_imports, reason = "not every test file names the server types")]
-pub(crate) use self::{postgres::PostgresServer, redis::RedisServer};
+pub(crate) use self::{cluster::RedisCluster, postgres::PostgresServer, redis::RedisServer};
 
 use std::io;
 use std::net::TcpListener;
@@ -146,10 +150,13 @@ fn with_database(url: &str, name: &str) -> String {
 /// Starts a detached watchdog that, once this test binary has exited, sends
 /// `SIG<signal>` to `server_pid`, waits up to 10 s (then SIGKILLs it) and
 /// removes `dir`. The outer `sh` backgrounds the loop and exits at once, so the
-/// loop is re-parented and nothing is left for us to reap.
+/// loop is re-parented and nothing is left for us to reap. A server whose
+/// `dir` is already gone was stopped by its owner's `Drop`: its PID may belong
+/// to another process by then, so it is left alone.
 fn spawn_watchdog(server_pid: u32, signal: &str, dir: &Path) {
     const SCRIPT: &str = r#"(
         while kill -0 "$1" 2>/dev/null; do sleep 1; done
+        [ -d "$4" ] || exit 0
         kill -"$3" "$2" 2>/dev/null
         i=0
         while kill -0 "$2" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done

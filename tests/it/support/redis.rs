@@ -1,5 +1,6 @@
 //! A throwaway `redis-server` and a tiny RESP client to inspect it.
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// its own temporary directory. Dropping it SIGKILLs the process.
 pub(crate) struct RedisServer {
     binary: PathBuf,
+    /// Options after ours on the command line (e.g. cluster mode).
+    extra_args: Vec<String>,
     dir: TempDir,
     port: u16,
     child: Option<Child>,
@@ -27,6 +30,12 @@ pub(crate) struct RedisServer {
 impl RedisServer {
     /// Starts a new server and waits until it answers `PING`.
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a new server with `extra_args` appended to its command line
+    /// (they win over ours) and waits until it answers `PING`.
+    pub(crate) fn start_with(extra_args: &[&str]) -> Self {
         let binary = find_on_path("redis-server").unwrap_or_else(|| {
             panic!("redis-server not found: install it with `apt-get install -y redis-server` (scripts/test does this when run as root)")
         });
@@ -36,6 +45,7 @@ impl RedisServer {
             .expect("create a temp dir for redis-server (is $TMPDIR writable?)");
         let mut server = Self {
             binary,
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
             dir,
             port: free_port(),
             child: None,
@@ -118,6 +128,22 @@ impl RedisServer {
         read_reply(&mut BufReader::new(stream))
     }
 
+    /// Every key matching `pattern`, from a full SCAN (each key once).
+    pub(crate) fn keys_matching(&self, pattern: &str) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            // The reply is the next cursor, then one key per line.
+            let reply = self.command(&["SCAN", &cursor, "MATCH", pattern, "COUNT", "1000"]);
+            let mut lines = reply.lines();
+            cursor = lines.next().unwrap_or("0").to_owned();
+            keys.extend(lines.filter(|key| !key.is_empty()).map(str::to_owned));
+            if cursor == "0" {
+                return keys;
+            }
+        }
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
@@ -141,6 +167,7 @@ impl RedisServer {
             .arg("--logfile")
             .arg(self.log_path())
             .args(["--daemonize", "no"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
