@@ -242,6 +242,9 @@ impl RedisStore {
             breaker: Arc::new(Breaker::default()),
         };
         store.watch_connection();
+        // Connection errors from the first attempts, to say why start-up
+        // went on without Redis (a refused AUTH looks like a timeout else).
+        let mut errors = store.client.error_rx();
         // The connection task runs until `quit`; its handle is not needed.
         let _task = store.client.connect();
 
@@ -266,8 +269,16 @@ impl RedisStore {
                 }
             }
             outcome => {
-                let reason = match outcome {
-                    Ok(Err(err)) => err.to_string(),
+                let mut last_error = None;
+                while let Ok((err, _server)) = errors.try_recv() {
+                    last_error = Some(err);
+                }
+                let reason = match (outcome, last_error) {
+                    (Ok(Err(err)), _) => err.to_string(),
+                    (_, Some(err)) => format!(
+                        "no connection within {} ms; last error: {err}",
+                        config.connect_timeout.as_millis()
+                    ),
                     _ => format!(
                         "no connection within {} ms",
                         config.connect_timeout.as_millis()

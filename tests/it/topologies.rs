@@ -381,7 +381,8 @@ async fn a_wrong_password_runs_degraded_and_refuses_to_start_when_redis_is_requi
     );
     assert!(!body.to_string().contains("wrong-pw"), "{body}");
 
-    // With REDIS_REQUIRED, start-up fails and says why, without the password.
+    // With REDIS_REQUIRED, start-up fails and says why (the refused AUTH),
+    // without the password.
     let dir = tempfile::tempdir().expect("tmp");
     let vars = HashMap::from([
         (
@@ -400,6 +401,7 @@ async fn a_wrong_password_runs_degraded_and_refuses_to_start_when_redis_is_requi
     };
     println!("start-up error: {err}");
     assert!(err.contains("REDIS_REQUIRED"), "{err}");
+    assert!(err.contains("WRONGPASS"), "names the refused AUTH: {err}");
     assert!(
         err.contains(&format!("127.0.0.1:{}", redis.port())),
         "{err}"
