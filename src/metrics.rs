@@ -9,10 +9,11 @@
 //! The recorder is global (the `metrics` facade has one per process), so
 //! several apps in one process (tests) share it.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::app::AppState;
@@ -179,27 +180,95 @@ pub fn render(state: &AppState) -> String {
 /// a plain identifier and one of the first [`MAX_OPERATION_LABELS`] seen,
 /// `anonymous` when absent, `other` otherwise.
 pub fn operation_label(name: Option<&str>) -> String {
-    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let Some(name) = name else {
-        return "anonymous".to_owned();
+    operation_handles(name).label.clone()
+}
+
+/// Handles for one operation label: registered once, then used without a
+/// registry lookup or an allocation per request.
+pub struct OperationMetrics {
+    label: String,
+    ok: Counter,
+    error: Counter,
+    seconds: Histogram,
+}
+
+impl OperationMetrics {
+    /// Counts one request and its latency.
+    pub fn record(&self, is_ok: bool, elapsed: Duration) {
+        if is_ok { &self.ok } else { &self.error }.increment(1);
+        self.seconds.record(elapsed.as_secs_f64());
+    }
+}
+
+/// The metric handles for operation `name` (see [`operation_label`]).
+pub fn operation_handles(name: Option<&str>) -> Arc<OperationMetrics> {
+    static SEEN: OnceLock<RwLock<HashMap<String, Arc<OperationMetrics>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    let label = match name {
+        None => "anonymous",
+        Some(name) if is_identifier(name) => name,
+        Some(_) => "other",
     };
-    let is_identifier = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit();
-    if !is_identifier {
-        return "other".to_owned();
+    if let Some(handles) = seen
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(label)
+    {
+        return Arc::clone(handles);
     }
-    // A std mutex: held for one set lookup, never across an await.
-    let mut seen = SEEN
-        .get_or_init(|| Mutex::new(HashSet::new()))
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if seen.contains(name) || seen.len() < MAX_OPERATION_LABELS {
-        seen.insert(name.to_owned());
-        name.to_owned()
+    // A std lock: held for one map lookup or insert, never across an await.
+    let mut seen = seen.write().unwrap_or_else(PoisonError::into_inner);
+    let named = seen.len() < MAX_OPERATION_LABELS + 2;
+    let label = if named || label == "anonymous" {
+        label
     } else {
-        "other".to_owned()
+        "other"
+    };
+    let handles = seen.entry(label.to_owned()).or_insert_with(|| {
+        let owned = label.to_owned();
+        Arc::new(OperationMetrics {
+            ok: metrics::counter!(GRAPHQL_REQUESTS_TOTAL, "operation" => owned.clone(), "outcome" => "ok"),
+            error: metrics::counter!(GRAPHQL_REQUESTS_TOTAL, "operation" => owned.clone(), "outcome" => "error"),
+            seconds: metrics::histogram!(GRAPHQL_REQUEST_SECONDS, "operation" => owned.clone()),
+            label: owned,
+        })
+    });
+    Arc::clone(handles)
+}
+
+fn is_identifier(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// Counts one HTTP request by `route` and `status` with its latency, through
+/// handles registered on first use (routes and statuses are few).
+pub fn record_http(route: &str, status: u16, elapsed: Duration) {
+    type Handles = (String, u16, Counter, Histogram);
+    static SEEN: OnceLock<RwLock<Vec<Handles>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    let record = |(_, _, counter, histogram): &Handles| {
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
+    };
+    {
+        let seen = seen.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = seen.iter().find(|h| h.1 == status && h.0 == route) {
+            record(handles);
+            return;
+        }
     }
+    let handles = (
+        route.to_owned(),
+        status,
+        metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.to_owned(), "status" => status.to_string()),
+        metrics::histogram!(HTTP_REQUEST_SECONDS, "route" => route.to_owned()),
+    );
+    record(&handles);
+    seen.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(handles);
 }
 
 #[cfg(test)]

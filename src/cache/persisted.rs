@@ -2,8 +2,8 @@
 //! client can send a 64-character hash instead of the document.
 //!
 //! Texts live in this instance's memory (bounded) and in Redis under
-//! `{ns}:v2:apq:{sha256}` for a week, refreshed whenever a client registers
-//! one again, so every instance learns a text registered on any of them.
+//! `{ns}:v2:apq:{sha256}` for a week, so every instance learns a text
+//! registered on any of them.
 //! Only texts that parsed and validated are stored (the caller's rule), so
 //! the store cannot be filled with arbitrary bytes. Without Redis, texts
 //! are still remembered locally; a client that gets
@@ -67,7 +67,10 @@ impl Cache {
     }
 
     /// Registers `text` under `hash` (its SHA-256, already checked), in
-    /// memory now and in Redis in the background.
+    /// memory and in Redis. Awaited (one SET, bounded by the Redis command
+    /// timeout): a registration happens once per query text, and a client
+    /// that registers on one instance and then sends the hash alone to
+    /// another must find it there.
     pub async fn persist_query(&self, hash: [u8; 32], text: Arc<str>) {
         let store = &self.inner.persisted;
         if store.local.contains_key(&hash) {
@@ -77,16 +80,13 @@ impl Cache {
         if !self.inner.redis.is_available() {
             return;
         }
-        let cache = self.clone();
-        tokio::spawn(async move {
-            let op = Op::Set {
-                key: cache.inner.keys.persisted_query_key(&hex(&hash)).into(),
-                value: text.as_bytes().to_vec(),
-                ttl: PERSISTED_TTL,
-            };
-            if let Err(err) = cache.inner.redis.pipeline(vec![op]).await {
-                tracing::debug!(error = %err, "Storing a persisted query in Redis failed");
-            }
-        });
+        let op = Op::Set {
+            key: self.inner.keys.persisted_query_key(&hex(&hash)).into(),
+            value: text.as_bytes().to_vec(),
+            ttl: PERSISTED_TTL,
+        };
+        if let Err(err) = self.inner.redis.pipeline(vec![op]).await {
+            tracing::debug!(error = %err, "Storing a persisted query in Redis failed");
+        }
     }
 }

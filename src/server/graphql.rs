@@ -26,9 +26,9 @@ use std::time::Instant;
 
 use async_graphql::Variables;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest as _, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -76,8 +76,10 @@ struct GetParams {
 
 /// What the request headers say about the caller.
 struct Caller {
-    request_id: String,
+    request_id: Option<HeaderValue>,
     client: SocketAddr,
+    /// `If-None-Match`, for a kept response's `304`.
+    if_none_match: Option<HeaderValue>,
     bearer: Bearer,
     /// `x-anigo-cache-debug: 1`: per-resolver trace wanted.
     wants_trace: bool,
@@ -93,12 +95,9 @@ impl Caller {
             .get(CACHE_DEBUG_HEADER)
             .is_some_and(|value| value.as_bytes() == b"1");
         Self {
-            request_id: headers
-                .get(REQUEST_ID_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
+            request_id: headers.get(REQUEST_ID_HEADER).cloned(),
             client,
+            if_none_match: headers.get(IF_NONE_MATCH).cloned(),
             bearer: Bearer::from_header(authorization.map(HeaderValue::as_bytes)),
             wants_trace,
             may_share: authorization.is_none() && !wants_trace,
@@ -290,7 +289,7 @@ async fn execute(
     if let Some(trace) = &trace {
         request = request.data(trace.clone());
     }
-    let operation = crate::metrics::operation_label(request.operation_name.as_deref());
+    let metrics = crate::metrics::operation_handles(request.operation_name.as_deref());
     let started = Instant::now();
     let limit = state.app.config.graphql.request_timeout;
     let (mut response, is_timeout) =
@@ -305,17 +304,10 @@ async fn execute(
                 (error_response(&message, code::TIMEOUT), true)
             }
         };
-    let outcome = if response.errors.is_empty() {
-        "ok"
-    } else {
-        "error"
-    };
-    metrics::counter!(crate::metrics::GRAPHQL_REQUESTS_TOTAL, "operation" => operation.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(crate::metrics::GRAPHQL_REQUEST_SECONDS, "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
+    metrics.record(response.errors.is_empty(), started.elapsed());
     shape(&mut response, is_parsed);
-    attach_request_id(&mut response, &caller.request_id);
+    let request_id = caller.request_id.as_ref().and_then(|id| id.to_str().ok());
+    attach_request_id(&mut response, request_id.unwrap_or_default());
     if let Some(trace) = trace {
         let entries = async_graphql::to_value(trace.entries()).unwrap_or_default();
         response.extensions.insert("cache".to_owned(), entries);
@@ -402,15 +394,11 @@ pub(super) fn single_response(response: async_graphql::Response, is_timeout: boo
 
 /// A kept response: its bytes with `ETag` and `Cache-Control: public`, or
 /// `304 Not Modified` when the client already holds them.
-fn kept_response(kept: &StoredResponse, request_headers: &HeaderMap) -> Response {
+fn kept_response(kept: &StoredResponse, if_none_match: Option<&HeaderValue>) -> Response {
     let cache_control = HeaderValue::from_str(&format!("public, max-age={}", kept.max_age_secs()))
         .unwrap_or(NO_STORE);
     let etag = HeaderValue::from_str(&kept.etag).unwrap_or(HeaderValue::from_static("\"\""));
-    if request_headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .any(|value| etag_matches(value.as_bytes(), kept.etag.as_bytes()))
-    {
+    if if_none_match.is_some_and(|value| etag_matches(value.as_bytes(), kept.etag.as_bytes())) {
         return (
             StatusCode::NOT_MODIFIED,
             [(ETAG, etag), (CACHE_CONTROL, cache_control)],
@@ -457,10 +445,12 @@ fn is_json(headers: &HeaderMap) -> bool {
 pub(super) async fn graphql_post(
     State(state): State<ServerState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    request: axum::extract::Request,
 ) -> Response {
-    let body = match body {
+    // Read the headers in place (the `HeaderMap` extractor would copy them).
+    let is_json = is_json(request.headers());
+    let caller = Caller::new(request.headers(), client);
+    let body = match Bytes::from_request(request, &()).await {
         Ok(body) => body,
         Err(rejection) => {
             let status = rejection.status();
@@ -472,19 +462,18 @@ pub(super) async fn graphql_post(
             return http_error(status, &message, code::BAD_REQUEST);
         }
     };
-    if !is_json(&headers) {
+    if !is_json {
         return http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "POST /graphql needs `Content-Type: application/json`",
             code::BAD_REQUEST,
         );
     }
-    let caller = Caller::new(&headers, client);
     // An array is a batch; anything else one request.
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !is_array {
         return match serde_json::from_slice::<WireRequest>(&body) {
-            Ok(wire) => single(answer(&state, &caller, wire, false).await, &headers),
+            Ok(wire) => single(answer(&state, &caller, wire, false).await, &caller),
             Err(err) => not_a_request(&err),
         };
     }
@@ -518,9 +507,9 @@ fn not_a_request(err: &serde_json::Error) -> Response {
 }
 
 /// The HTTP response to one request.
-fn single(answer: Answer, request_headers: &HeaderMap) -> Response {
+fn single(answer: Answer, caller: &Caller) -> Response {
     match answer {
-        Answer::Kept(kept) => kept_response(&kept, request_headers),
+        Answer::Kept(kept) => kept_response(&kept, caller.if_none_match.as_ref()),
         Answer::Executed {
             response,
             is_timeout,
@@ -578,10 +567,9 @@ fn batch(answers: Vec<Answer>) -> Response {
 pub(super) async fn graphql_get(
     State(state): State<ServerState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: axum::extract::Request,
 ) -> Response {
-    let query = uri.query().unwrap_or_default();
+    let query = request.uri().query().unwrap_or_default();
     let is_request = query
         .split('&')
         .any(|pair| pair.starts_with("query=") || pair.starts_with("extensions="));
@@ -598,8 +586,8 @@ pub(super) async fn graphql_get(
             );
         }
     };
-    let caller = Caller::new(&headers, client);
-    single(answer(&state, &caller, wire, true).await, &headers)
+    let caller = Caller::new(request.headers(), client);
+    single(answer(&state, &caller, wire, true).await, &caller)
 }
 
 /// The request in a GET query string.

@@ -22,19 +22,22 @@
 mod graphiql;
 mod graphql;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -57,17 +60,29 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long readiness waits for the database before calling it down.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What every handler shares; one `Arc`, so the per-request clone axum
+/// makes is one reference-count increment.
 #[derive(Clone)]
-struct ServerState {
+struct ServerState(Arc<ServerInner>);
+
+struct ServerInner {
     app: AppState,
     schema: AppSchema,
     /// Parsed documents by normalized-text hash.
     documents: DocumentCache,
 }
 
+impl std::ops::Deref for ServerState {
+    type Target = ServerInner;
+
+    fn deref(&self) -> &ServerInner {
+        &self.0
+    }
+}
+
 /// Builds the router with its middleware stack.
 pub fn router(app: AppState, schema: AppSchema) -> Router {
-    let cors = cors_layer(&app.config.http.cors_allowed_origins);
+    let origins = app.config.http.cors_allowed_origins.clone();
     let routes = Router::new()
         .route(
             "/graphql",
@@ -80,13 +95,19 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route_layer(axum::middleware::from_fn(track_http))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors)
-        .with_state(ServerState {
-            app,
-            schema,
-            documents: DocumentCache::default(),
-        });
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Without configured origins there is no cross-site access to grant,
+    // and no layer to run on every request.
+    let routes = if origins.is_empty() {
+        routes
+    } else {
+        routes.layer(cors_layer(&origins))
+    };
+    let routes = routes.with_state(ServerState(Arc::new(ServerInner {
+        app,
+        schema,
+        documents: DocumentCache::default(),
+    })));
     with_middleware(routes)
 }
 
@@ -96,7 +117,7 @@ fn with_middleware(routes: Router) -> Router {
     let middleware = ServiceBuilder::new()
         // Outermost: the id exists before the trace span is made, so every
         // log line of the request carries it.
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let id = request
                 .headers()
@@ -119,24 +140,35 @@ struct PanicMarker;
 /// Puts the request id into the body of a caught panic's response, as for
 /// every other internal error.
 async fn request_id_into_panic_bodies(request: Request, next: axum::middleware::Next) -> Response {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = request.headers().get(REQUEST_ID_HEADER).cloned();
     let response = next.run(request).await;
     if response.extensions().get::<PanicMarker>().is_none() {
         return response;
     }
     let mut error = error_response(INTERNAL_MESSAGE, code::INTERNAL);
-    attach_request_id(&mut error, &request_id);
+    let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
+    attach_request_id(&mut error, request_id.unwrap_or_default());
     let mut response = single_response(error, false);
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
 
-/// CORS for the configured browser origins (none: no cross-site access).
+/// Request ids for requests that bring none: random version-4 UUIDs from
+/// the thread-local generator (no system call per request).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// CORS for the configured browser origins.
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let origins: Vec<axum::http::HeaderValue> =
         origins.iter().filter_map(|o| o.parse().ok()).collect();
@@ -161,16 +193,14 @@ fn graphiql_page() -> &'static str {
 /// Counts and times every request by route (the matched pattern, so ids in
 /// paths cannot grow the label set) and status.
 async fn track_http(request: Request, next: axum::middleware::Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(crate::metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!(crate::metrics::HTTP_REQUEST_SECONDS, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    crate::metrics::record_http(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
