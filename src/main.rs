@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a GraphQL response allocates
+/// thousands of small values, and with glibc's malloc allocation was a
+/// quarter of a list query's instructions (callgrind).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = anigo::cli::Cli::parse();
     let config = match anigo::config::Config::from_env() {
