@@ -32,7 +32,7 @@ impl CatalogQuery {
     ) -> Result<Vec<Anime>> {
         let limit = in_range("limit", limit, PAGE_SIZE).extend()?;
         let anime = load(ctx, state(ctx)?.anime.popular(limit)).await?;
-        Ok(anime.iter().cloned().map(Anime).collect())
+        Ok(Anime::all_of(&anime))
     }
 
     /// One page of the catalogue in id order. `page` starts at 1; `perPage`
@@ -48,7 +48,7 @@ impl CatalogQuery {
         let page = in_range("page", page, 1..=i64::MAX).extend()?;
         let per_page = in_range("perPage", per_page, PAGE_SIZE).extend()?;
         let result = load(ctx, state(ctx)?.anime.page(PageRequest { page, per_page })).await?;
-        Ok(AnimePage::from(result.as_ref()))
+        Ok(AnimePage::from(result))
     }
 
     /// Number of anime in the catalogue. Cached up to 600 s.
@@ -61,7 +61,7 @@ impl CatalogQuery {
     async fn anime(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Anime>> {
         let id = parse_id(&id).extend()?;
         let anime = load(ctx, state(ctx)?.anime.by_id(id)).await?;
-        Ok(anime.as_ref().clone().map(Anime))
+        Ok(anime.as_ref().clone().map(Anime::owned))
     }
 }
 

@@ -1,18 +1,66 @@
 //! API types: what the frontend sees. Each wraps or converts a domain value
 //! with one `From` impl; field docs become GraphiQL descriptions.
 
+use std::sync::Arc;
+
 use async_graphql::{Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::entities::anime;
 use crate::service::PageResult;
 
-/// An anime in the catalogue.
-pub struct Anime(pub anime::Model);
+/// An anime in the catalogue: a view into the value that holds it (a
+/// cached list, page or single record), so answering from the cache copies
+/// no record before serialization.
+pub struct Anime {
+    source: Arc<dyn Records>,
+    index: usize,
+}
 
-impl From<anime::Model> for Anime {
-    fn from(model: anime::Model) -> Self {
-        Self(model)
+/// Values that hold anime records, by position.
+trait Records: Send + Sync {
+    fn record(&self, index: usize) -> &anime::Model;
+}
+
+impl Records for anime::Model {
+    fn record(&self, _index: usize) -> &anime::Model {
+        self
+    }
+}
+
+impl Records for Vec<anime::Model> {
+    fn record(&self, index: usize) -> &anime::Model {
+        &self[index]
+    }
+}
+
+impl Records for PageResult {
+    fn record(&self, index: usize) -> &anime::Model {
+        &self.items[index]
+    }
+}
+
+impl Anime {
+    /// One record of its own (a write's result).
+    pub fn owned(model: anime::Model) -> Self {
+        Self {
+            source: Arc::new(model),
+            index: 0,
+        }
+    }
+
+    /// Every record of a shared list, in order.
+    pub fn all_of(list: &Arc<Vec<anime::Model>>) -> Vec<Self> {
+        (0..list.len())
+            .map(|index| Self {
+                source: Arc::clone(list) as Arc<dyn Records>,
+                index,
+            })
+            .collect()
+    }
+
+    fn model(&self) -> &anime::Model {
+        self.source.record(self.index)
     }
 }
 
@@ -20,77 +68,77 @@ impl From<anime::Model> for Anime {
 impl Anime {
     /// Stable identifier.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.model().id.to_string())
     }
 
     /// Title as commonly romanised.
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.model().title
     }
 
     /// Official English title, when there is one.
     async fn title_english(&self) -> Option<&str> {
-        self.0.title_english.as_deref()
+        self.model().title_english.as_deref()
     }
 
     /// Release format.
     async fn format(&self) -> AnimeFormat {
-        self.0.format.into()
+        self.model().format.into()
     }
 
     /// Episode count; null when not yet known.
     async fn episodes(&self) -> Option<i32> {
-        self.0.episodes
+        self.model().episodes
     }
 
     /// Airing status.
     async fn status(&self) -> AnimeStatus {
-        self.0.status.into()
+        self.model().status.into()
     }
 
     /// Season of first airing.
     async fn season(&self) -> Option<AnimeSeason> {
-        self.0.season.map(Into::into)
+        self.model().season.map(Into::into)
     }
 
     /// Year of first airing.
     async fn year(&self) -> Option<i32> {
-        self.0.year
+        self.model().year
     }
 
     /// Average user score from 0 to 10; null when unrated.
     async fn score(&self) -> Option<f64> {
-        self.0.score
+        self.model().score
     }
 
     /// Number of members who list this anime. `popularAnime` orders by it.
     async fn popularity(&self) -> i32 {
-        self.0.popularity
+        self.model().popularity
     }
 
     /// Genre names, alphabetical.
     async fn genres(&self) -> &[String] {
-        &self.0.genres.0
+        &self.model().genres.0
     }
 
     /// Cover picture URL.
     async fn picture_url(&self) -> &str {
-        &self.0.picture_url
+        &self.model().picture_url
     }
 
     /// Plot summary.
     async fn synopsis(&self) -> &str {
-        &self.0.synopsis
+        &self.model().synopsis
     }
 
     /// When the anime was added to the catalogue.
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.model().created_at
     }
 
     /// When the anime was last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.model().updated_at
     }
 }
 
@@ -153,14 +201,19 @@ pub struct AnimePage {
     pub items: Vec<Anime>,
 }
 
-impl From<&PageResult> for AnimePage {
-    fn from(result: &PageResult) -> Self {
+impl From<Arc<PageResult>> for AnimePage {
+    fn from(result: Arc<PageResult>) -> Self {
         Self {
             total: result.total,
             page: result.request.page,
             per_page: result.request.per_page,
             has_next_page: result.request.has_next_page(result.total),
-            items: result.items.iter().cloned().map(Anime).collect(),
+            items: (0..result.items.len())
+                .map(|index| Anime {
+                    source: Arc::clone(&result) as Arc<dyn Records>,
+                    index,
+                })
+                .collect(),
         }
     }
 }

@@ -85,7 +85,7 @@ impl CatalogMutation {
         let state = ctx.data::<AppState>()?;
         let created = state.anime.create(input.into()).await.extend()?;
         tracing::info!(id = created.id, "Anime created");
-        Ok(Anime(created))
+        Ok(Anime::owned(created))
     }
 
     /// Changes an anime; an unknown id is NOT_FOUND. Admin only.
@@ -100,7 +100,7 @@ impl CatalogMutation {
         let state = ctx.data::<AppState>()?;
         let updated = state.anime.update(id, input.into()).await.extend()?;
         tracing::info!(id, "Anime updated");
-        Ok(Anime(updated))
+        Ok(Anime::owned(updated))
     }
 
     /// Deletes an anime; an unknown id is NOT_FOUND. Admin only.
