@@ -104,7 +104,10 @@ pub struct RedisConfig {
 pub struct GraphqlConfig {
     /// `GRAPHQL_INTROSPECTION`: serve `__schema`/`__type` (GraphiQL's docs).
     pub is_introspection_enabled: bool,
-    /// `GRAPHQL_MAX_DEPTH`: deepest selection nesting.
+    /// `GRAPHQL_MAX_DEPTH`: deepest selection nesting. 15 by default: the
+    /// introspection query GraphiQL sends for its Docs and completion nests
+    /// 15 levels as async-graphql counts them (our own queries need 3);
+    /// the complexity budget bounds the cost either way.
     pub max_depth: usize,
     /// `GRAPHQL_MAX_COMPLEXITY`: fields times list sizes, summed.
     pub max_complexity: usize,
@@ -281,7 +284,7 @@ impl Config {
             cache: cache_config(&env)?,
             graphql: GraphqlConfig {
                 is_introspection_enabled: env.parse_bool("GRAPHQL_INTROSPECTION", true)?,
-                max_depth: env.parse("GRAPHQL_MAX_DEPTH", 10, "a whole number of levels")?,
+                max_depth: env.parse("GRAPHQL_MAX_DEPTH", 15, "a whole number of levels")?,
                 max_complexity: env.parse("GRAPHQL_MAX_COMPLEXITY", 2_500, "a whole number")?,
                 max_aliases: env.parse("GRAPHQL_MAX_ALIASES", 30, "a whole number")?,
                 max_batch: env.parse("GRAPHQL_MAX_BATCH", 10, "a whole number of requests")?,
