@@ -2,9 +2,13 @@
 //!
 //! # Layout
 //!
-//! A read flows **HTTP → resolver → local tier → DataLoader → Redis →
-//! repository**:
+//! A read flows **HTTP → kept response? → resolver → local tier →
+//! DataLoader → Redis → repository**:
 //!
+//! 0. `server::graphql` answers a repeated public query from its kept
+//!    response (`cache::response`) without executing anything; otherwise
+//!    it takes the parsed document from `graphql::document`'s cache and
+//!    executes, keeping the response if every value in it was fresh;
 //! 1. the resolver checks its arguments and asks the service for a
 //!    `CachedQuery` (policy + key parameters + tag + database load);
 //! 2. the in-process tier answers if it holds the value (no network);
@@ -19,7 +23,7 @@
 //!
 //! A write (`service::anime_write`) commits to the database, then bumps the
 //! generations of the tags it changed and waits until every instance has
-//! dropped them from its local tier.
+//! dropped them from its local tier and kept responses.
 //!
 //! | module | owns |
 //! |---|---|
@@ -27,7 +31,7 @@
 //! | [`config`] | every environment variable, parsed and validated once |
 //! | [`telemetry`] | the tracing subscriber (pretty or JSON) |
 //! | [`app`] | `AppState`, start-up (`App::build`) and graceful shutdown |
-//! | [`server`] | axum routes (`/graphql`, `/healthz`, `/readyz`) and middleware |
+//! | [`server`] | axum routes (`/graphql`, `/healthz`, `/readyz`, `/metrics`, GraphiQL) and middleware; the `/graphql` request path |
 //! | [`graphql`] | schema, query root, API types, cache loader, error codes |
 //! | [`service`] | use cases and their cached queries, independent of GraphQL |
 //! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
