@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::cache::{Cache, RedisStore};
 use crate::config::Config;
 use crate::db::{self, AnimeRepo, DbStats};
-use crate::graphql::{self, AppSchema};
+use crate::graphql::{self, Schemas};
 use crate::server;
 use crate::service::AnimeService;
 
@@ -43,7 +43,7 @@ pub struct AppState {
 pub struct App {
     listener: TcpListener,
     state: AppState,
-    schema: AppSchema,
+    schema: Schemas,
 }
 
 impl App {

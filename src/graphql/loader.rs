@@ -89,7 +89,7 @@ pub async fn load<Q: CachedQuery>(
     query: Q,
 ) -> async_graphql::Result<Arc<Q::Output>> {
     let state = ctx.data::<AppState>()?;
-    let loader = ctx.data::<DataLoader<CacheLoader>>()?;
+    let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
     let key = state.cache.query_key(query);
     // A local hit needs no batch: answer it without the batching window.
     let local = state.cache.get_local(&key).await;

@@ -150,12 +150,15 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
     let operation_name = wire.operation_name.filter(|name| !name.is_empty());
     let document_hash = DocumentHash::of(&query);
 
-    // The fast path: a kept response, nothing parsed or executed.
-    let response_key = (caller.may_share && cache.is_response_cache_enabled()).then(|| {
-        // A map serializes with sorted keys: canonical.
+    // What identifies this request: the document, operation and variables
+    // (a map serializes with sorted keys: canonical).
+    let request_key = {
         let canonical = serde_json::to_vec(&variables).unwrap_or_default();
         document_hash.response_key(operation_name.as_deref(), &canonical)
-    });
+    };
+    // The fast path: a kept response, nothing parsed or executed.
+    let response_key =
+        (caller.may_share && cache.is_response_cache_enabled()).then_some(request_key);
     if let Some(key) = &response_key
         && let Some(kept) = cache.cached_response(key).await
     {
@@ -210,8 +213,13 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
     if let Some((_, dependencies)) = &dependencies {
         request = request.data(Arc::clone(dependencies));
     }
+    let is_parsed = document.is_some();
+    let is_prevalidated = is_parsed && state.validated.contains_key(&request_key);
     let epoch = cache.response_epoch();
-    let (response, is_timeout) = execute(state, caller, request, document.is_some()).await;
+    let (response, is_timeout) = execute(state, caller, request, is_parsed, is_prevalidated).await;
+    if is_parsed && !is_prevalidated && !is_timeout && !is_request_error(&response) {
+        state.validated.insert(request_key, ()).await;
+    }
 
     if let Some(hash) = persisted
         && !is_timeout
@@ -279,6 +287,7 @@ async fn execute(
     caller: &Caller,
     request: async_graphql::Request,
     is_parsed: bool,
+    is_prevalidated: bool,
 ) -> (async_graphql::Response, bool) {
     let credentials = Credentials {
         bearer: caller.bearer.clone(),
@@ -292,8 +301,13 @@ async fn execute(
     let metrics = crate::metrics::operation_handles(request.operation_name.as_deref());
     let started = Instant::now();
     let limit = state.app.config.graphql.request_timeout;
+    let schema = if is_prevalidated {
+        &state.schema.prevalidated
+    } else {
+        &state.schema.strict
+    };
     let (mut response, is_timeout) =
-        match tokio::time::timeout(limit, state.schema.execute(request)).await {
+        match tokio::time::timeout(limit, schema.execute(request)).await {
             Ok(response) => (response, false),
             Err(_) => {
                 tracing::warn!(timeout_secs = limit.as_secs(), "GraphQL request timed out");

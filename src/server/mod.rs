@@ -42,8 +42,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::cache::RedisStatus;
+use crate::cache::ResponseKey;
 use crate::error::{INTERNAL_MESSAGE, code};
-use crate::graphql::AppSchema;
+use crate::graphql::Schemas;
 use crate::graphql::document::DocumentCache;
 use crate::graphql::errors::attach_request_id;
 use crate::graphql::loader::CACHE_DEBUG_HEADER;
@@ -57,6 +58,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `graphql_post` (a larger body is 413 with a GraphQL error).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Validated requests remembered (32 bytes each, plus moka's bookkeeping).
+const VALIDATED_REQUESTS: u64 = 50_000;
+
 /// How long readiness waits for the database before calling it down.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -67,7 +71,10 @@ struct ServerState(Arc<ServerInner>);
 
 struct ServerInner {
     app: AppState,
-    schema: AppSchema,
+    schema: Schemas,
+    /// Requests (document, operation, variables) that passed strict
+    /// validation once: they run on the prevalidated schema.
+    validated: moka::future::Cache<ResponseKey, ()>,
     /// Parsed documents by normalized-text hash.
     documents: DocumentCache,
 }
@@ -81,7 +88,7 @@ impl std::ops::Deref for ServerState {
 }
 
 /// Builds the router with its middleware stack.
-pub fn router(app: AppState, schema: AppSchema) -> Router {
+pub fn router(app: AppState, schema: Schemas) -> Router {
     let origins = app.config.http.cors_allowed_origins.clone();
     let routes = Router::new()
         .route(
@@ -107,6 +114,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
         app,
         schema,
         documents: DocumentCache::default(),
+        validated: moka::future::Cache::new(VALIDATED_REQUESTS),
     })));
     with_middleware(routes)
 }

@@ -485,3 +485,46 @@ async fn persisted_queries_register_once_and_work_on_every_instance() {
         assert!(text.contains("BAD_REQUEST"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_request_that_validated_once_keeps_every_limit_on_its_next_runs() {
+    let (_redis, app) = one_instance(&[("GRAPHQL_MAX_COMPLEXITY", "200")]).await;
+    let query = "query($n: Int) { popularAnime(limit: $n) { id title synopsis } }";
+    // With credentials: executed every time (never a kept response), so the
+    // second and later runs use the prevalidated schema.
+    let run = async |variables: Value| {
+        let (status, _, _, text) = post(
+            &app,
+            json!({"query": query, "variables": variables}),
+            &[("authorization", BEARER)],
+        )
+        .await;
+        (status, serde_json::from_str::<Value>(&text).expect("JSON"))
+    };
+    let first = run(json!({"n": 5})).await;
+    for _ in 0..3 {
+        assert_eq!(
+            run(json!({"n": 5})).await,
+            first,
+            "same answer when prevalidated"
+        );
+    }
+    assert_eq!(
+        first.1["data"]["popularAnime"].as_array().map(Vec::len),
+        Some(5)
+    );
+    for _ in 0..2 {
+        let (status, body) = run(json!({"n": 100})).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+            "{body}"
+        );
+        let (status, body) = run(json!({"n": "five"})).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{body}"
+        );
+    }
+}
