@@ -19,7 +19,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::app::AppState;
 use crate::cache::Resolver;
 
-/// GraphQL requests by operation name and outcome (`ok` / `error`).
+/// GraphQL requests by operation name and outcome (`ok` / `error`):
+/// executed ones and those answered from a kept response.
 pub const GRAPHQL_REQUESTS_TOTAL: &str = "anigo_graphql_requests_total";
 /// GraphQL request latency by operation name.
 pub const GRAPHQL_REQUEST_SECONDS: &str = "anigo_graphql_request_duration_seconds";

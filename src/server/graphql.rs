@@ -120,6 +120,7 @@ enum Answer {
 
 /// Answers one request; see the module documentation for the steps.
 async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get: bool) -> Answer {
+    let started = Instant::now();
     let cache = &state.app.cache;
     let persisted = match persisted_hash(wire.extensions.as_ref()) {
         Ok(persisted) => persisted,
@@ -165,6 +166,10 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
         if let Some(hash) = persisted {
             cache.persist_query(hash, query).await;
         }
+        // Counted with executed requests, so request-rate and latency
+        // dashboards see all GraphQL traffic.
+        crate::metrics::operation_handles(operation_name.as_deref())
+            .record(true, started.elapsed());
         return Answer::Kept(kept);
     }
 

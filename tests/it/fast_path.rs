@@ -118,6 +118,28 @@ async fn a_repeated_public_query_is_answered_without_executing() {
     );
     assert_eq!(popular_reads(&app), reads, "no resolver ran");
     assert_eq!(app.db_queries(), queries, "no database statement");
+    // Kept answers still count as GraphQL requests (no operationName was
+    // sent: "anonymous"; each test runs in its own process under nextest).
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let counted = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("anigo_graphql_requests_total{operation=\"anonymous\",outcome=\"ok\"}")
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no counter for anonymous operations in:\n{metrics}"));
+    assert!(
+        counted >= 2.0,
+        "{counted} requests counted: the kept answer was not"
+    );
 
     let multi = "query($x: Boolean!, $limit: Int) { popularAnime(limit: $limit) { id title @include(if: $x) } }";
     post(
