@@ -177,17 +177,9 @@ pub fn render(state: &AppState) -> String {
     handle.render()
 }
 
-/// The label value for a GraphQL operation name: the name itself when it is
-/// a plain identifier and one of the first [`MAX_OPERATION_LABELS`] seen,
-/// `anonymous` when absent, `other` otherwise.
-pub fn operation_label(name: Option<&str>) -> String {
-    operation_handles(name).label.clone()
-}
-
 /// Handles for one operation label: registered once, then used without a
 /// registry lookup or an allocation per request.
 pub struct OperationMetrics {
-    label: String,
     ok: Counter,
     error: Counter,
     seconds: Histogram,
@@ -201,15 +193,14 @@ impl OperationMetrics {
     }
 }
 
-/// The metric handles for operation `name` (see [`operation_label`]).
+/// The metric handles for operation `name`, labelled with the name itself
+/// when it is a plain identifier and one of the first
+/// [`MAX_OPERATION_LABELS`] seen, `anonymous` when absent, `other`
+/// otherwise.
 pub fn operation_handles(name: Option<&str>) -> Arc<OperationMetrics> {
     static SEEN: OnceLock<RwLock<HashMap<String, Arc<OperationMetrics>>>> = OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
-    let label = match name {
-        None => "anonymous",
-        Some(name) if is_identifier(name) => name,
-        Some(_) => "other",
-    };
+    let label = label_of(name);
     if let Some(handles) = seen
         .read()
         .unwrap_or_else(PoisonError::into_inner)
@@ -230,11 +221,19 @@ pub fn operation_handles(name: Option<&str>) -> Arc<OperationMetrics> {
         Arc::new(OperationMetrics {
             ok: metrics::counter!(GRAPHQL_REQUESTS_TOTAL, "operation" => owned.clone(), "outcome" => "ok"),
             error: metrics::counter!(GRAPHQL_REQUESTS_TOTAL, "operation" => owned.clone(), "outcome" => "error"),
-            seconds: metrics::histogram!(GRAPHQL_REQUEST_SECONDS, "operation" => owned.clone()),
-            label: owned,
+            seconds: metrics::histogram!(GRAPHQL_REQUEST_SECONDS, "operation" => owned),
         })
     });
     Arc::clone(handles)
+}
+
+/// The label for an operation name before the count bound applies.
+fn label_of(name: Option<&str>) -> &str {
+    match name {
+        None => "anonymous",
+        Some(name) if is_identifier(name) => name,
+        Some(_) => "other",
+    }
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -278,10 +277,11 @@ mod tests {
 
     #[test]
     fn operation_labels_are_bounded_identifiers() {
-        assert_eq!(operation_label(None), "anonymous");
-        assert_eq!(operation_label(Some("PopularList")), "PopularList");
-        assert_eq!(operation_label(Some("bad name")), "other");
-        assert_eq!(operation_label(Some("9lives")), "other");
-        assert_eq!(operation_label(Some(&"x".repeat(65))), "other");
+        let label = label_of;
+        assert_eq!(label(None), "anonymous");
+        assert_eq!(label(Some("PopularList")), "PopularList");
+        assert_eq!(label(Some("bad name")), "other");
+        assert_eq!(label(Some("9lives")), "other");
+        assert_eq!(label(Some(&"x".repeat(65))), "other");
     }
 }

@@ -74,24 +74,21 @@ pub struct Dependencies(Mutex<Collected>);
 #[derive(Default)]
 struct Collected {
     tags: Vec<Arc<str>>,
+    /// The earliest expiry among fresh reads (`None`: no fresh read yet).
     expires_at_ms: Option<u64>,
-    is_reusable: bool,
-    reads: usize,
+    /// Whether any read was stale, bypassed or failed.
+    is_spoiled: bool,
 }
 
 impl Dependencies {
     /// Records one cached read.
     pub fn record(&self, tag: &Arc<str>, fetched: &Fetched) {
         let mut collected = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if collected.reads == 0 {
-            collected.is_reusable = true;
-        }
-        collected.reads += 1;
         let is_fresh = matches!(fetched.status, CacheStatus::Hit | CacheStatus::Miss)
             && fetched.value.is_ok()
             && fetched.expires_at_ms > 0;
         if !is_fresh {
-            collected.is_reusable = false;
+            collected.is_spoiled = true;
             return;
         }
         if !collected.tags.contains(tag) {
@@ -110,7 +107,7 @@ impl Dependencies {
     fn finish(&self) -> Option<(Vec<Arc<str>>, u64)> {
         let collected = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let expires_at_ms = collected.expires_at_ms?;
-        (collected.is_reusable && expires_at_ms > now_ms())
+        (!collected.is_spoiled && expires_at_ms > now_ms())
             .then(|| (collected.tags.clone(), expires_at_ms))
     }
 }

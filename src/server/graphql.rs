@@ -397,18 +397,7 @@ pub(super) fn single_response(response: async_graphql::Response, is_timeout: boo
     } else {
         StatusCode::OK
     };
-    (
-        status,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
-            ),
-            (CACHE_CONTROL, NO_STORE),
-        ],
-        response_json(&response),
-    )
-        .into_response()
+    private_json(status, response_json(&response))
 }
 
 /// A kept response: its bytes with `ETag` and `Cache-Control: public`, or
@@ -569,6 +558,11 @@ fn batch(answers: Vec<Answer>) -> Response {
     } else {
         StatusCode::OK
     };
+    private_json(status, body)
+}
+
+/// A GraphQL JSON body that no HTTP cache may store.
+fn private_json(status: StatusCode, body: Vec<u8>) -> Response {
     (
         status,
         [

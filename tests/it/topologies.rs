@@ -10,56 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestApp, TestSettings};
+use crate::common::TestApp;
 use crate::support::{RedisCluster, RedisServer};
-use crate::two_tier::{BEARER, rand_suffix, until};
-
-/// Settings for an instance on `redis_url` in `namespace`, with an admin
-/// token.
-fn settings(redis_url: &str, namespace: &str) -> TestSettings {
-    let mut settings = TestSettings::new(Backend::Postgres);
-    settings.redis_url = Some(redis_url.to_owned());
-    settings.vars = vec![
-        ("CACHE_NAMESPACE", namespace.to_owned()),
-        (
-            "ADMIN_TOKEN",
-            BEARER.trim_start_matches("Bearer ").to_owned(),
-        ),
-    ];
-    settings
-}
-
-/// Two instances on one Redis (cluster) and one database, in one namespace,
-/// both with their invalidation subscription proven.
-async fn two_instances(redis_url: &str) -> (TestApp, TestApp) {
-    let namespace = format!("topo{}", rand_suffix());
-    let a = TestApp::spawn_with(settings(redis_url, &namespace)).await;
-    let mut b_settings = settings(redis_url, &namespace);
-    b_settings.database_url = Some(a.database_url.clone());
-    let b = TestApp::spawn_with(b_settings).await;
-    until(
-        "both instances listening",
-        Duration::from_secs(10),
-        async || a.state.cache.is_listening() && b.state.cache.is_listening(),
-    )
-    .await;
-    (a, b)
-}
-
-/// (status, tier) of each cached field in a debug response.
-fn statuses(body: &Value) -> Vec<(String, String)> {
-    body["extensions"]["cache"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no cache extension: {body}"))
-        .iter()
-        .map(|entry| {
-            (
-                entry["status"].as_str().unwrap_or_default().to_owned(),
-                entry["tier"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
+use crate::two_tier::{BEARER, rand_suffix, settings_on, statuses, two_instances_on, until};
 
 fn all_are(body: &Value, status: &str, tier: &str) -> bool {
     statuses(body).iter().all(|(s, t)| s == status && t == tier)
@@ -85,7 +38,7 @@ async fn two_instances_share_a_three_node_cluster_for_reads_writes_clears_and_st
     let started = Instant::now();
     let cluster = RedisCluster::start();
     let cluster_ready = started.elapsed();
-    let (a, b) = two_instances(&cluster.url()).await;
+    let (a, b) = two_instances_on(&cluster.url(), &[]).await;
     let namespace_keys = format!("{}:*", a.state.cache.keys().namespace());
     let view = view();
 
@@ -223,7 +176,7 @@ async fn two_instances_share_a_three_node_cluster_for_reads_writes_clears_and_st
 async fn cluster_subscriptions_come_back_after_their_connections_are_killed() {
     // Arrange
     let cluster = RedisCluster::start();
-    let (a, b) = two_instances(&cluster.url()).await;
+    let (a, b) = two_instances_on(&cluster.url(), &[]).await;
     let channel = a.state.cache.keys().invalidation_channel();
     let subscribers = || -> u64 {
         // Sharded: only the node owning the channel's slot counts them.
@@ -319,7 +272,7 @@ async fn an_acl_user_from_the_url_authenticates_and_stays_inside_its_namespace()
     let url = format!("redis://anigo:s3cret%3Apw@127.0.0.1:{}/0", redis.port());
 
     // Act
-    let app = TestApp::spawn_with(settings(&url, &namespace)).await;
+    let app = TestApp::spawn_with(settings_on(&url, &namespace, &[])).await;
     let query = r#"{ popularAnime(limit: 3) { id } anime(id: "2") { id } }"#;
     until("Redis hits", Duration::from_secs(10), async || {
         statuses(&app.graphql_debug(query).await)
@@ -365,7 +318,7 @@ async fn a_wrong_password_runs_degraded_and_refuses_to_start_when_redis_is_requi
     let url = format!("redis://anigo:wrong-pw@127.0.0.1:{}/0", redis.port());
 
     // Act + assert: by default the service runs without Redis.
-    let mut degraded = settings(&url, &format!("wp{}", rand_suffix()));
+    let mut degraded = settings_on(&url, &format!("wp{}", rand_suffix()), &[]);
     degraded
         .vars
         .push(("REDIS_CONNECT_TIMEOUT_MS", "300".to_owned()));

@@ -20,8 +20,18 @@ pub(crate) fn settings(
     namespace: &str,
     vars: &[(&'static str, &str)],
 ) -> TestSettings {
+    settings_on(&redis.url(), namespace, vars)
+}
+
+/// An instance on PostgreSQL and the Redis (or cluster) at `redis_url`, in
+/// `namespace`, with the admin token and `vars`.
+pub(crate) fn settings_on(
+    redis_url: &str,
+    namespace: &str,
+    vars: &[(&'static str, &str)],
+) -> TestSettings {
     let mut settings = TestSettings::new(Backend::Postgres);
-    settings.redis_url = Some(redis.url());
+    settings.redis_url = Some(redis_url.to_owned());
     settings.vars = vec![
         ("CACHE_NAMESPACE", namespace.to_owned()),
         (
@@ -40,9 +50,18 @@ pub(crate) async fn two_instances(
     redis: &RedisServer,
     vars: &[(&'static str, &str)],
 ) -> (TestApp, TestApp) {
+    two_instances_on(&redis.url(), vars).await
+}
+
+/// Two instances on the Redis (or cluster) at `redis_url` and one database,
+/// in one namespace, both with their invalidation subscription proven.
+pub(crate) async fn two_instances_on(
+    redis_url: &str,
+    vars: &[(&'static str, &str)],
+) -> (TestApp, TestApp) {
     let namespace = format!("tt{}", rand_suffix());
-    let a = TestApp::spawn_with(settings(redis, &namespace, vars)).await;
-    let mut b_settings = settings(redis, &namespace, vars);
+    let a = TestApp::spawn_with(settings_on(redis_url, &namespace, vars)).await;
+    let mut b_settings = settings_on(redis_url, &namespace, vars);
     b_settings.database_url = Some(a.database_url.clone());
     let b = TestApp::spawn_with(b_settings).await;
     // Both subscriptions proven: from here on no start-up step drops a local
@@ -64,7 +83,7 @@ pub(crate) fn rand_suffix() -> u64 {
 }
 
 /// (status, tier) of each cached field in a debug response.
-fn statuses(body: &Value) -> Vec<(String, String)> {
+pub(crate) fn statuses(body: &Value) -> Vec<(String, String)> {
     body["extensions"]["cache"]
         .as_array()
         .unwrap_or_else(|| panic!("no cache extension: {body}"))
