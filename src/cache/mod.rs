@@ -287,8 +287,7 @@ impl Cache {
         let inner = &*self.inner;
         if !inner.local.is_enabled()
             || !inner.config.policies.is_enabled(key.resolver())
-            || !self.is_redis_trusted()
-            || !self.is_listening()
+            || !self.is_memory_trusted()
         {
             return None;
         }
@@ -300,6 +299,13 @@ impl Cache {
             Tier::Local,
             expires_at_ms,
         ))
+    }
+
+    /// Whether this instance's memory (values and kept responses) may be
+    /// used: it hears other instances' invalidations only through Redis, so
+    /// both Redis and the subscription must be trusted.
+    fn is_memory_trusted(&self) -> bool {
+        self.is_redis_trusted() && self.is_listening()
     }
 
     /// Whether Redis may be read now: connected, not paused by the breaker,

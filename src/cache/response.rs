@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache as Moka;
 use sha2::{Digest as _, Sha256};
@@ -39,8 +40,9 @@ pub struct ResponseKey(pub [u8; 32]);
 pub struct StoredResponse {
     /// The serialized GraphQL response, exactly as sent.
     pub body: Bytes,
-    /// Strong entity tag of `body`, quoted (`"…"`), for `ETag`.
-    pub etag: String,
+    /// Strong entity tag of `body`, quoted (`"…"`): the `ETag` header value,
+    /// built once when the response is kept.
+    pub etag: HeaderValue,
     /// Logical expiry (unix ms): the earliest among the values it was built
     /// from.
     pub expires_at_ms: u64,
@@ -216,7 +218,7 @@ impl Cache {
         if !self.is_response_cache_enabled() {
             return None;
         }
-        if !self.is_redis_trusted() || !self.is_listening() {
+        if !self.is_memory_trusted() {
             self.inner.stats.record_response(ResponseEvent::Bypass);
             return None;
         }
@@ -240,13 +242,13 @@ impl Cache {
         dependencies: &Dependencies,
         epoch: u64,
     ) -> Option<Arc<StoredResponse>> {
-        if !self.is_response_cache_enabled() || !self.is_redis_trusted() || !self.is_listening() {
+        if !self.is_response_cache_enabled() || !self.is_memory_trusted() {
             return None;
         }
         let (tags, expires_at_ms) = dependencies.finish()?;
         let digest = Sha256::digest(&body);
         let response = Arc::new(StoredResponse {
-            etag: format!("\"{}\"", hex(&digest[..16])),
+            etag: HeaderValue::try_from(format!("\"{}\"", hex(&digest[..16]))).ok()?,
             body,
             expires_at_ms,
             tags: tags.into_boxed_slice(),

@@ -405,8 +405,8 @@ pub(super) fn single_response(response: async_graphql::Response, is_timeout: boo
 fn kept_response(kept: &StoredResponse, if_none_match: Option<&HeaderValue>) -> Response {
     let cache_control = HeaderValue::from_str(&format!("public, max-age={}", kept.max_age_secs()))
         .unwrap_or(NO_STORE);
-    let etag = HeaderValue::from_str(&kept.etag).unwrap_or(HeaderValue::from_static("\"\""));
-    if if_none_match.is_some_and(|value| etag_matches(value.as_bytes(), kept.etag.as_bytes())) {
+    let etag = kept.etag.clone();
+    if if_none_match.is_some_and(|value| etag_matches(value.as_bytes(), etag.as_bytes())) {
         return (
             StatusCode::NOT_MODIFIED,
             [(ETAG, etag), (CACHE_CONTROL, cache_control)],
