@@ -674,15 +674,33 @@ impl Cache {
         let inner = &*self.inner;
         if use_lease && self.is_redis_trusted() {
             let lease = inner.keys.lease_key(key.key());
-            if let Ok(false) = inner
+            match inner
                 .redis
                 .try_lease(&lease, &inner.instance, LEASE_TTL)
                 .await
             {
-                // Another instance is loading this key: wait for its value.
-                if let Some(value) = self.wait_for_value(key).await {
-                    return Ok(Filled::FromRedis(value));
+                Ok(false) => {
+                    // Another instance is loading this key: wait for its
+                    // value.
+                    if let Some(value) = self.wait_for_value(key).await {
+                        return Ok(Filled::FromRedis(value));
+                    }
                 }
+                Ok(true) => {
+                    // The lease is free also once a holder has committed
+                    // (a commit deletes it): that value may have landed
+                    // between our miss and the lease. Look once more.
+                    if let Some(Some((_, Found::Fresh(value, ..)))) =
+                        self.lookup(&[key]).await.map(|mut found| found.pop())
+                    {
+                        let release = Op::Delete { key: lease.into() };
+                        if inner.redis.pipeline(vec![release]).await.is_err() {
+                            tracing::debug!("Releasing an unused fill lease failed; it expires");
+                        }
+                        return Ok(Filled::FromRedis(value));
+                    }
+                }
+                Err(_) => {}
             }
         }
         inner.stats.record(key.resolver(), Event::Load);
