@@ -55,6 +55,13 @@ pub struct HttpConfig {
     /// `CORS_ALLOWED_ORIGINS`: comma-separated browser origins allowed to
     /// call the API cross-site (empty: none).
     pub cors_allowed_origins: Vec<String>,
+    /// `CORS_ALLOWED_HEADERS`: comma-separated request headers allowed
+    /// cross-site in addition to the defaults (`content-type`,
+    /// `authorization`, Apollo Client's `apollographql-client-name`,
+    /// `apollographql-client-version`, `apollo-require-preflight`,
+    /// `x-apollo-operation-name`, `cache-control`, `pragma`,
+    /// `x-request-id`, `x-anigo-cache-debug`).
+    pub cors_allowed_headers: Vec<axum::http::HeaderName>,
 }
 
 /// The relational database.
@@ -125,6 +132,11 @@ pub struct AdminConfig {
     /// `ADMIN_TOKEN`: bearer token for `cacheStats`, `clearCache` and
     /// `clearAllCache`; unset disables them.
     pub token: Option<Secret>,
+    /// `CACHE_DEBUG_PUBLIC`: honour `x-anigo-cache-debug: 1` from every
+    /// client (development). Off by default: then only a request carrying
+    /// the admin token gets the trace, because it shows cache keys and
+    /// takes the request off the response fast path.
+    pub is_cache_debug_public: bool,
 }
 
 impl RedisConfig {
@@ -242,6 +254,7 @@ impl Config {
                     "whole seconds",
                 )?),
                 cors_allowed_origins: cors_origins(&env)?,
+                cors_allowed_headers: cors_headers(&env)?,
             },
             database: DatabaseConfig {
                 url: Secret::new(database_url),
@@ -310,6 +323,7 @@ impl Config {
                         });
                     }
                 },
+                is_cache_debug_public: env.parse_bool("CACHE_DEBUG_PUBLIC", false)?,
             },
             log: LogConfig {
                 format: match env.get("LOG_FORMAT").as_deref() {
@@ -391,6 +405,26 @@ fn cors_origins(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
                     expected: "comma-separated origins such as http://localhost:3000 (no path, no trailing slash)".to_owned(),
                 })
             }
+        })
+        .collect()
+}
+
+/// `CORS_ALLOWED_HEADERS`: each a valid header name (stored lowercase).
+fn cors_headers(env: &Env<'_>) -> Result<Vec<axum::http::HeaderName>, ConfigError> {
+    let Some(list) = env.get("CORS_ALLOWED_HEADERS") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            axum::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                ConfigError {
+                    var: "CORS_ALLOWED_HEADERS",
+                    value: name.to_owned(),
+                    expected: "comma-separated header names such as x-client-version".to_owned(),
+                }
+            })
         })
         .collect()
 }
@@ -891,6 +925,22 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"));
         let parsed = config(&[("ADMIN_TOKEN", "0123456789abcdef")]).expect("valid");
         assert!(parsed.admin.token.is_some());
+    }
+
+    #[test]
+    fn extra_cors_headers_are_header_names() {
+        let parsed =
+            config(&[("CORS_ALLOWED_HEADERS", "X-Client-Version, x-tenant")]).expect("valid");
+        let names: Vec<&str> = parsed
+            .http
+            .cors_allowed_headers
+            .iter()
+            .map(axum::http::HeaderName::as_str)
+            .collect();
+        assert_eq!(names, ["x-client-version", "x-tenant"]);
+        let err = config(&[("CORS_ALLOWED_HEADERS", "x-ok, bad header")]).expect_err("space");
+        assert_eq!(err.var, "CORS_ALLOWED_HEADERS");
+        assert_eq!(err.value, "bad header");
     }
 
     #[test]

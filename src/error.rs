@@ -42,6 +42,9 @@ pub mod code {
     pub const TIMEOUT: &str = "TIMEOUT";
     /// The request's HTTP shape is refused (content type, method).
     pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    /// The `Accept` header allows neither `application/graphql-response+json`
+    /// nor `application/json` (HTTP 406).
+    pub const NOT_ACCEPTABLE: &str = "NOT_ACCEPTABLE";
     /// An automatic persisted query hash this server does not know: send
     /// the same request again with the full `query` text.
     pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";

@@ -40,9 +40,12 @@ pub struct ResponseKey(pub [u8; 32]);
 pub struct StoredResponse {
     /// The serialized GraphQL response, exactly as sent.
     pub body: Bytes,
-    /// Strong entity tag of `body`, quoted (`"…"`): the `ETag` header value,
-    /// built once when the response is kept.
-    pub etag: HeaderValue,
+    /// Strong entity tags of `body`, quoted (`"…"`), one per media type
+    /// the HTTP layer sends it as: `[0]` for
+    /// `application/graphql-response+json`, `[1]` for `application/json`.
+    /// Two representations need two tags (RFC 9110 8.8.3), or an HTTP cache
+    /// could revalidate one with the other's. Built once when kept.
+    pub etags: [HeaderValue; 2],
     /// Logical expiry (unix ms): the earliest among the values it was built
     /// from.
     pub expires_at_ms: u64,
@@ -141,7 +144,7 @@ impl ResponseStore {
             Moka::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_key: &ResponseKey, response: &Arc<StoredResponse>| {
-                    u32::try_from(response.body.len() + response.etag.len() + 64)
+                    u32::try_from(response.body.len() + 2 * response.etags[0].len() + 64)
                         .unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilExpiry)
@@ -246,9 +249,12 @@ impl Cache {
             return None;
         }
         let (tags, expires_at_ms) = dependencies.finish()?;
-        let digest = Sha256::digest(&body);
+        let digest = hex(&Sha256::digest(&body)[..16]);
         let response = Arc::new(StoredResponse {
-            etag: HeaderValue::try_from(format!("\"{}\"", hex(&digest[..16]))).ok()?,
+            etags: [
+                HeaderValue::try_from(format!("\"{digest}\"")).ok()?,
+                HeaderValue::try_from(format!("\"{digest}-json\"")).ok()?,
+            ],
             body,
             expires_at_ms,
             tags: tags.into_boxed_slice(),

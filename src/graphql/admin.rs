@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::cache::admin::{CacheReport, ClearOutcome};
+use crate::config::Secret;
 use crate::error::AppError;
 
 /// The caller's credentials and address, put into each request's data by
@@ -63,6 +64,18 @@ impl Bearer {
     }
 }
 
+impl Bearer {
+    /// Whether this is a bearer token equal to `expected`. Constant time
+    /// for equal lengths; a length mismatch only reveals the length, which
+    /// a 16+ character token survives.
+    pub fn is_token(&self, expected: &Secret) -> bool {
+        match self {
+            Self::Token(token) => bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())),
+            Self::Missing | Self::Malformed => false,
+        }
+    }
+}
+
 /// Lets a field run only for a caller holding the admin token.
 pub struct AdminGuard;
 
@@ -81,10 +94,8 @@ impl Guard for AdminGuard {
             (Some(_), Bearer::Malformed) => Err(AppError::Unauthenticated(
                 "the Authorization header must be `Bearer <ADMIN_TOKEN>`",
             )),
-            (Some(expected), Bearer::Token(token)) => {
-                // Constant time for equal lengths; a length mismatch only
-                // reveals the length, which a 16+ character token survives.
-                if bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())) {
+            (Some(expected), Bearer::Token(_)) => {
+                if bearer.is_token(expected) {
                     Ok(())
                 } else {
                     Err(AppError::Forbidden("the admin token is wrong"))

@@ -10,7 +10,7 @@
 //! year as `immutable`: a different build links different names.
 //!
 //! The page has no inline script; its `Content-Security-Policy` (added by
-//! [`with_page_headers`]) lets scripts come from this origin only. Routing
+//! [`page_response`]) lets scripts come from this origin only. Routing
 //! lives in the parent module; whether a `GET /graphql` is a query or a
 //! browser wanting this page is decided in `graphql.rs`.
 
@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
-    X_CONTENT_TYPE_OPTIONS,
+    VARY, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -172,22 +172,17 @@ where
     Router::new().route("/graphiql/{file}", get(asset))
 }
 
-/// Adds the page's security and caching headers to an HTML response (the
-/// GraphiQL page is the only HTML the server sends); anything else passes
-/// through unchanged.
-pub(super) async fn with_page_headers(mut response: Response) -> Response {
-    let is_html = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/html"));
-    if is_html {
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_SECURITY_POLICY, PAGE_POLICY);
-        headers.insert(CACHE_CONTROL, NO_CACHE);
-        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    }
+/// The GraphiQL page with its security and caching headers. It varies
+/// with `Accept`: the same `GET /graphql` answers JSON clients with a
+/// GraphQL error instead.
+pub(super) fn page_response() -> Response {
+    let mut response = axum::response::Html(page()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, PAGE_POLICY);
+    headers.insert(CACHE_CONTROL, NO_CACHE);
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(VARY, HeaderValue::from_static("accept"));
     response
 }
 
@@ -309,13 +304,17 @@ mod tests {
         assert_eq!(unhashed.status(), StatusCode::NOT_FOUND);
     }
 
-    #[tokio::test]
-    async fn graphiql_page_headers_apply_to_html_only() {
-        let html = with_page_headers(axum::response::Html("<p>").into_response()).await;
-        let json = with_page_headers(axum::Json(1).into_response()).await;
+    #[test]
+    fn the_graphiql_page_carries_its_security_and_caching_headers() {
+        let response = page_response();
 
-        assert_eq!(html.headers()[CONTENT_SECURITY_POLICY], PAGE_POLICY);
-        assert_eq!(html.headers()[CACHE_CONTROL], NO_CACHE);
-        assert!(!json.headers().contains_key(CONTENT_SECURITY_POLICY));
+        assert_eq!(response.headers()[CONTENT_SECURITY_POLICY], PAGE_POLICY);
+        assert_eq!(response.headers()[CACHE_CONTROL], NO_CACHE);
+        assert_eq!(response.headers()[VARY], "accept");
+        assert!(
+            response.headers()[CONTENT_TYPE]
+                .to_str()
+                .is_ok_and(|value| value.starts_with("text/html"))
+        );
     }
 }

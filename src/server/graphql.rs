@@ -17,8 +17,11 @@
 //!    resolvers is kept for the next identical request.
 //!
 //! HTTP caching: kept responses carry `Cache-Control: public,
-//! max-age=<seconds left>` and a strong `ETag`; everything else is
-//! `private, no-store`.
+//! max-age=<seconds left>` and a strong `ETag` (one per media type);
+//! `If-None-Match` on a `GET` or `HEAD` gets `304 Not Modified`; everything
+//! else is `private, no-store`. The media type and the status of request
+//! errors follow the `Accept` header ([`super::media`]); every response
+//! says `Vary: Accept`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,15 +30,19 @@ use std::time::Instant;
 use async_graphql::Variables;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest as _, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::media::{Accepted, ResponseMedia};
 use super::{MAX_BODY_BYTES, REQUEST_ID_HEADER, ServerState};
 use crate::cache::{Dependencies, StoredResponse};
+use crate::config::AdminConfig;
 use crate::error::code;
 use crate::graphql::admin::{Bearer, Credentials};
 use crate::graphql::document::{DocumentHash, is_cacheable, is_mutation};
@@ -43,11 +50,11 @@ use crate::graphql::errors::{attach_request_id, coded_error, shape};
 use crate::graphql::limits::check_aliases;
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 
-/// The media type of every GraphQL response body.
-const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-
 /// `Cache-Control` of everything that is not a kept public response.
 const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+
+/// `Vary` of every GraphQL response: the media type follows `Accept`.
+const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("accept");
 
 /// One GraphQL request as sent: a POST body (or batch item), or the GET
 /// parameters with their JSON decoded.
@@ -74,14 +81,19 @@ struct GetParams {
     extensions: Option<String>,
 }
 
-/// What the request headers say about the caller.
+/// What the request line and headers say about the caller.
 struct Caller {
     request_id: Option<HeaderValue>,
     client: SocketAddr,
-    /// `If-None-Match`, for a kept response's `304`.
+    /// What `Accept` allows.
+    accepted: Accepted,
+    /// `If-None-Match` of a `GET` or `HEAD` (conditional requests apply
+    /// to safe methods only, RFC 9110 13.1.2), for a kept response's `304`.
     if_none_match: Option<HeaderValue>,
     bearer: Bearer,
-    /// `x-anigo-cache-debug: 1`: per-resolver trace wanted.
+    /// `x-anigo-cache-debug: 1` from a caller allowed to see the trace
+    /// (the admin, or anyone with `CACHE_DEBUG_PUBLIC`); from anyone else
+    /// the header is ignored.
     wants_trace: bool,
     /// No credentials and no trace: the answer may come from, and go to,
     /// the shared response cache.
@@ -89,19 +101,33 @@ struct Caller {
 }
 
 impl Caller {
-    fn new(headers: &HeaderMap, client: SocketAddr) -> Self {
+    fn new(method: &Method, headers: &HeaderMap, client: SocketAddr, admin: &AdminConfig) -> Self {
         let authorization = headers.get(AUTHORIZATION);
+        let bearer = Bearer::from_header(authorization.map(HeaderValue::as_bytes));
         let wants_trace = headers
             .get(CACHE_DEBUG_HEADER)
-            .is_some_and(|value| value.as_bytes() == b"1");
+            .is_some_and(|value| value.as_bytes() == b"1")
+            && (admin.is_cache_debug_public
+                || admin
+                    .token
+                    .as_ref()
+                    .is_some_and(|token| bearer.is_token(token)));
+        let is_safe = method == Method::GET || method == Method::HEAD;
         Self {
             request_id: headers.get(REQUEST_ID_HEADER).cloned(),
             client,
-            if_none_match: headers.get(IF_NONE_MATCH).cloned(),
-            bearer: Bearer::from_header(authorization.map(HeaderValue::as_bytes)),
+            accepted: Accepted::from_header(headers.get(ACCEPT)),
+            if_none_match: headers.get(IF_NONE_MATCH).filter(|_| is_safe).cloned(),
+            bearer,
             wants_trace,
             may_share: authorization.is_none() && !wants_trace,
         }
+    }
+
+    /// The media type to answer in: the negotiated one, or plain JSON for
+    /// the errors sent before (or instead of) negotiation.
+    fn media(&self) -> ResponseMedia {
+        self.accepted.media.unwrap_or(ResponseMedia::Json)
     }
 }
 
@@ -193,6 +219,7 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations need POST",
             code::BAD_REQUEST,
+            caller.media(),
         );
         response
             .headers_mut()
@@ -347,11 +374,27 @@ pub(super) fn error_response(message: &str, code: &'static str) -> async_graphql
     async_graphql::Response::from_errors(vec![coded_error(message, code)])
 }
 
-/// An HTTP error with a GraphQL-shaped body.
-pub(super) fn http_error(status: StatusCode, message: &str, code: &'static str) -> Response {
-    let mut response = single_response(error_response(message, code), false);
+/// An HTTP error with a GraphQL-shaped body in `media`.
+pub(super) fn http_error(
+    status: StatusCode,
+    message: &str,
+    code: &'static str,
+    media: ResponseMedia,
+) -> Response {
+    let mut response = single_response(error_response(message, code), false, media);
     *response.status_mut() = status;
     response
+}
+
+/// `406 Not Acceptable`: the client accepts neither GraphQL response type.
+/// The body is plain JSON anyway, so a person reading it learns why.
+fn not_acceptable() -> Response {
+    http_error(
+        StatusCode::NOT_ACCEPTABLE,
+        "this endpoint answers application/graphql-response+json or application/json, and the Accept header allows neither",
+        code::NOT_ACCEPTABLE,
+        ResponseMedia::Json,
+    )
 }
 
 /// Whether nothing executed: parse, validation, limits, variables, unknown
@@ -362,15 +405,16 @@ fn is_request_error(response: &async_graphql::Response) -> bool {
         && response.errors.iter().all(|err| err.path.is_empty())
 }
 
-/// Whether the response is an unknown persisted query: answered 200, as
-/// Apollo's servers do, so that no client-side HTTP error handling hides
-/// the code that tells the client to send the full text.
-fn is_persisted_query_miss(response: &async_graphql::Response) -> bool {
+/// Whether any error of the response has `code`. An unknown persisted
+/// query is answered 200, as Apollo's servers do, so that no client-side
+/// HTTP error handling hides the code that tells the client to send the
+/// full text.
+fn has_code(response: &async_graphql::Response, code: &str) -> bool {
     response.errors.iter().any(|err| {
-        err.extensions.as_ref().and_then(|e| e.get("code"))
-            == Some(&async_graphql::Value::String(
-                code::PERSISTED_QUERY_NOT_FOUND.to_owned(),
-            ))
+        matches!(
+            err.extensions.as_ref().and_then(|e| e.get("code")),
+            Some(async_graphql::Value::String(found)) if found == code
+        )
     })
 }
 
@@ -387,40 +431,61 @@ fn response_json(response: &async_graphql::Response) -> Vec<u8> {
 }
 
 /// One executed response with the GraphQL-over-HTTP status rules: a
-/// request error is 400 (an unknown persisted query 200), a timeout 504,
-/// anything that executed 200; never stored by HTTP caches.
-pub(super) fn single_response(response: async_graphql::Response, is_timeout: bool) -> Response {
+/// request that is not a well-formed GraphQL-over-HTTP request (code
+/// `BAD_REQUEST`: bad `variables` or `extensions`) is 400; a GraphQL
+/// request error (parse, validation, limits) is 400 when answered as
+/// `application/graphql-response+json` and 200 as `application/json`; an
+/// unknown persisted query is 200; a timeout 504; anything that executed
+/// 200. Never stored by HTTP caches.
+pub(super) fn single_response(
+    response: async_graphql::Response,
+    is_timeout: bool,
+    media: ResponseMedia,
+) -> Response {
     let status = if is_timeout {
         StatusCode::GATEWAY_TIMEOUT
-    } else if is_request_error(&response) && !is_persisted_query_miss(&response) {
+    } else if is_request_error(&response)
+        && !has_code(&response, code::PERSISTED_QUERY_NOT_FOUND)
+        && (media.has_error_statuses() || has_code(&response, code::BAD_REQUEST))
+    {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    private_json(status, response_json(&response))
+    private_json(status, response_json(&response), media)
 }
 
-/// A kept response: its bytes with `ETag` and `Cache-Control: public`, or
-/// `304 Not Modified` when the client already holds them.
-fn kept_response(kept: &StoredResponse, if_none_match: Option<&HeaderValue>) -> Response {
+/// A kept response in `media`: its bytes with that representation's
+/// `ETag` and `Cache-Control: public`, or `304 Not Modified` when a
+/// conditional `GET`/`HEAD` shows the client holds them already.
+fn kept_response(
+    kept: &StoredResponse,
+    media: ResponseMedia,
+    if_none_match: Option<&HeaderValue>,
+) -> Response {
     let cache_control = HeaderValue::from_str(&format!("public, max-age={}", kept.max_age_secs()))
         .unwrap_or(NO_STORE);
-    let etag = kept.etag.clone();
+    let etag = match media {
+        ResponseMedia::GraphqlResponseJson => kept.etags[0].clone(),
+        ResponseMedia::Json => kept.etags[1].clone(),
+    };
     if if_none_match.is_some_and(|value| etag_matches(value.as_bytes(), etag.as_bytes())) {
         return (
             StatusCode::NOT_MODIFIED,
-            [(ETAG, etag), (CACHE_CONTROL, cache_control)],
+            [
+                (ETAG, etag),
+                (CACHE_CONTROL, cache_control),
+                (VARY, VARY_ACCEPT),
+            ],
         )
             .into_response();
     }
     (
         [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
-            ),
+            (CONTENT_TYPE, media.content_type()),
             (ETAG, etag),
             (CACHE_CONTROL, cache_control),
+            (VARY, VARY_ACCEPT),
         ],
         kept.body.clone(),
     )
@@ -457,7 +522,13 @@ pub(super) async fn graphql_post(
 ) -> Response {
     // Read the headers in place (the `HeaderMap` extractor would copy them).
     let is_json = is_json(request.headers());
-    let caller = Caller::new(request.headers(), client);
+    let caller = Caller::new(
+        request.method(),
+        request.headers(),
+        client,
+        &state.app.config.admin,
+    );
+    let media = caller.media();
     let body = match Bytes::from_request(request, &()).await {
         Ok(body) => body,
         Err(rejection) => {
@@ -467,7 +538,7 @@ pub(super) async fn graphql_post(
             } else {
                 rejection.body_text()
             };
-            return http_error(status, &message, code::BAD_REQUEST);
+            return http_error(status, &message, code::BAD_REQUEST, media);
         }
     };
     if !is_json {
@@ -475,19 +546,23 @@ pub(super) async fn graphql_post(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "POST /graphql needs `Content-Type: application/json`",
             code::BAD_REQUEST,
+            media,
         );
+    }
+    if caller.accepted.media.is_none() {
+        return not_acceptable();
     }
     // An array is a batch; anything else one request.
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !is_array {
         return match serde_json::from_slice::<WireRequest>(&body) {
             Ok(wire) => single(answer(&state, &caller, wire, false).await, &caller),
-            Err(err) => not_a_request(&err),
+            Err(err) => not_a_request(&err, media),
         };
     }
     let requests = match serde_json::from_slice::<Vec<WireRequest>>(&body) {
         Ok(requests) => requests,
-        Err(err) => return not_a_request(&err),
+        Err(err) => return not_a_request(&err, media),
     };
     let max = state.app.config.graphql.max_batch;
     if requests.is_empty() || requests.len() > max {
@@ -495,6 +570,7 @@ pub(super) async fn graphql_post(
             StatusCode::BAD_REQUEST,
             &format!("a batch holds 1 to {max} requests (got {})", requests.len()),
             code::BATCH_TOO_LARGE,
+            media,
         );
     }
     let answers = futures_util::future::join_all(
@@ -503,32 +579,33 @@ pub(super) async fn graphql_post(
             .map(|wire| answer(&state, &caller, wire, false)),
     )
     .await;
-    batch(answers)
+    batch(answers, media)
 }
 
-fn not_a_request(err: &serde_json::Error) -> Response {
+fn not_a_request(err: &serde_json::Error, media: ResponseMedia) -> Response {
     http_error(
         StatusCode::BAD_REQUEST,
         &format!("the body is not a GraphQL request: {err}"),
         code::BAD_REQUEST,
+        media,
     )
 }
 
 /// The HTTP response to one request.
 fn single(answer: Answer, caller: &Caller) -> Response {
     match answer {
-        Answer::Kept(kept) => kept_response(&kept, caller.if_none_match.as_ref()),
+        Answer::Kept(kept) => kept_response(&kept, caller.media(), caller.if_none_match.as_ref()),
         Answer::Executed {
             response,
             is_timeout,
-        } => single_response(response, is_timeout),
+        } => single_response(response, is_timeout, caller.media()),
         Answer::Refused(response) => response,
     }
 }
 
 /// The HTTP response to a batch: a JSON array of the answers, 504 if any
 /// timed out; never stored by HTTP caches as a whole.
-fn batch(answers: Vec<Answer>) -> Response {
+fn batch(answers: Vec<Answer>, media: ResponseMedia) -> Response {
     let mut body = Vec::with_capacity(answers.len() * 256);
     let mut is_timeout = false;
     body.push(b'[');
@@ -558,19 +635,17 @@ fn batch(answers: Vec<Answer>) -> Response {
     } else {
         StatusCode::OK
     };
-    private_json(status, body)
+    private_json(status, body, media)
 }
 
-/// A GraphQL JSON body that no HTTP cache may store.
-fn private_json(status: StatusCode, body: Vec<u8>) -> Response {
+/// A GraphQL JSON body in `media` that no HTTP cache may store.
+fn private_json(status: StatusCode, body: Vec<u8>, media: ResponseMedia) -> Response {
     (
         status,
         [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
-            ),
+            (CONTENT_TYPE, media.content_type()),
             (CACHE_CONTROL, NO_STORE),
+            (VARY, VARY_ACCEPT),
         ],
         body,
     )
@@ -582,12 +657,30 @@ pub(super) async fn graphql_get(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: axum::extract::Request,
 ) -> Response {
+    let caller = Caller::new(
+        request.method(),
+        request.headers(),
+        client,
+        &state.app.config.admin,
+    );
     let query = request.uri().query().unwrap_or_default();
     let is_request = query
         .split('&')
         .any(|pair| pair.starts_with("query=") || pair.starts_with("extensions="));
     if !is_request {
-        return Html(super::graphiql_page()).into_response();
+        // A browser gets GraphiQL; a JSON client an error it can read.
+        if caller.accepted.prefers_html {
+            return super::graphiql::page_response();
+        }
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            "GET /graphql needs a `query` parameter (or a persisted query's `extensions`); open it in a browser for GraphiQL",
+            code::BAD_REQUEST,
+            caller.media(),
+        );
+    }
+    if caller.accepted.media.is_none() {
+        return not_acceptable();
     }
     let wire = match get_request(query) {
         Ok(wire) => wire,
@@ -596,10 +689,10 @@ pub(super) async fn graphql_get(
                 StatusCode::BAD_REQUEST,
                 &format!("invalid GraphQL GET request: {message}"),
                 code::BAD_REQUEST,
+                caller.media(),
             );
         }
     };
-    let caller = Caller::new(request.headers(), client);
     single(answer(&state, &caller, wire, true).await, &caller)
 }
 

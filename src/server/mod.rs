@@ -21,13 +21,14 @@
 
 mod graphiql;
 mod graphql;
+mod media;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::ETAG;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -93,9 +94,7 @@ pub fn router(app: AppState, schema: Schemas) -> Router {
     let routes = Router::new()
         .route(
             "/graphql",
-            get(graphql::graphql_get)
-                .post(graphql::graphql_post)
-                .layer(axum::middleware::map_response(graphiql::with_page_headers)),
+            get(graphql::graphql_get).post(graphql::graphql_post),
         )
         .merge(graphiql::routes())
         .route("/healthz", get(healthz))
@@ -108,7 +107,7 @@ pub fn router(app: AppState, schema: Schemas) -> Router {
     let routes = if origins.is_empty() {
         routes
     } else {
-        routes.layer(cors_layer(&origins))
+        routes.layer(cors_layer(&origins, &app.config.http.cors_allowed_headers))
     };
     let routes = routes.with_state(ServerState(Arc::new(ServerInner {
         app,
@@ -156,7 +155,7 @@ async fn request_id_into_panic_bodies(request: Request, next: axum::middleware::
     let mut error = error_response(INTERNAL_MESSAGE, code::INTERNAL);
     let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
     attach_request_id(&mut error, request_id.unwrap_or_default());
-    let mut response = single_response(error, false);
+    let mut response = single_response(error, false, media::ResponseMedia::Json);
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
@@ -176,26 +175,43 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
-/// CORS for the configured browser origins.
-fn cors_layer(origins: &[String]) -> CorsLayer {
-    let origins: Vec<axum::http::HeaderValue> =
-        origins.iter().filter_map(|o| o.parse().ok()).collect();
+/// Request headers browsers may send cross-site without further
+/// configuration: ours, and what the common GraphQL clients add (Apollo
+/// Client's `clientAwareness` and CSRF-prevention headers, the request's
+/// `Cache-Control`).
+const CORS_DEFAULT_HEADERS: [&str; 10] = [
+    "content-type",
+    "authorization",
+    "apollographql-client-name",
+    "apollographql-client-version",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "cache-control",
+    "pragma",
+    REQUEST_ID_HEADER,
+    CACHE_DEBUG_HEADER,
+];
+
+/// How long a browser may reuse a preflight answer: two hours, the longest
+/// Chromium honours (Firefox allows a day), so a page makes one preflight
+/// per origin and header set, not one per query.
+const CORS_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// CORS for the configured browser origins, allowing the default request
+/// headers plus `CORS_ALLOWED_HEADERS`.
+fn cors_layer(origins: &[String], extra_headers: &[HeaderName]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let headers: Vec<HeaderName> = CORS_DEFAULT_HEADERS
+        .iter()
+        .map(|name| HeaderName::from_static(name))
+        .chain(extra_headers.iter().cloned())
+        .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_headers([
-            CONTENT_TYPE,
-            AUTHORIZATION,
-            HeaderName::from_static(REQUEST_ID_HEADER),
-            HeaderName::from_static(CACHE_DEBUG_HEADER),
-        ])
-        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
-        .max_age(Duration::from_secs(600))
-}
-
-/// The GraphiQL page (GET /graphql without a query).
-fn graphiql_page() -> &'static str {
-    graphiql::page()
+        .allow_headers(headers)
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), ETAG])
+        .max_age(CORS_MAX_AGE)
 }
 
 /// Counts and times every request by route (the matched pattern, so ids in

@@ -88,6 +88,9 @@ impl TestApp {
             // Each app its own namespace, so tests sharing a Redis never
             // see each other's keys.
             ("CACHE_NAMESPACE", unique_namespace()),
+            // Most tests read the per-field cache trace without the admin
+            // token; `tests/it/http.rs` checks the default (admin only).
+            ("CACHE_DEBUG_PUBLIC", "true".to_owned()),
         ]);
         vars.extend(settings.vars);
         let config =

@@ -20,6 +20,10 @@ type Case<'a> = (&'a str, Value, Vec<(&'a str, &'a str)>);
 const POPULAR: &str = "query Top($limit: Int) { popularAnime(limit: $limit) { id title score } }";
 
 /// One POST: (status, Cache-Control, ETag, body text).
+/// The GraphQL-over-HTTP specification's media type: request errors are
+/// 4xx with it (200 with plain JSON).
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
 async fn post(
     app: &TestApp,
     body: Value,
@@ -200,24 +204,53 @@ async fn a_repeated_public_query_is_answered_without_executing() {
 
 #[tokio::test]
 async fn if_none_match_gets_304_only_for_the_current_tag() {
+    // Conditional requests are GET (and HEAD) only: RFC 9110 13.1.2; a
+    // POST with the same tag is answered in full (tests/it/http.rs).
     let (_redis, app) = one_instance(&[]).await;
-    let body = json!({"query": "{ animeCount }"});
-    let first = post(&app, body.clone(), &[]).await;
-    let etag = first.2.expect("ETag");
+    let url = format!(
+        "{}?query={}",
+        app.url("/graphql"),
+        urlencode("{ animeCount }")
+    );
+    let get = async |if_none_match: Option<&str>| {
+        let mut request = app.http.get(&url);
+        if let Some(tag) = if_none_match {
+            request = request.header(IF_NONE_MATCH, tag);
+        }
+        let response = request.send().await.expect("GET");
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &reqwest::header::HeaderValue| v.to_str().expect("ASCII").to_owned())
+        };
+        let (status, cache_control, etag) = (
+            response.status().as_u16(),
+            header(CACHE_CONTROL).unwrap_or_default(),
+            header(ETAG),
+        );
+        (
+            status,
+            cache_control,
+            etag,
+            response.text().await.expect("body"),
+        )
+    };
+    let first = get(None).await;
+    let etag = first.2.clone().expect("ETag");
     for candidate in [
         etag.clone(),
         format!("W/{etag}"),
         format!("\"other\", {etag}"),
         "*".to_owned(),
     ] {
-        let (status, cache_control, tag, text) =
-            post(&app, body.clone(), &[("if-none-match", candidate.as_str())]).await;
+        let (status, cache_control, tag, text) = get(Some(candidate.as_str())).await;
         assert_eq!(status, 304, "{candidate}");
         assert!(text.is_empty());
         assert_eq!(tag.as_deref(), Some(etag.as_str()));
         assert!(cache_control.starts_with("public, max-age="));
     }
-    let (status, _, _, text) = post(&app, body, &[("if-none-match", "\"stale\"")]).await;
+    let (status, _, _, text) = get(Some("\"stale\"")).await;
     assert_eq!(status, 200);
     assert_eq!(text, first.3);
 }
@@ -490,7 +523,7 @@ async fn persisted_queries_register_once_and_work_on_every_instance() {
     let (status, ..) = post(
         &a,
         json!({"query": bad, "extensions": persisted(&bad_hash)}),
-        &[],
+        &[("accept", GRAPHQL_RESPONSE_JSON)],
     )
     .await;
     assert_eq!(status, 400);
@@ -518,7 +551,7 @@ async fn a_request_that_validated_once_keeps_every_limit_on_its_next_runs() {
         let (status, _, _, text) = post(
             &app,
             json!({"query": query, "variables": variables}),
-            &[("authorization", BEARER)],
+            &[("authorization", BEARER), ("accept", GRAPHQL_RESPONSE_JSON)],
         )
         .await;
         (status, serde_json::from_str::<Value>(&text).expect("JSON"))

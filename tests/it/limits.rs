@@ -173,6 +173,7 @@ async fn introspection_can_be_switched_off_while_graphiql_still_loads() {
     let page = app
         .http
         .get(app.url("/graphql"))
+        .header("accept", "text/html")
         .send()
         .await
         .expect("GraphiQL");

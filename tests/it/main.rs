@@ -18,6 +18,7 @@ mod faults;
 mod fuzz;
 mod health;
 mod hostile;
+mod http;
 mod lifecycle;
 mod limits;
 mod topologies;
