@@ -46,9 +46,10 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
-    /// Benchmark ceiling for `scripts/bench`: serve the bytes of `--body` on
-    /// `GET`/`POST /graphql` from memory, with no middleware, GraphQL, cache
-    /// or database, to measure what the HTTP stack alone reaches.
+    /// Benchmark ceiling for `scripts/bench`: bare hyper on the same runtime
+    /// answering every request with the bytes of `--body` from memory (no
+    /// axum, middleware, GraphQL, cache or database), to measure what the
+    /// machine allows.
     #[command(hide = true)]
     Ceiling {
         /// File whose bytes every answer carries (a saved GraphQL response).
