@@ -102,33 +102,19 @@ impl App {
             schema,
         } = self;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let router = server::router(state.clone(), schema);
         tracing::info!(%addr, "Listening on http://{addr}/graphql");
 
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let graceful = async move {
+        let shutdown = async move {
             shutdown.await;
             tracing::info!("Shutting down application");
-            let _ = stop_tx.send(true);
         };
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful)
-        .into_future();
-
         let drain_timeout = state.config.http.shutdown_timeout;
-        let deadline = async move {
-            let _ = stop_rx.wait_for(|stopped| *stopped).await;
-            tokio::time::sleep(drain_timeout).await;
-        };
-        tokio::select! {
-            result = serve => result.context("serving HTTP")?,
-            () = deadline => tracing::warn!(
+        let drained = server::serve(listener, state.clone(), schema, shutdown, drain_timeout).await;
+        if !drained {
+            tracing::warn!(
                 timeout_secs = drain_timeout.as_secs(),
                 "In-flight requests did not finish before the shutdown timeout; dropping them"
-            ),
+            );
         }
 
         state.redis.quit().await;

@@ -39,6 +39,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::front::RawRequest;
 use super::media::{Accepted, ResponseMedia};
 use super::{MAX_BODY_BYTES, REQUEST_ID_HEADER, ServerState};
 use crate::cache::{Dependencies, StoredResponse};
@@ -51,10 +52,10 @@ use crate::graphql::limits::check_aliases;
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 
 /// `Cache-Control` of everything that is not a kept public response.
-const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+pub(super) const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 
 /// `Vary` of every GraphQL response: the media type follows `Accept`.
-const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("accept");
+pub(super) const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("accept");
 
 /// One GraphQL request as sent: a POST body (or batch item), or the GET
 /// parameters with their JSON decoded.
@@ -145,7 +146,16 @@ enum Answer {
 }
 
 /// Answers one request; see the module documentation for the steps.
-async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get: bool) -> Answer {
+/// `raw`: the request's bytes as the front door read them (a single
+/// request only); indexed once they lead to a kept response, so the next
+/// identical bytes are answered before routing ([`super::front`]).
+async fn answer(
+    state: &ServerState,
+    caller: &Caller,
+    wire: WireRequest,
+    is_get: bool,
+    raw: Option<RawRequest>,
+) -> Answer {
     let started = Instant::now();
     let cache = &state.app.cache;
     let persisted = match persisted_hash(wire.extensions.as_ref()) {
@@ -186,7 +196,10 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
     // The fast path: a kept response, nothing parsed or executed.
     let response_key =
         (caller.may_share && cache.is_response_cache_enabled()).then_some(request_key);
+    let is_known_miss = raw.as_ref().is_some_and(|raw| raw.is_known_miss);
+    let raw = raw.map(|raw| raw.bytes);
     if let Some(key) = &response_key
+        && !is_known_miss
         && let Some(kept) = cache.cached_response(key).await
     {
         if let Some(hash) = persisted {
@@ -194,8 +207,11 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
         }
         // Counted with executed requests, so request-rate and latency
         // dashboards see all GraphQL traffic.
-        crate::metrics::operation_handles(operation_name.as_deref())
-            .record(true, started.elapsed());
+        let operation = crate::metrics::operation_handles(operation_name.as_deref());
+        operation.record(true, started.elapsed());
+        if let Some(raw) = raw {
+            state.requests.insert(raw, *key, operation).await;
+        }
         return Answer::Kept(kept);
     }
 
@@ -236,6 +252,10 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
 
     let mut request = async_graphql::Request::new(query.as_ref())
         .variables(Variables::from_json(Value::Object(variables)));
+    // Looked up before the name moves into the request.
+    let indexed_operation = raw
+        .as_ref()
+        .map(|_| crate::metrics::operation_handles(operation_name.as_deref()));
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
@@ -268,6 +288,9 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
             .store_response(key, Bytes::from(body), &dependencies, epoch)
             .await
     {
+        if let (Some(raw), Some(operation)) = (raw, indexed_operation) {
+            state.requests.insert(raw, key, operation).await;
+        }
         return Answer::Kept(kept);
     }
     Answer::Executed {
@@ -494,7 +517,7 @@ fn kept_response(
 
 /// `If-None-Match` semantics (RFC 9110 13.1.2, weak comparison): `*`, or
 /// any listed tag equal to ours once a `W/` prefix is ignored.
-fn etag_matches(if_none_match: &[u8], etag: &[u8]) -> bool {
+pub(super) fn etag_matches(if_none_match: &[u8], etag: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(if_none_match) else {
         return false;
     };
@@ -507,7 +530,7 @@ fn etag_matches(if_none_match: &[u8], etag: &[u8]) -> bool {
 /// Whether the request says its body is JSON. Anything else could come from
 /// a cross-site form (text/plain, urlencoded, multipart need no CORS
 /// preflight), so it is refused: CSRF protection for POST.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -529,6 +552,7 @@ pub(super) async fn graphql_post(
         &state.app.config.admin,
     );
     let media = caller.media();
+    let raw = request.extensions().get::<RawRequest>().cloned();
     let body = match Bytes::from_request(request, &()).await {
         Ok(body) => body,
         Err(rejection) => {
@@ -556,7 +580,7 @@ pub(super) async fn graphql_post(
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !is_array {
         return match serde_json::from_slice::<WireRequest>(&body) {
-            Ok(wire) => single(answer(&state, &caller, wire, false).await, &caller),
+            Ok(wire) => single(answer(&state, &caller, wire, false, raw).await, &caller),
             Err(err) => not_a_request(&err, media),
         };
     }
@@ -576,7 +600,7 @@ pub(super) async fn graphql_post(
     let answers = futures_util::future::join_all(
         requests
             .into_iter()
-            .map(|wire| answer(&state, &caller, wire, false)),
+            .map(|wire| answer(&state, &caller, wire, false, None)),
     )
     .await;
     batch(answers, media)
@@ -693,7 +717,8 @@ pub(super) async fn graphql_get(
             );
         }
     };
-    single(answer(&state, &caller, wire, true).await, &caller)
+    let raw = request.extensions().get::<RawRequest>().cloned();
+    single(answer(&state, &caller, wire, true, raw).await, &caller)
 }
 
 /// The request in a GET query string.

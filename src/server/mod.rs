@@ -19,10 +19,12 @@
 //! timeout 504 (an unknown persisted query is 200, as clients expect); every
 //! error body is GraphQL JSON with a code.
 
+mod front;
 mod graphiql;
 mod graphql;
 mod media;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -78,6 +81,8 @@ struct ServerInner {
     validated: moka::future::Cache<ResponseKey, ()>,
     /// Parsed documents by normalized-text hash.
     documents: DocumentCache,
+    /// Request bytes that led to kept responses, for the front door.
+    requests: front::RequestIndex,
 }
 
 impl std::ops::Deref for ServerState {
@@ -88,9 +93,35 @@ impl std::ops::Deref for ServerState {
     }
 }
 
-/// Builds the router with its middleware stack.
-pub fn router(app: AppState, schema: Schemas) -> Router {
-    let origins = app.config.http.cors_allowed_origins.clone();
+/// Serves HTTP on `listener` until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests finish for at most
+/// `drain_timeout`. Returns whether they all finished in time.
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    schema: Schemas,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_timeout: Duration,
+) -> bool {
+    let origins = &app.config.http.cors_allowed_origins;
+    // Without configured origins there is no cross-site access to grant,
+    // and no layer to run on every request.
+    let cors =
+        (!origins.is_empty()).then(|| cors_layer(origins, &app.config.http.cors_allowed_headers));
+    let state = ServerState(Arc::new(ServerInner {
+        app,
+        schema,
+        documents: DocumentCache::default(),
+        validated: moka::future::Cache::new(VALIDATED_REQUESTS),
+        requests: front::RequestIndex::default(),
+    }));
+    let router = router(state.clone());
+    front::serve(listener, state, router, cors, shutdown, drain_timeout).await
+}
+
+/// The routes with their middleware stack (CORS, when configured, wraps
+/// the front door instead: it must apply to fast-path answers too).
+fn router(state: ServerState) -> Router {
     let routes = Router::new()
         .route(
             "/graphql",
@@ -101,20 +132,8 @@ pub fn router(app: AppState, schema: Schemas) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route_layer(axum::middleware::from_fn(track_http))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    // Without configured origins there is no cross-site access to grant,
-    // and no layer to run on every request.
-    let routes = if origins.is_empty() {
-        routes
-    } else {
-        routes.layer(cors_layer(&origins, &app.config.http.cors_allowed_headers))
-    };
-    let routes = routes.with_state(ServerState(Arc::new(ServerInner {
-        app,
-        schema,
-        documents: DocumentCache::default(),
-        validated: moka::future::Cache::new(VALIDATED_REQUESTS),
-    })));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
     with_middleware(routes)
 }
 
@@ -160,19 +179,22 @@ async fn request_id_into_panic_bodies(request: Request, next: axum::middleware::
     response
 }
 
-/// Request ids for requests that bring none: random version-4 UUIDs from
-/// the thread-local generator (no system call per request).
+/// Request ids for requests that bring none (see [`new_request_id`]).
 #[derive(Clone, Copy)]
 struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
-            .ok()
-            .map(RequestId::new)
+        new_request_id().map(RequestId::new)
     }
+}
+
+/// A new request id: a random version-4 UUID from the thread-local
+/// generator (no system call per request).
+fn new_request_id() -> Option<HeaderValue> {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok()
 }
 
 /// Request headers browsers may send cross-site without further
