@@ -18,7 +18,9 @@
 //!
 //! HTTP caching: kept responses carry `Cache-Control: public,
 //! max-age=<seconds left>` and a strong `ETag`; everything else is
-//! `private, no-store`.
+//! `private, no-store`. A request's own `Cache-Control: no-cache` skips the
+//! kept-response lookup (the response executes, refreshing its values, and
+//! is kept anew); `no-store` keeps nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::{MAX_BODY_BYTES, REQUEST_ID_HEADER, ServerState};
-use crate::cache::{Dependencies, StoredResponse};
+use crate::cache::{CacheDirectives, Dependencies, StoredResponse};
 use crate::error::code;
 use crate::graphql::admin::{Bearer, Credentials};
 use crate::graphql::document::{DocumentHash, is_cacheable, is_mutation};
@@ -86,6 +88,9 @@ struct Caller {
     /// No credentials and no trace: the answer may come from, and go to,
     /// the shared response cache.
     may_share: bool,
+    /// `Cache-Control: no-cache` / `no-store` as sent (honoured only where
+    /// `CACHE_CLIENT_DIRECTIVES` allows).
+    directives: CacheDirectives,
 }
 
 impl Caller {
@@ -101,6 +106,7 @@ impl Caller {
             bearer: Bearer::from_header(authorization.map(HeaderValue::as_bytes)),
             wants_trace,
             may_share: authorization.is_none() && !wants_trace,
+            directives: CacheDirectives::from_headers(headers),
         }
     }
 }
@@ -122,6 +128,7 @@ enum Answer {
 async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get: bool) -> Answer {
     let started = Instant::now();
     let cache = &state.app.cache;
+    let directives = cache.client_directives(caller.directives);
     let persisted = match persisted_hash(wire.extensions.as_ref()) {
         Ok(persisted) => persisted,
         Err(message) => return request_error(&message, code::BAD_REQUEST),
@@ -161,6 +168,7 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
     let response_key =
         (caller.may_share && cache.is_response_cache_enabled()).then_some(request_key);
     if let Some(key) = &response_key
+        && !directives.has_no_cache
         && let Some(kept) = cache.cached_response(key).await
     {
         if let Some(hash) = persisted {
@@ -201,9 +209,10 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
     }
     let dependencies = response_key
         .filter(|_| {
-            document
-                .as_deref()
-                .is_some_and(|document| is_cacheable(document, operation_name.as_deref()))
+            !directives.has_no_store
+                && document
+                    .as_deref()
+                    .is_some_and(|document| is_cacheable(document, operation_name.as_deref()))
         })
         .map(|key| (key, Arc::new(Dependencies::default())));
 
@@ -217,6 +226,9 @@ async fn answer(state: &ServerState, caller: &Caller, wire: WireRequest, is_get:
     }
     if let Some((_, dependencies)) = &dependencies {
         request = request.data(Arc::clone(dependencies));
+    }
+    if !directives.is_empty() {
+        request = request.data(directives);
     }
     let is_parsed = document.is_some();
     let is_prevalidated = is_parsed && state.validated.contains_key(&request_key);
