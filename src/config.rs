@@ -890,7 +890,12 @@ mod tests {
 
     #[test]
     fn client_cache_directives_are_honoured_unless_switched_off() {
-        assert!(config(&[]).expect("defaults").cache.is_client_directives_enabled);
+        assert!(
+            config(&[])
+                .expect("defaults")
+                .cache
+                .is_client_directives_enabled
+        );
         let off = config(&[("CACHE_CLIENT_DIRECTIVES", "false")]).expect("valid");
         assert!(!off.cache.is_client_directives_enabled);
         let err = config(&[("CACHE_CLIENT_DIRECTIVES", "sometimes")]).expect_err("bool");

@@ -224,7 +224,10 @@ mod tests {
             BOTH
         );
         assert_eq!(
-            parse(&[("cache-control", "max-stale"), ("cache-control", "no-store")]),
+            parse(&[
+                ("cache-control", "max-stale"),
+                ("cache-control", "no-store")
+            ]),
             NO_STORE
         );
     }
@@ -235,7 +238,13 @@ mod tests {
         assert_eq!(parse(&[("cache-control", "MAX-AGE=00")]), NO_CACHE);
         assert_eq!(parse(&[("cache-control", "max-age=\"0\"")]), NO_CACHE);
         assert_eq!(parse(&[("cache-control", "max-age = 0")]), NO_CACHE);
-        for other in ["max-age=5", "max-age=", "max-age", "max-age=-0", "max-age=0x"] {
+        for other in [
+            "max-age=5",
+            "max-age=",
+            "max-age",
+            "max-age=-0",
+            "max-age=0x",
+        ] {
             assert!(parse(&[("cache-control", other)]).is_empty(), "{other}");
         }
     }

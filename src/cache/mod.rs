@@ -54,6 +54,7 @@ pub mod response;
 pub mod stats;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -170,6 +171,9 @@ struct InflightLoad {
     /// Started by a `no-cache` read: straight from the database, so
     /// refreshes may join it.
     is_refresh: bool,
+    /// Set when a refresh that stores took this load's place: its leader
+    /// then does not write back.
+    superseded: Arc<AtomicBool>,
 }
 
 /// How a load fills a key.
@@ -453,14 +457,14 @@ impl Cache {
                 // make other instances wait for a value it never writes.
                 Fill::Direct
             };
-            let (filled, is_leader) = self.load_once(item.key, fill, epoch).await;
-            (item, filled, is_leader)
+            let (filled, is_writer) = self.load_once(item.key, fill, epoch).await;
+            (item, filled, is_writer)
         }))
         .await;
 
         let mut writes = Vec::new();
         let mut refreshed = Vec::new();
-        for (item, filled, is_leader) in loads {
+        for (item, filled, is_writer) in loads {
             let key = item.key;
             let is_fill = matches!(item.status, CacheStatus::Miss | CacheStatus::Refresh);
             let fetched = match filled {
@@ -470,7 +474,7 @@ impl Cache {
                         // bypass means Redis is down or caching is off),
                         // only by the caller that ran the load, and never
                         // for `no-store`.
-                        if is_fill && is_leader && !key.directives().has_no_store {
+                        if is_fill && is_writer && !key.directives().has_no_store {
                             let write = (key.clone(), loaded.clone(), item.generation.clone());
                             if item.status == CacheStatus::Refresh {
                                 refreshed.push(write);
@@ -698,16 +702,19 @@ impl Cache {
     /// Loads `key` from the database, or joins a load of it already running
     /// in this process that started in the same invalidation `epoch`
     /// (a refresh joins only another refresh). Returns whether this caller
-    /// started the load.
+    /// is to write the value back: it started the load, and no refresh that
+    /// stores took the load's place meanwhile.
     ///
     /// A refresh does not join a plain load: that one may be waiting for
     /// another instance's value (a cached one), or have read the database
     /// before the client asked for fresh data. It starts its own and takes
     /// the plain load's place, so that later readers of the key join the
-    /// fresher load. Refreshes join each other: a value read at most one
-    /// load time before the request arrived, which is what bounds the
-    /// database work any number of clients sending `no-cache` can cause to
-    /// one load per key at a time.
+    /// fresher load, and (unless the refresh is `no-store`) the plain load
+    /// is not written back, so its possibly older value cannot overwrite
+    /// the refreshed one. Refreshes join each other: they get a value read
+    /// at most one load time before they arrived, and that is what bounds
+    /// the database work any number of clients sending `no-cache` can cause
+    /// to one load per key and instance at a time.
     async fn load_once(
         &self,
         key: &QueryKey,
@@ -715,7 +722,8 @@ impl Cache {
         epoch: u64,
     ) -> (Result<Filled, Arc<AppError>>, bool) {
         let is_refresh = fill == Fill::Refresh;
-        let (load, is_leader) = {
+        let supersedes = is_refresh && !key.directives().has_no_store;
+        let (load, superseded) = {
             let mut inflight = self
                 .inner
                 .inflight
@@ -723,9 +731,15 @@ impl Cache {
                 .unwrap_or_else(PoisonError::into_inner);
             match inflight.get(key.key_arc()) {
                 Some(running) if running.epoch == epoch && (running.is_refresh || !is_refresh) => {
-                    (running.load.clone(), false)
+                    (running.load.clone(), None)
                 }
                 running => {
+                    if let Some(running) = running
+                        && supersedes
+                        && !running.is_refresh
+                    {
+                        running.superseded.store(true, AtomicOrdering::Relaxed);
+                    }
                     // A load from before an invalidation may return data the
                     // write replaced: start a fresh one (without the lease,
                     // which that older load of ours may still hold).
@@ -750,6 +764,7 @@ impl Cache {
                     }
                     .boxed()
                     .shared();
+                    let superseded = Arc::new(AtomicBool::new(false));
                     inflight.insert(
                         Arc::clone(key.key_arc()),
                         InflightLoad {
@@ -757,13 +772,18 @@ impl Cache {
                             id,
                             load: load.clone(),
                             is_refresh,
+                            superseded: Arc::clone(&superseded),
                         },
                     );
-                    (load, true)
+                    (load, Some(superseded))
                 }
             }
         };
-        (load.await, is_leader)
+        let result = load.await;
+        // Relaxed suffices: the flag is set under the inflight lock, which
+        // the load takes again to finish before this read.
+        let is_writer = superseded.is_some_and(|flag| !flag.load(AtomicOrdering::Relaxed));
+        (result, is_writer)
     }
 
     async fn load_with_lease(
@@ -840,8 +860,8 @@ impl Cache {
         tokio::spawn(async move {
             let _permit = permit;
             let epoch = cache.inner.local.epoch();
-            let (filled, is_leader) = cache.load_once(&key, Fill::Leased, epoch).await;
-            if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_leader) {
+            let (filled, is_writer) = cache.load_once(&key, Fill::Leased, epoch).await;
+            if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_writer) {
                 cache
                     .write_back(vec![(key, loaded, generation)], epoch)
                     .await;

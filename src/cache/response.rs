@@ -89,8 +89,7 @@ impl Dependencies {
         let is_fresh = matches!(
             fetched.status,
             CacheStatus::Hit | CacheStatus::Miss | CacheStatus::Refresh
-        )
-            && fetched.value.is_ok()
+        ) && fetched.value.is_ok()
             && fetched.expires_at_ms > 0;
         if !is_fresh {
             collected.is_spoiled = true;
