@@ -186,8 +186,9 @@ enum Fill {
     /// written back (`no-store`).
     Direct,
     /// A `no-cache` read: straight from the database, and never the result
-    /// of a load that might return a cached value.
-    Refresh,
+    /// of a load that might return a cached value. `is_stored`: it will be
+    /// written back (not `no-store`, and Redis was trusted).
+    Refresh { is_stored: bool },
 }
 
 /// What a shared load produced.
@@ -449,7 +450,10 @@ impl Cache {
 
         let loads = join_all(pending.into_iter().map(|item| async move {
             let fill = if item.key.directives().has_no_cache {
-                Fill::Refresh
+                Fill::Refresh {
+                    is_stored: item.status == CacheStatus::Refresh
+                        && !item.key.directives().has_no_store,
+                }
             } else if item.status == CacheStatus::Miss && !item.key.directives().has_no_store {
                 Fill::Leased
             } else {
@@ -709,9 +713,9 @@ impl Cache {
     /// another instance's value (a cached one), or have read the database
     /// before the client asked for fresh data. It starts its own and takes
     /// the plain load's place, so that later readers of the key join the
-    /// fresher load, and (unless the refresh is `no-store`) the plain load
-    /// is not written back, so its possibly older value cannot overwrite
-    /// the refreshed one. Refreshes join each other: they get a value read
+    /// fresher load, and (when the refresh will be written back) the plain
+    /// load is not, so its possibly older value cannot overwrite the
+    /// refreshed one. Refreshes join each other: they get a value read
     /// at most one load time before they arrived, and that is what bounds
     /// the database work any number of clients sending `no-cache` can cause
     /// to one load per key and instance at a time.
@@ -721,8 +725,8 @@ impl Cache {
         fill: Fill,
         epoch: u64,
     ) -> (Result<Filled, Arc<AppError>>, bool) {
-        let is_refresh = fill == Fill::Refresh;
-        let supersedes = is_refresh && !key.directives().has_no_store;
+        let is_refresh = matches!(fill, Fill::Refresh { .. });
+        let supersedes = fill == Fill::Refresh { is_stored: true };
         let (load, superseded) = {
             let mut inflight = self
                 .inner
