@@ -500,6 +500,10 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
             "microseconds, such as 50",
         )?),
         max_pending_writes,
+        is_client_directives_enabled: env.parse_bool(
+            "CACHE_CLIENT_DIRECTIVES",
+            defaults.is_client_directives_enabled,
+        )?,
     })
 }
 
@@ -916,6 +920,20 @@ mod tests {
         assert_eq!(err.var, "CACHE_TTL_ANIME_COUNT");
         let err = config(&[("CACHE_NAMESPACE", "a:*")]).expect_err("glob");
         assert_eq!(err.var, "CACHE_NAMESPACE");
+    }
+
+    #[test]
+    fn client_cache_directives_are_honoured_unless_switched_off() {
+        assert!(
+            config(&[])
+                .expect("defaults")
+                .cache
+                .is_client_directives_enabled
+        );
+        let off = config(&[("CACHE_CLIENT_DIRECTIVES", "false")]).expect("valid");
+        assert!(!off.cache.is_client_directives_enabled);
+        let err = config(&[("CACHE_CLIENT_DIRECTIVES", "sometimes")]).expect_err("bool");
+        assert_eq!(err.var, "CACHE_CLIENT_DIRECTIVES");
     }
 
     #[test]

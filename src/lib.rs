@@ -21,6 +21,11 @@
 //! 4. when Redis is down, erroring or slow, step 3 skips it (and the local
 //!    tier, which cannot hear invalidations then).
 //!
+//! A request with `Cache-Control: no-cache` (`cache::directive`) is
+//! answered from none of these tiers: its fields load from the repository
+//! and are stored before it answers; `no-store` stores nothing
+//! (`CACHE_CLIENT_DIRECTIVES=false` ignores both).
+//!
 //! A write (`service::anime_write`) commits to the database, then bumps the
 //! generations of the tags it changed and waits until every instance has
 //! dropped them from its local tier and kept responses.

@@ -44,6 +44,9 @@ pub const CACHE_MISSES_TOTAL: &str = "anigo_cache_misses_total";
 pub const CACHE_ERRORS_TOTAL: &str = "anigo_cache_errors_total";
 /// Reads that skipped the cache (Redis unavailable or caching off).
 pub const CACHE_BYPASSES_TOTAL: &str = "anigo_cache_bypasses_total";
+/// Reads refreshed at the client's request (`Cache-Control: no-cache`), by
+/// resolver.
+pub const CACHE_REFRESHES_TOTAL: &str = "anigo_cache_refreshes_total";
 /// Database loads made by the cache layer, by resolver.
 pub const CACHE_LOADS_TOTAL: &str = "anigo_cache_loads_total";
 /// Write-backs dropped because too many were pending.
@@ -136,6 +139,10 @@ fn describe() {
         CACHE_BYPASSES_TOTAL,
         "Cache reads that skipped Redis (down, erroring, or caching off)"
     );
+    describe_counter!(
+        CACHE_REFRESHES_TOTAL,
+        "Cache reads that skipped every tier at the client's request (Cache-Control: no-cache)"
+    );
     describe_counter!(CACHE_LOADS_TOTAL, "Database loads made by the cache layer");
     describe_counter!(
         CACHE_DROPPED_WRITES_TOTAL,
@@ -159,6 +166,7 @@ pub fn render(state: &AppState) -> String {
         metrics::counter!(CACHE_MISSES_TOTAL, &label).absolute(stats.misses);
         metrics::counter!(CACHE_ERRORS_TOTAL, &label).absolute(stats.errors);
         metrics::counter!(CACHE_BYPASSES_TOTAL, &label).absolute(stats.bypasses);
+        metrics::counter!(CACHE_REFRESHES_TOTAL, &label).absolute(stats.refreshes);
         metrics::counter!(CACHE_LOADS_TOTAL, &label).absolute(stats.loads);
         metrics::counter!(CACHE_DROPPED_WRITES_TOTAL, &label).absolute(stats.dropped_writes);
     }

@@ -17,6 +17,11 @@
 //! 4. fresh values are written back in the background, in one pipeline,
 //!    after checking that no invalidation happened while they were loading.
 //!
+//! A read whose request said `Cache-Control: no-cache` ([`directive`]) skips
+//! steps 1 and 2: it loads (once per process with the other refreshes of
+//! its key) and is written back like a miss before it answers; `no-store`
+//! keeps a read's loads out of every tier.
+//!
 //! Redis never fails or stalls a read: while it is down, erroring or slow,
 //! reads bypass it and go to the database.
 //!
@@ -24,6 +29,7 @@
 //! |---|---|
 //! | [`policy`] | per-resolver name, prefix and TTL |
 //! | [`admin`] | pattern clears, namespace clears, the admin stats report |
+//! | [`directive`] | the request's `Cache-Control` / `Pragma` directives |
 //! | [`envelope`] | the stored value format (generation, expiry, load time) |
 //! | [`invalidation`] | generation bumps and the pub/sub fan-out |
 //! | [`key`] | key format `{namespace}:{version}:{prefix}:{params}` |
@@ -35,6 +41,7 @@
 //! | [`stats`] | hit/miss/error counters per resolver |
 
 pub mod admin;
+pub mod directive;
 pub mod envelope;
 pub mod invalidation;
 pub mod key;
@@ -47,6 +54,7 @@ pub mod response;
 pub mod stats;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -61,6 +69,7 @@ use self::query::Loaded;
 use self::redis::Op;
 use crate::error::AppError;
 
+pub use self::directive::CacheDirectives;
 pub use self::key::KeySpace;
 pub use self::policy::{CachePolicies, Resolver};
 pub use self::query::{CacheStatus, CachedQuery, Fetched, QueryKey, SharedValue, Tier};
@@ -101,6 +110,10 @@ pub struct CacheConfig {
     /// `CACHE_STALE_IF_ERROR`: how long after expiry a value may stand in
     /// for a failed database load.
     pub stale_if_error: Duration,
+    /// `CACHE_CLIENT_DIRECTIVES`: whether requests' `Cache-Control:
+    /// no-cache` / `no-store` (and `Pragma: no-cache`) are honoured. Off,
+    /// the headers are ignored, so no client can force database loads.
+    pub is_client_directives_enabled: bool,
 }
 
 impl Default for CacheConfig {
@@ -115,6 +128,7 @@ impl Default for CacheConfig {
             response_max_bytes: 32 * 1024 * 1024,
             stale_while_revalidate: Duration::from_secs(10),
             stale_if_error: Duration::from_secs(600),
+            is_client_directives_enabled: true,
         }
     }
 }
@@ -154,6 +168,27 @@ struct InflightLoad {
     epoch: u64,
     id: u64,
     load: SharedLoad,
+    /// Started by a `no-cache` read: straight from the database, so
+    /// refreshes may join it.
+    is_refresh: bool,
+    /// Set when a refresh that stores took this load's place: its leader
+    /// then does not write back.
+    superseded: Arc<AtomicBool>,
+}
+
+/// How a load fills a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fill {
+    /// A miss that will be written back: takes the cross-instance lease
+    /// first, and losing it means waiting for the holder's value.
+    Leased,
+    /// Straight from the database: a bypass, or a miss that will not be
+    /// written back (`no-store`).
+    Direct,
+    /// A `no-cache` read: straight from the database, and never the result
+    /// of a load that might return a cached value. `is_stored`: it will be
+    /// written back (not `no-store`, and Redis was trusted).
+    Refresh { is_stored: bool },
 }
 
 /// What a shared load produced.
@@ -285,7 +320,8 @@ impl Cache {
     /// while Redis or the subscription is not trusted, neither is it.
     pub async fn get_local(&self, key: &QueryKey) -> Option<Fetched> {
         let inner = &*self.inner;
-        if !inner.local.is_enabled()
+        if key.directives().has_no_cache
+            || !inner.local.is_enabled()
             || !inner.config.policies.is_enabled(key.resolver())
             || !self.is_memory_trusted()
         {
@@ -322,7 +358,9 @@ impl Cache {
 
     /// Serves a batch of reads that the in-process tier did not answer
     /// (callers ask [`Cache::get_local`] first); every key gets an entry in
-    /// the result.
+    /// the result. Each key's [`CacheDirectives`] apply to it alone: a
+    /// `no-cache` key is not looked up but refreshed, a `no-store` key is
+    /// looked up as usual but nothing it loads is stored.
     pub async fn fetch_many(&self, keys: &[QueryKey]) -> HashMap<QueryKey, Fetched> {
         let inner = &*self.inner;
         let epoch = inner.local.epoch();
@@ -330,10 +368,14 @@ impl Cache {
         let mut pending: Vec<Pending<'_>> = Vec::new();
         let mut lookups: Vec<&QueryKey> = Vec::new();
         for key in keys {
-            if inner.config.policies.is_enabled(key.resolver()) {
-                lookups.push(key);
-            } else {
+            if !inner.config.policies.is_enabled(key.resolver()) {
                 pending.push(Pending::new(key, CacheStatus::Bypass));
+            } else if key.directives().has_no_cache {
+                // Refreshes go first: their loads start before this batch's
+                // misses of the same key, which then join them.
+                pending.push(self.refresh(key));
+            } else {
+                lookups.push(key);
             }
         }
 
@@ -347,14 +389,19 @@ impl Cache {
                 }
                 Some(found) => {
                     for (key, (generation, found)) in lookups.into_iter().zip(found) {
+                        // `no-store`: served from the cache, but nothing
+                        // refreshed or copied into memory on its account.
+                        let may_store = !key.directives().has_no_store;
                         match found {
                             Found::Fresh(value, meta, weight) => {
                                 self.record(key, Event::Hit, "Cache HIT");
-                                if should_refresh_early(&meta) {
-                                    self.spawn_refresh(key.clone(), generation.clone());
+                                if may_store {
+                                    if should_refresh_early(&meta) {
+                                        self.spawn_refresh(key.clone(), generation.clone());
+                                    }
+                                    self.fill_local(key, &value, meta.expires_at_ms, weight, epoch)
+                                        .await;
                                 }
-                                self.fill_local(key, &value, meta.expires_at_ms, weight, epoch)
-                                    .await;
                                 results.insert(
                                     key.clone(),
                                     Fetched::ok(
@@ -367,7 +414,9 @@ impl Cache {
                             }
                             Found::Revalidate(value) => {
                                 self.record(key, Event::Hit, "Cache STALE");
-                                self.spawn_refresh(key.clone(), generation);
+                                if may_store {
+                                    self.spawn_refresh(key.clone(), generation);
+                                }
                                 results.insert(
                                     key.clone(),
                                     Fetched::ok(value, CacheStatus::Stale, Tier::Redis, 0),
@@ -400,28 +449,48 @@ impl Cache {
         self.ensure_generations(&mut pending).await;
 
         let loads = join_all(pending.into_iter().map(|item| async move {
-            let use_lease = item.status == CacheStatus::Miss;
-            let (filled, is_leader) = self.load_once(item.key, use_lease, epoch).await;
-            (item, filled, is_leader)
+            let fill = if item.key.directives().has_no_cache {
+                Fill::Refresh {
+                    is_stored: item.status == CacheStatus::Refresh
+                        && !item.key.directives().has_no_store,
+                }
+            } else if item.status == CacheStatus::Miss && !item.key.directives().has_no_store {
+                Fill::Leased
+            } else {
+                // A bypass, or a `no-store` miss: holding the lease would
+                // make other instances wait for a value it never writes.
+                Fill::Direct
+            };
+            let (filled, is_writer) = self.load_once(item.key, fill, epoch).await;
+            (item, filled, is_writer)
         }))
         .await;
 
         let mut writes = Vec::new();
-        for (item, filled, is_leader) in loads {
+        let mut refreshed = Vec::new();
+        for (item, filled, is_writer) in loads {
             let key = item.key;
+            let is_fill = matches!(item.status, CacheStatus::Miss | CacheStatus::Refresh);
             let fetched = match filled {
                 Ok(filled) => {
                     if let Filled::Loaded(loaded) = &filled {
-                        // Only misses are written back (a bypass means Redis is
-                        // down or caching is off), only by the caller that ran
-                        // the load.
-                        if item.status == CacheStatus::Miss && is_leader {
-                            writes.push((key.clone(), loaded.clone(), item.generation.clone()));
+                        // Only misses and refreshes are written back (a
+                        // bypass means Redis is down or caching is off),
+                        // only by the caller that ran the load, and never
+                        // for `no-store`.
+                        if is_fill && is_writer && !key.directives().has_no_store {
+                            let write = (key.clone(), loaded.clone(), item.generation.clone());
+                            if item.status == CacheStatus::Refresh {
+                                refreshed.push(write);
+                            } else {
+                                writes.push(write);
+                            }
                         }
                     }
-                    let expires_at_ms = match item.status {
-                        CacheStatus::Miss => now_ms() + as_ms(self.fresh_ttl(key, &filled)),
-                        _ => 0,
+                    let expires_at_ms = if is_fill {
+                        now_ms() + as_ms(self.fresh_ttl(key, &filled))
+                    } else {
+                        0
                     };
                     Fetched::ok(filled.value(), item.status, Tier::Database, expires_at_ms)
                 }
@@ -450,19 +519,46 @@ impl Cache {
         if !writes.is_empty() {
             self.spawn_write_back(writes, epoch);
         }
+        if !refreshed.is_empty() {
+            // A refresh stores before it answers: the client's next plain
+            // read (on this instance, or through Redis on any) finds what it
+            // just loaded rather than the value it asked to replace.
+            self.write_back(refreshed, epoch).await;
+        }
         results
     }
 
-    /// Gives every miss a concrete generation to fill under. A miss whose
-    /// tag had no generation key (first fill, or the key was evicted) gets
-    /// one created now, before its load: "absent" cannot prove that no
-    /// invalidation happened meanwhile (absent, bumped, evicted, absent
-    /// again), while a random token that is still in place can. If Redis
-    /// does not answer, those misses are served without a write-back.
+    /// A `no-cache` read: nothing is looked up; it loads from the database
+    /// and, while Redis is trusted, fills under the tag's current generation
+    /// like a miss. Without Redis it is a bypass (nothing could be stored
+    /// safely).
+    fn refresh<'k>(&self, key: &'k QueryKey) -> Pending<'k> {
+        if self.is_redis_trusted() {
+            self.record(key, Event::Refresh, "Cache REFRESH");
+            Pending::new(key, CacheStatus::Refresh)
+        } else {
+            self.record(key, Event::Bypass, "Cache BYPASS");
+            Pending::new(key, CacheStatus::Bypass)
+        }
+    }
+
+    /// Gives every miss and refresh that will be stored a concrete
+    /// generation to fill under. A miss whose tag had no generation key
+    /// (first fill, or the key was evicted) gets one created now, before its
+    /// load: "absent" cannot prove that no invalidation happened meanwhile
+    /// (absent, bumped, evicted, absent again), while a random token that
+    /// is still in place can. A refresh looked nothing up, so it reads the
+    /// current generation here, also before its load. If Redis does not
+    /// answer, those reads are served without a write-back.
     async fn ensure_generations(&self, pending: &mut [Pending<'_>]) {
+        let needs_generation = |item: &Pending<'_>| {
+            matches!(item.status, CacheStatus::Miss | CacheStatus::Refresh)
+                && item.generation.is_none()
+                && !item.key.directives().has_no_store
+        };
         let mut keys: Vec<&str> = pending
             .iter()
-            .filter(|item| item.status == CacheStatus::Miss && item.generation.is_none())
+            .filter(|item| needs_generation(item))
             .map(|item| item.key.generation_key())
             .collect();
         keys.sort_unstable();
@@ -480,7 +576,7 @@ impl Cache {
             .unwrap_or_else(|_| vec![None; keys.len()]);
         let by_key: HashMap<&str, Option<String>> = keys.into_iter().zip(tokens).collect();
         for item in pending.iter_mut() {
-            if item.status == CacheStatus::Miss && item.generation.is_none() {
+            if needs_generation(item) {
                 match by_key.get(item.key.generation_key()).cloned().flatten() {
                     Some(token) => item.generation = Some(token),
                     // No generation to stamp: serve without caching.
@@ -608,29 +704,50 @@ impl Cache {
     }
 
     /// Loads `key` from the database, or joins a load of it already running
-    /// in this process that started in the same invalidation `epoch`. With
-    /// `use_lease`, the load first takes the cross-instance lease; losing it
-    /// means waiting for the holder's value. Returns whether this caller
-    /// started the load.
+    /// in this process that started in the same invalidation `epoch`
+    /// (a refresh joins only another refresh). Returns whether this caller
+    /// is to write the value back: it started the load, and no refresh that
+    /// stores took the load's place meanwhile.
+    ///
+    /// A refresh does not join a plain load: that one may be waiting for
+    /// another instance's value (a cached one), or have read the database
+    /// before the client asked for fresh data. It starts its own and takes
+    /// the plain load's place, so that later readers of the key join the
+    /// fresher load, and (when the refresh will be written back) the plain
+    /// load is not, so its possibly older value cannot overwrite the
+    /// refreshed one. Refreshes join each other: they get a value read
+    /// at most one load time before they arrived, and that is what bounds
+    /// the database work any number of clients sending `no-cache` can cause
+    /// to one load per key and instance at a time.
     async fn load_once(
         &self,
         key: &QueryKey,
-        use_lease: bool,
+        fill: Fill,
         epoch: u64,
     ) -> (Result<Filled, Arc<AppError>>, bool) {
-        let (load, is_leader) = {
+        let is_refresh = matches!(fill, Fill::Refresh { .. });
+        let supersedes = fill == Fill::Refresh { is_stored: true };
+        let (load, superseded) = {
             let mut inflight = self
                 .inner
                 .inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match inflight.get(key.key_arc()) {
-                Some(running) if running.epoch == epoch => (running.load.clone(), false),
+                Some(running) if running.epoch == epoch && (running.is_refresh || !is_refresh) => {
+                    (running.load.clone(), None)
+                }
                 running => {
+                    if let Some(running) = running
+                        && supersedes
+                        && !running.is_refresh
+                    {
+                        running.superseded.store(true, AtomicOrdering::Relaxed);
+                    }
                     // A load from before an invalidation may return data the
                     // write replaced: start a fresh one (without the lease,
                     // which that older load of ours may still hold).
-                    let use_lease = use_lease && running.is_none();
+                    let use_lease = fill == Fill::Leased && running.is_none();
                     let id = rand::random::<u64>();
                     let cache = self.clone();
                     let query = key.clone();
@@ -651,19 +768,26 @@ impl Cache {
                     }
                     .boxed()
                     .shared();
+                    let superseded = Arc::new(AtomicBool::new(false));
                     inflight.insert(
                         Arc::clone(key.key_arc()),
                         InflightLoad {
                             epoch,
                             id,
                             load: load.clone(),
+                            is_refresh,
+                            superseded: Arc::clone(&superseded),
                         },
                     );
-                    (load, true)
+                    (load, Some(superseded))
                 }
             }
         };
-        (load.await, is_leader)
+        let result = load.await;
+        // Relaxed suffices: the flag is set under the inflight lock, which
+        // the load takes again to finish before this read.
+        let is_writer = superseded.is_some_and(|flag| !flag.load(AtomicOrdering::Relaxed));
+        (result, is_writer)
     }
 
     async fn load_with_lease(
@@ -740,8 +864,8 @@ impl Cache {
         tokio::spawn(async move {
             let _permit = permit;
             let epoch = cache.inner.local.epoch();
-            let (filled, is_leader) = cache.load_once(&key, true, epoch).await;
-            if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_leader) {
+            let (filled, is_writer) = cache.load_once(&key, Fill::Leased, epoch).await;
+            if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_writer) {
                 cache
                     .write_back(vec![(key, loaded, generation)], epoch)
                     .await;

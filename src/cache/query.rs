@@ -5,7 +5,9 @@
 //! it follows, its parameters (in fixed order, for the key) and its database
 //! load. The cache handles everything else. Queries of different types travel
 //! together in one batch (one MGET) as [`QueryKey`]s, which compare by their
-//! Redis key and carry the query behind a trait object.
+//! Redis key and the request's cache directives, and carry the query behind
+//! a trait object. So a refresh (`no-cache`) and a plain read of one key in
+//! the same batch stay two reads with their own outcomes.
 
 use std::any::Any;
 use std::fmt;
@@ -17,6 +19,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::directive::CacheDirectives;
 use super::envelope::{Envelope, Meta};
 use super::key::KeySpace;
 use super::policy::Resolver;
@@ -99,13 +102,15 @@ impl<Q: CachedQuery> ErasedQuery for Q {
     }
 }
 
-/// One cached read in a batch, identified by its Redis key.
+/// One cached read in a batch, identified by its Redis key and directives.
 #[derive(Clone)]
 pub struct QueryKey {
     key: Arc<str>,
     tag: Arc<str>,
     generation_key: Arc<str>,
     resolver: Resolver,
+    /// What the request asked of the cache (`Cache-Control`).
+    directives: CacheDirectives,
     query: Arc<dyn ErasedQuery>,
 }
 
@@ -118,8 +123,21 @@ impl QueryKey {
             generation_key: keys.generation_key(&tag).into(),
             tag: tag.into(),
             resolver: Q::RESOLVER,
+            directives: CacheDirectives::default(),
             query: Arc::new(query),
         }
+    }
+
+    /// The same read under the request's cache `directives`.
+    #[must_use]
+    pub fn with_directives(mut self, directives: CacheDirectives) -> Self {
+        self.directives = directives;
+        self
+    }
+
+    /// The request's cache directives (default: a plain cached read).
+    pub fn directives(&self) -> CacheDirectives {
+        self.directives
     }
 
     /// The invalidation tag.
@@ -158,7 +176,7 @@ impl QueryKey {
 
 impl PartialEq for QueryKey {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.key == other.key && self.directives == other.directives
     }
 }
 
@@ -167,12 +185,16 @@ impl Eq for QueryKey {}
 impl Hash for QueryKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.key.hash(state);
+        self.directives.hash(state);
     }
 }
 
 impl fmt::Debug for QueryKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("QueryKey").field(&self.key).finish()
+        f.debug_tuple("QueryKey")
+            .field(&self.key)
+            .field(&self.directives)
+            .finish()
     }
 }
 
@@ -192,6 +214,10 @@ pub enum CacheStatus {
     /// (stale-while-revalidate) or because the database failed
     /// (stale-if-error).
     Stale,
+    /// The request said `Cache-Control: no-cache`: no cache tier was
+    /// consulted; loaded from the database and stored like a miss (unless
+    /// it also said `no-store`).
+    Refresh,
 }
 
 /// Which tier answered.
@@ -212,7 +238,7 @@ pub enum Tier {
 pub struct Fetched {
     /// The value, or why loading it failed (errors are never cached).
     pub value: Result<SharedValue, Arc<AppError>>,
-    /// Hit, miss, bypass or stale.
+    /// Hit, miss, bypass, stale or refresh.
     pub status: CacheStatus,
     /// The tier that answered.
     pub tier: Tier,

@@ -3,8 +3,8 @@
 //! executing anything.
 //!
 //! A response is kept only when every value it was built from came fresh
-//! from the per-resolver cache or the database (never stale, bypassed or
-//! failed). It lives until the earliest logical expiry among those values,
+//! from the per-resolver cache or the database (a hit, miss or refresh;
+//! never stale, bypassed or failed). It lives until the earliest logical expiry among those values,
 //! and it carries their invalidation tags: the same per-tag epochs that
 //! guard the in-process value tier guard it, so a write or a clear on any
 //! instance (delivered by the same pub/sub fan-out) drops it, and a response
@@ -89,8 +89,10 @@ impl Dependencies {
     /// Records one cached read.
     pub fn record(&self, tag: &Arc<str>, fetched: &Fetched) {
         let mut collected = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let is_fresh = matches!(fetched.status, CacheStatus::Hit | CacheStatus::Miss)
-            && fetched.value.is_ok()
+        let is_fresh = matches!(
+            fetched.status,
+            CacheStatus::Hit | CacheStatus::Miss | CacheStatus::Refresh
+        ) && fetched.value.is_ok()
             && fetched.expires_at_ms > 0;
         if !is_fresh {
             collected.is_spoiled = true;
@@ -314,8 +316,13 @@ mod tests {
             &Arc::from("popular"),
             &fetched(CacheStatus::Hit, now + 60_000),
         );
+        // A refresh (`no-cache`) is as fresh as a miss.
+        deps.record(
+            &Arc::from("anime:1"),
+            &fetched(CacheStatus::Refresh, now + 30_000),
+        );
         let (tags, expires) = deps.finish().expect("reusable");
-        assert_eq!(tags.len(), 2);
+        assert_eq!(tags.len(), 3);
         assert_eq!(expires, now + 5_000);
     }
 

@@ -1,5 +1,5 @@
-//! Cache counters per resolver: hits, misses, errors, bypasses, and
-//! database loads. Lock-free (relaxed atomics: each counter is independent
+//! Cache counters per resolver: hits, misses, errors, bypasses, refreshes
+//! and database loads. Lock-free (relaxed atomics: each counter is independent
 //! and read only for reporting). The admin stats query and `/metrics` read
 //! the same [`CacheStats::snapshot`].
 
@@ -56,6 +56,7 @@ struct Counters {
     misses: AtomicU64,
     errors: AtomicU64,
     bypasses: AtomicU64,
+    refreshes: AtomicU64,
     loads: AtomicU64,
     dropped_writes: AtomicU64,
 }
@@ -71,7 +72,10 @@ pub enum Event {
     Error,
     /// The cache was skipped: Redis unavailable or caching disabled.
     Bypass,
-    /// A database load ran (after a miss or bypass).
+    /// The client asked for a fresh value (`Cache-Control: no-cache`): the
+    /// cache was not consulted.
+    Refresh,
+    /// A database load ran (after a miss, bypass or refresh).
     Load,
     /// A write-back was dropped because too many were pending.
     DroppedWrite,
@@ -88,6 +92,8 @@ pub struct ResolverStats {
     pub errors: u64,
     /// Lookups that skipped the cache.
     pub bypasses: u64,
+    /// Reads refreshed at the client's request (`no-cache`).
+    pub refreshes: u64,
     /// Database loads.
     pub loads: u64,
     /// Write-backs dropped under pressure.
@@ -115,6 +121,7 @@ impl CacheStats {
             Event::Miss => &counters.misses,
             Event::Error => &counters.errors,
             Event::Bypass => &counters.bypasses,
+            Event::Refresh => &counters.refreshes,
             Event::Load => &counters.loads,
             Event::DroppedWrite => &counters.dropped_writes,
         };
@@ -152,6 +159,7 @@ impl CacheStats {
             misses: c.misses.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             bypasses: c.bypasses.load(Ordering::Relaxed),
+            refreshes: c.refreshes.load(Ordering::Relaxed),
             loads: c.loads.load(Ordering::Relaxed),
             dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
         }

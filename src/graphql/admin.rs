@@ -271,6 +271,9 @@ pub struct ResolverCacheStats {
     pub errors: u64,
     /// Reads that skipped the cache (Redis unavailable or caching off).
     pub bypasses: u64,
+    /// Reads that skipped every tier at the client's request
+    /// (`Cache-Control: no-cache`) and loaded from the database.
+    pub refreshes: u64,
     /// hits / (hits + misses) since this process started.
     pub hit_rate: f64,
     /// Current keys under this prefix (null when Redis is down).
@@ -307,6 +310,7 @@ impl From<CacheReport> for CacheStats {
                     misses: r.counters.misses,
                     errors: r.counters.errors,
                     bypasses: r.counters.bypasses,
+                    refreshes: r.counters.refreshes,
                     hit_rate: r.counters.hit_rate(),
                     keys: r.keys,
                     bytes: r.bytes,

@@ -5,9 +5,12 @@
 //! batch: one MGET. Its own cache stays off: a process-wide loader cache
 //! would be a second cache with no TTL and no invalidation.
 //!
-//! Resolvers call [`load`], which also records the key and HIT/MISS/BYPASS
-//! for the `x-anigo-cache-debug` response extension, and what the response
-//! depends on when the response fast path may keep it.
+//! Resolvers call [`load`], which applies the request's cache directives
+//! (`Cache-Control: no-cache` / `no-store`, present in the request data only
+//! when the client sent some and they are honoured), records the key and
+//! HIT/MISS/BYPASS/STALE/REFRESH for the `x-anigo-cache-debug` response
+//! extension, and what the response depends on when the response fast path
+//! may keep it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +21,9 @@ use async_graphql::{Context, ErrorExtensions};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::cache::{Cache, CacheStatus, CachedQuery, Dependencies, Fetched, QueryKey, Tier};
+use crate::cache::{
+    Cache, CacheDirectives, CacheStatus, CachedQuery, Dependencies, Fetched, QueryKey, Tier,
+};
 use crate::error::AppError;
 
 /// Header that asks for the cache debug extension.
@@ -60,7 +65,7 @@ pub struct TraceEntry {
     pub resolver: &'static str,
     /// The Redis key.
     pub key: String,
-    /// HIT, MISS, BYPASS or STALE.
+    /// HIT, MISS, BYPASS, STALE or REFRESH.
     pub status: CacheStatus,
     /// Which tier answered: local, redis or database.
     pub tier: Tier,
@@ -90,8 +95,12 @@ pub async fn load<Q: CachedQuery>(
 ) -> async_graphql::Result<Arc<Q::Output>> {
     let state = ctx.data::<AppState>()?;
     let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
-    let key = state.cache.query_key(query);
-    // A local hit needs no batch: answer it without the batching window.
+    let mut key = state.cache.query_key(query);
+    if let Some(directives) = ctx.data_opt::<CacheDirectives>() {
+        key = key.with_directives(*directives);
+    }
+    // A local hit needs no batch: answer it without the batching window
+    // (a `no-cache` read gets none).
     let local = state.cache.get_local(&key).await;
     let fetched = match local {
         Some(fetched) => fetched,

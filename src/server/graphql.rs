@@ -21,7 +21,9 @@
 //! `If-None-Match` on a `GET` or `HEAD` gets `304 Not Modified`; everything
 //! else is `private, no-store`. The media type and the status of request
 //! errors follow the `Accept` header ([`super::media`]); every response
-//! says `Vary: Accept`.
+//! says `Vary: Accept`. A request's own `Cache-Control: no-cache` skips the
+//! kept-response lookup (the response executes, refreshing its values, and
+//! is kept anew); `no-store` keeps nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +44,7 @@ use sha2::{Digest as _, Sha256};
 use super::front::RawRequest;
 use super::media::{Accepted, ResponseMedia};
 use super::{MAX_BODY_BYTES, REQUEST_ID_HEADER, ServerState};
-use crate::cache::{Dependencies, StoredResponse};
+use crate::cache::{CacheDirectives, Dependencies, StoredResponse};
 use crate::config::AdminConfig;
 use crate::error::code;
 use crate::graphql::admin::{Bearer, Credentials};
@@ -99,6 +101,9 @@ struct Caller {
     /// No credentials and no trace: the answer may come from, and go to,
     /// the shared response cache.
     may_share: bool,
+    /// `Cache-Control: no-cache` / `no-store` as sent (honoured only where
+    /// `CACHE_CLIENT_DIRECTIVES` allows).
+    directives: CacheDirectives,
 }
 
 impl Caller {
@@ -122,6 +127,7 @@ impl Caller {
             bearer,
             wants_trace,
             may_share: authorization.is_none() && !wants_trace,
+            directives: CacheDirectives::from_headers(headers),
         }
     }
 
@@ -158,6 +164,7 @@ async fn answer(
 ) -> Answer {
     let started = Instant::now();
     let cache = &state.app.cache;
+    let directives = cache.client_directives(caller.directives);
     let persisted = match persisted_hash(wire.extensions.as_ref()) {
         Ok(persisted) => persisted,
         Err(message) => return request_error(&message, code::BAD_REQUEST),
@@ -200,6 +207,7 @@ async fn answer(
     let raw = raw.map(|raw| raw.bytes);
     if let Some(key) = &response_key
         && !is_known_miss
+        && !directives.has_no_cache
         && let Some(kept) = cache.cached_response(key).await
     {
         if let Some(hash) = persisted {
@@ -244,9 +252,10 @@ async fn answer(
     }
     let dependencies = response_key
         .filter(|_| {
-            document
-                .as_deref()
-                .is_some_and(|document| is_cacheable(document, operation_name.as_deref()))
+            !directives.has_no_store
+                && document
+                    .as_deref()
+                    .is_some_and(|document| is_cacheable(document, operation_name.as_deref()))
         })
         .map(|key| (key, Arc::new(Dependencies::default())));
 
@@ -264,6 +273,9 @@ async fn answer(
     }
     if let Some((_, dependencies)) = &dependencies {
         request = request.data(Arc::clone(dependencies));
+    }
+    if !directives.is_empty() {
+        request = request.data(directives);
     }
     let is_parsed = document.is_some();
     let is_prevalidated = is_parsed && state.validated.contains_key(&request_key);

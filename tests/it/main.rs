@@ -11,6 +11,7 @@ mod api;
 mod bad_input;
 mod browser;
 mod cache;
+mod cache_directives;
 mod contract;
 mod deploy;
 mod fast_path;

@@ -498,9 +498,9 @@ async fn the_local_tier_stays_within_its_byte_budget_under_a_sweep() {
 
 /// A query whose load the test controls: it waits at a gate, then returns
 /// the value it is given.
-struct GatedQuery {
-    gate: Arc<tokio::sync::Notify>,
-    value: u64,
+pub(crate) struct GatedQuery {
+    pub(crate) gate: Arc<tokio::sync::Notify>,
+    pub(crate) value: u64,
 }
 
 impl CachedQuery for GatedQuery {
