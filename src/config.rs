@@ -25,6 +25,11 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://anigo.db?mode=rwc";
 /// default, so `cargo run` shows data at once.
 pub const DEFAULT_DEMO_SEED_COUNT: u64 = 1_000;
 
+/// Default pool acquire and statement timeouts: an API request that waited
+/// a second for the database has already lost its client's patience, and a
+/// catalogue query that runs longer is broken, not slow.
+pub const DEFAULT_DATABASE_TIMEOUT_MS: u64 = 1_000;
+
 /// The whole service configuration, grouped by concern.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -65,9 +70,22 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// `DATABASE_MAX_CONNECTIONS`: pool size.
     pub max_connections: u32,
-    /// `DATABASE_CONNECT_TIMEOUT_SECS`: how long to wait for a pooled
-    /// connection (and for the first connection at start-up).
-    pub connect_timeout: Duration,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled
+    /// connection (connecting included) before the call fails; also the
+    /// bound of each start-up connection attempt.
+    pub acquire_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: the longest one statement of a
+    /// request may run. PostgreSQL enforces it (`statement_timeout` of the
+    /// server's pool); every call is also abandoned client-side after
+    /// acquire + statement timeout, which covers a frozen server and SQLite.
+    /// Migrations and seeding run on their own connection, without it.
+    pub statement_timeout: Duration,
+    /// `DATABASE_STARTUP_TIMEOUT_SECS`: how long start-up keeps retrying an
+    /// unreachable database (with backoff) before it gives up.
+    pub startup_timeout: Duration,
+    /// Whether the deprecated `DATABASE_CONNECT_TIMEOUT_SECS` set
+    /// [`DatabaseConfig::acquire_timeout`] (start-up logs a warning).
+    pub uses_deprecated_connect_timeout: bool,
     /// `DATABASE_AUTO_MIGRATE`: apply pending migrations on start-up.
     pub auto_migrate: bool,
     /// `DEMO_SEED_COUNT`: demo anime inserted on start-up when the table is
@@ -228,6 +246,7 @@ impl Config {
         }
 
         let (redis_url, display_addr) = redis_url(&env)?;
+        let (acquire_timeout, uses_deprecated_connect_timeout) = acquire_timeout(&env)?;
 
         Ok(Self {
             http: HttpConfig {
@@ -250,11 +269,18 @@ impl Config {
                     10,
                     "a positive whole number",
                 )?,
-                connect_timeout: Duration::from_secs(env.parse(
-                    "DATABASE_CONNECT_TIMEOUT_SECS",
-                    5,
-                    "whole seconds",
+                acquire_timeout,
+                statement_timeout: Duration::from_millis(env.parse_positive(
+                    "DATABASE_STATEMENT_TIMEOUT_MS",
+                    DEFAULT_DATABASE_TIMEOUT_MS,
+                    "milliseconds, such as 1000 (at least 1)",
                 )?),
+                startup_timeout: Duration::from_secs(env.parse(
+                    "DATABASE_STARTUP_TIMEOUT_SECS",
+                    30,
+                    "whole seconds (0: one attempt, no retry)",
+                )?),
+                uses_deprecated_connect_timeout,
                 auto_migrate: env.parse_bool("DATABASE_AUTO_MIGRATE", true)?,
                 demo_seed_count: env.parse(
                     "DEMO_SEED_COUNT",
@@ -356,6 +382,23 @@ impl Env<'_> {
         }
     }
 
+    /// Like [`Env::parse`], refusing zero.
+    fn parse_positive(
+        &self,
+        var: &'static str,
+        default: u64,
+        expected: &str,
+    ) -> Result<u64, ConfigError> {
+        match self.parse(var, default, expected)? {
+            0 => Err(ConfigError {
+                var,
+                value: "0".to_owned(),
+                expected: expected.to_owned(),
+            }),
+            value => Ok(value),
+        }
+    }
+
     fn parse_bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(var).as_deref().map(str::trim) {
             None => Ok(default),
@@ -368,6 +411,28 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// `DATABASE_ACQUIRE_TIMEOUT_MS`, or the deprecated
+/// `DATABASE_CONNECT_TIMEOUT_SECS` when only that is set (it meant the same
+/// wait, in seconds); whether the deprecated one was used.
+fn acquire_timeout(env: &Env<'_>) -> Result<(Duration, bool), ConfigError> {
+    if env.get("DATABASE_ACQUIRE_TIMEOUT_MS").is_none()
+        && env.get("DATABASE_CONNECT_TIMEOUT_SECS").is_some()
+    {
+        let secs = env.parse_positive(
+            "DATABASE_CONNECT_TIMEOUT_SECS",
+            1,
+            "whole seconds, at least 1 (deprecated: use DATABASE_ACQUIRE_TIMEOUT_MS)",
+        )?;
+        return Ok((Duration::from_secs(secs), true));
+    }
+    let ms = env.parse_positive(
+        "DATABASE_ACQUIRE_TIMEOUT_MS",
+        DEFAULT_DATABASE_TIMEOUT_MS,
+        "milliseconds, such as 1000 (at least 1)",
+    )?;
+    Ok((Duration::from_millis(ms), false))
 }
 
 /// `CORS_ALLOWED_ORIGINS`: each origin must be `scheme://host[:port]`.
