@@ -959,6 +959,49 @@ mod tests {
     }
 
     #[test]
+    fn database_timeouts_default_to_one_second_and_can_be_set() {
+        let defaults = config(&[]).expect("defaults");
+        assert_eq!(defaults.database.acquire_timeout, Duration::from_secs(1));
+        assert_eq!(defaults.database.statement_timeout, Duration::from_secs(1));
+        assert_eq!(defaults.database.startup_timeout, Duration::from_secs(30));
+        assert!(!defaults.database.uses_deprecated_connect_timeout);
+
+        let set = config(&[
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "4000"),
+            ("DATABASE_STARTUP_TIMEOUT_SECS", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(set.database.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(set.database.statement_timeout, Duration::from_secs(4));
+        assert_eq!(set.database.startup_timeout, Duration::ZERO);
+
+        for var in ["DATABASE_ACQUIRE_TIMEOUT_MS", "DATABASE_STATEMENT_TIMEOUT_MS"] {
+            let err = config(&[(var, "0")]).expect_err("zero would fail every call");
+            assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn the_deprecated_connect_timeout_still_sets_the_acquire_timeout() {
+        let old = config(&[("DATABASE_CONNECT_TIMEOUT_SECS", "3")]).expect("valid");
+        assert_eq!(old.database.acquire_timeout, Duration::from_secs(3));
+        assert!(old.database.uses_deprecated_connect_timeout);
+
+        let both = config(&[
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "3"),
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", "500"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            both.database.acquire_timeout,
+            Duration::from_millis(500),
+            "the new variable wins"
+        );
+        assert!(!both.database.uses_deprecated_connect_timeout);
+    }
+
+    #[test]
     fn passwords_in_database_urls_are_not_echoed() {
         let err = config(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).expect_err("scheme");
         assert!(!err.to_string().contains("hunter2"), "{err}");

@@ -288,6 +288,7 @@ impl Breaker {
                     }
                     Err(failure) => {
                         self.shared.state.store(OPEN, Ordering::Release);
+                        tracing::debug!(cause = %failure.cause, "Database probe failed");
                         self.announce(&failure);
                     }
                 }
