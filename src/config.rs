@@ -976,7 +976,10 @@ mod tests {
         assert_eq!(set.database.statement_timeout, Duration::from_secs(4));
         assert_eq!(set.database.startup_timeout, Duration::ZERO);
 
-        for var in ["DATABASE_ACQUIRE_TIMEOUT_MS", "DATABASE_STATEMENT_TIMEOUT_MS"] {
+        for var in [
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+        ] {
             let err = config(&[(var, "0")]).expect_err("zero would fail every call");
             assert_eq!(err.var, var);
         }

@@ -4,8 +4,7 @@
 //! known to be down.
 
 use sea_orm::{
-    ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder, QuerySelect,
 };
 
 use super::Database;

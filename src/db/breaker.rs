@@ -329,9 +329,9 @@ impl Breaker {
                 "Database unavailable: failing database calls fast until it answers"
             );
         }
-        let down_ms = outage
-            .opened_at
-            .map_or(0, |at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let down_ms = outage.opened_at.map_or(0, |at| {
+            u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)
+        });
         let rejected = self.rejected().saturating_sub(outage.rejected_at_open);
         self.shared.consecutive_failures.store(0, Ordering::Relaxed);
         self.shared.state.store(CLOSED, Ordering::Release);
@@ -424,7 +424,11 @@ mod tests {
         let breaker = Breaker::new();
         breaker.record_failure(refused());
         breaker.record_failure(timeout());
-        assert_eq!(breaker.lock().trigger, Some(refused()), "the first cause stays");
+        assert_eq!(
+            breaker.lock().trigger,
+            Some(refused()),
+            "the first cause stays"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -451,11 +455,19 @@ mod tests {
         }
 
         // Assert
-        assert!(back.elapsed() <= PROBE_INTERVAL, "closed after {:?}", back.elapsed());
+        assert!(
+            back.elapsed() <= PROBE_INTERVAL,
+            "closed after {:?}",
+            back.elapsed()
+        );
         assert_eq!(breaker.admit(), Ok(()));
         let after = probes.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(probes.load(Ordering::Relaxed), after, "no probes while closed");
+        assert_eq!(
+            probes.load(Ordering::Relaxed),
+            after,
+            "no probes while closed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -480,7 +492,11 @@ mod tests {
         breaker.record_failure(refused());
         tokio::time::sleep(PROBE_TIMEOUT + PROBE_INTERVAL + Duration::from_millis(10)).await;
 
-        assert_eq!(probes.load(Ordering::Relaxed), 2, "the hung probe was abandoned");
+        assert_eq!(
+            probes.load(Ordering::Relaxed),
+            2,
+            "the hung probe was abandoned"
+        );
         assert!(breaker.state().is_open());
     }
 
@@ -494,8 +510,15 @@ mod tests {
         breaker.record_failure(timeout());
         tokio::time::sleep(Duration::from_millis(1)).await;
 
-        assert!(breaker.state().is_open(), "one timeout and a failed diagnosis");
-        assert_eq!(breaker.lock().trigger, Some(refused()), "the diagnosis is the cause");
+        assert!(
+            breaker.state().is_open(),
+            "one timeout and a failed diagnosis"
+        );
+        assert_eq!(
+            breaker.lock().trigger,
+            Some(refused()),
+            "the diagnosis is the cause"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -509,7 +532,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         assert_eq!(breaker.state(), BreakerState::Closed);
-        assert_eq!(probes.load(Ordering::Relaxed), 1, "one diagnosis, no probing");
+        assert_eq!(
+            probes.load(Ordering::Relaxed),
+            1,
+            "one diagnosis, no probing"
+        );
     }
 
     #[tokio::test(start_paused = true)]

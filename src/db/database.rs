@@ -71,14 +71,19 @@ impl Database {
         let prober = breaker.clone();
         let task = tokio::spawn(async move {
             prober
-                .run_prober(|| probe(url.clone(), super::breaker::PROBE_TIMEOUT), stopped)
+                .run_prober(
+                    || probe(url.clone(), super::breaker::PROBE_TIMEOUT),
+                    stopped,
+                )
                 .await;
         });
         Self {
             inner: Arc::new(Inner {
                 conn,
                 breaker,
-                call_timeout: config.acquire_timeout + config.statement_timeout + CLIENT_BOUND_GRACE,
+                call_timeout: config.acquire_timeout
+                    + config.statement_timeout
+                    + CLIENT_BOUND_GRACE,
                 stop,
                 prober: Mutex::new(Some(task)),
             }),
@@ -413,11 +418,16 @@ impl DirectError {
 
 /// The prober's probe: a direct connection, so it reports the real cause.
 async fn probe(url: Secret, timeout: Duration) -> Result<(), Failure> {
-    connect_directly(url.expose(), timeout).await.map_err(|err| {
-        // Errors no retry fixes (say, the password was changed) keep the
-        // breaker open too: the pool could not connect either.
-        Failure::new(err.kind().unwrap_or(FailureKind::Connection), err.to_string())
-    })
+    connect_directly(url.expose(), timeout)
+        .await
+        .map_err(|err| {
+            // Errors no retry fixes (say, the password was changed) keep the
+            // breaker open too: the pool could not connect either.
+            Failure::new(
+                err.kind().unwrap_or(FailureKind::Connection),
+                err.to_string(),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -459,7 +469,11 @@ mod tests {
     fn sqlite_codes_of_the_file_count_and_constraints_do_not() {
         assert_eq!(classify_sqlite(5), Some(FailureKind::Timeout));
         assert_eq!(classify_sqlite(14), Some(FailureKind::Connection));
-        assert_eq!(classify_sqlite(266), Some(FailureKind::Server), "SQLITE_IOERR_READ");
+        assert_eq!(
+            classify_sqlite(266),
+            Some(FailureKind::Server),
+            "SQLITE_IOERR_READ"
+        );
         assert_eq!(classify_sqlite(2067), None, "SQLITE_CONSTRAINT_UNIQUE");
     }
 

@@ -58,10 +58,10 @@ pub(crate) async fn reach(config: &DatabaseConfig) -> Result<(), AttemptError> {
     match connect_directly(url, config.acquire_timeout).await {
         Ok(()) => Ok(()),
         Err(err) if err.kind().is_some() => Err(AttemptError::Unreachable(err.to_string())),
-        Err(err) => Err(AttemptError::Fatal(anyhow::Error::new(err).context(format!(
-            "connecting to the database at {}",
-            redact_url(url)
-        )))),
+        Err(err) => Err(AttemptError::Fatal(
+            anyhow::Error::new(err)
+                .context(format!("connecting to the database at {}", redact_url(url))),
+        )),
     }
 }
 
@@ -120,7 +120,9 @@ where
 
 /// A pool for maintenance (migrations, seeding): no statement timeout, so
 /// a migration or a 100k-row seed is never cut off; reached with retries.
-pub async fn connect_for_maintenance(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
+pub async fn connect_for_maintenance(
+    config: &DatabaseConfig,
+) -> anyhow::Result<DatabaseConnection> {
     with_retries(config, || async {
         reach(config).await?;
         open(config, super::Purpose::Maintenance).await
@@ -197,7 +199,11 @@ mod tests {
         .await
         .expect_err("never reachable");
 
-        assert_eq!(started.elapsed(), Duration::from_secs(10), "stops at the deadline");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(10),
+            "stops at the deadline"
+        );
         let text = format!("{err:#}");
         assert!(text.contains("Connection refused (os error 111)"), "{text}");
         assert!(text.contains("unreachable for 10 s"), "{text}");
@@ -210,7 +216,9 @@ mod tests {
 
         let err = with_retries(&config(Duration::from_secs(30)), || async {
             attempts.fetch_add(1, Ordering::Relaxed);
-            Err::<(), _>(AttemptError::Fatal(anyhow::anyhow!("password authentication failed")))
+            Err::<(), _>(AttemptError::Fatal(anyhow::anyhow!(
+                "password authentication failed"
+            )))
         })
         .await
         .expect_err("fatal");

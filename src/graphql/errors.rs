@@ -89,7 +89,8 @@ pub fn attach_request_id(response: &mut Response, request_id: &str) {
         let Some(extensions) = err.extensions.as_mut() else {
             continue;
         };
-        if matches!(extensions.get("code"), Some(Value::String(c)) if c == code::INTERNAL || c == code::DATABASE_UNAVAILABLE) {
+        if matches!(extensions.get("code"), Some(Value::String(c)) if c == code::INTERNAL || c == code::DATABASE_UNAVAILABLE)
+        {
             extensions.set("requestId", request_id);
         }
     }

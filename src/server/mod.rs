@@ -237,7 +237,10 @@ async fn readyz(State(state): State<ServerState>) -> Response {
     let db = match tokio::time::timeout(READY_DB_TIMEOUT, database.ping()).await {
         Ok(Ok(latency)) => Ok(latency),
         Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", READY_DB_TIMEOUT.as_millis())),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            READY_DB_TIMEOUT.as_millis()
+        )),
     };
     let breaker = database.breaker_state();
     let (redis_status, redis_latency) = state.app.redis.ping().await;

@@ -188,12 +188,9 @@ fn report(name: &str, lines: &[String]) {
     }
 }
 
-async fn app_on(redis: &RedisServer, postgres: Option<&PostgresServer>) -> TestApp {
+async fn app_on(redis: &RedisServer) -> TestApp {
     let mut settings = TestSettings::new(Backend::Postgres);
     settings.redis_url = Some(redis.url());
-    if let Some(postgres) = postgres {
-        settings.database_url = Some(postgres.create_database());
-    }
     TestApp::spawn_with(settings).await
 }
 
@@ -210,7 +207,7 @@ enum Outage {
 /// responses, bounded latency, hits back within 5 s.
 async fn redis_outage_under_load(outage: Outage) {
     let mut redis = RedisServer::start();
-    let app = app_on(&redis, None).await;
+    let app = app_on(&redis).await;
     let load = Load::start(&app, CACHED);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -372,7 +369,10 @@ async fn probe_while_open(app: &TestApp) -> Vec<String> {
     assert_eq!(body["database"]["status"], json!("down"), "{body}");
     assert_ne!(body["database"]["breaker"], json!("closed"), "{body}");
     assert!(ready_time < FAST_FAIL, "/readyz took {ready_time:?}");
-    lines.push(format!("`/readyz` answered 503 (database down, breaker {}) in {ready_time:?}", body["database"]["breaker"]));
+    lines.push(format!(
+        "`/readyz` answered 503 (database down, breaker {}) in {ready_time:?}",
+        body["database"]["breaker"]
+    ));
 
     let started = Instant::now();
     let write = app
@@ -389,14 +389,14 @@ async fn probe_while_open(app: &TestApp) -> Vec<String> {
     );
     assert_eq!(write["errors"][0]["extensions"]["retryable"], json!(true));
     assert!(write_time < FAST_FAIL, "the write took {write_time:?}");
-    lines.push(format!("a write (`createAnime`) failed with DATABASE_UNAVAILABLE in {write_time:?}"));
+    lines.push(format!(
+        "a write (`createAnime`) failed with DATABASE_UNAVAILABLE in {write_time:?}"
+    ));
 
     let mut worst = Duration::ZERO;
     for _ in 0..5 {
         let started = Instant::now();
-        let body = app
-            .graphql(UNCACHED, json!({ "id": "987654" }))
-            .await;
+        let body = app.graphql(UNCACHED, json!({ "id": "987654" })).await;
         worst = worst.max(started.elapsed());
         assert_eq!(
             body["errors"][0]["extensions"]["code"],
@@ -405,7 +405,9 @@ async fn probe_while_open(app: &TestApp) -> Vec<String> {
         );
     }
     assert!(worst < FAST_FAIL, "a repeated uncached read took {worst:?}");
-    lines.push(format!("the same uncached read five times in a row: worst {worst:?}"));
+    lines.push(format!(
+        "the same uncached read five times in a row: worst {worst:?}"
+    ));
     lines
 }
 
@@ -495,11 +497,20 @@ async fn postgres_stopped_under_load() {
         "after the restart (PostgreSQL ready): breaker closed in {closed_after:?}, first uncached read answered in {reads_back:?}"
     ));
     report("PostgreSQL stopped under load", &lines);
-    assert_eq!(cached_failed, 0, "cached reads failed while PostgreSQL was down");
+    assert_eq!(
+        cached_failed, 0,
+        "cached reads failed while PostgreSQL was down"
+    );
     assert!(fast.len() >= 50, "too few samples: {}", fast.len());
-    assert_eq!(wrong_code, 0, "uncached reads while open must say DATABASE_UNAVAILABLE");
+    assert_eq!(
+        wrong_code, 0,
+        "uncached reads while open must say DATABASE_UNAVAILABLE"
+    );
     assert!(p99 < FAST_FAIL, "uncached reads while open: p99 {p99:?}");
-    assert!(closed_after <= RECOVERY, "the breaker closed {closed_after:?} after the restart");
+    assert!(
+        closed_after <= RECOVERY,
+        "the breaker closed {closed_after:?} after the restart"
+    );
     assert!(
         reads_back.is_some_and(|d| d <= RECOVERY),
         "uncached reads back after {reads_back:?}"
@@ -561,7 +572,10 @@ async fn postgres_frozen_under_load() {
     let closed_after = closed_at.saturating_sub(thawed_at);
     let p99 = percentile(&fast, 99);
     let mut lines = vec![
-        format!("breaker opened {:?} after the freeze", opened_at - frozen_at),
+        format!(
+            "breaker opened {:?} after the freeze",
+            opened_at - frozen_at
+        ),
         format!("worst latency of any request while frozen: {worst:?}"),
         format!(
             "{} uncached reads while open: {wrong_code} without DATABASE_UNAVAILABLE, p50 {:?}, p99 {p99:?}",
@@ -586,7 +600,10 @@ async fn postgres_frozen_under_load() {
     assert_eq!(cached_failed, 0);
     assert_eq!(wrong_code, 0);
     assert!(p99 < FAST_FAIL, "p99 {p99:?} while open");
-    assert!(closed_after <= RECOVERY, "closed {closed_after:?} after the thaw");
+    assert!(
+        closed_after <= RECOVERY,
+        "closed {closed_after:?} after the thaw"
+    );
     assert!(
         reads_back.is_some_and(|d| d <= RECOVERY),
         "uncached reads back after {reads_back:?}"
@@ -596,7 +613,7 @@ async fn postgres_frozen_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_completes_every_accepted_request() {
     let redis = RedisServer::start();
-    let app = app_on(&redis, None).await;
+    let app = app_on(&redis).await;
     let url = app.url("/graphql");
     let load = Load::start(
         &app,

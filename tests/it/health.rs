@@ -89,7 +89,10 @@ async fn readyz_is_503_when_the_database_is_unreachable() {
         "{body}"
     );
     assert_eq!(body["errors"][0]["extensions"]["retryable"], json!(true));
-    assert!(body["errors"][0]["extensions"]["requestId"].is_string(), "{body}");
+    assert!(
+        body["errors"][0]["extensions"]["requestId"].is_string(),
+        "{body}"
+    );
 
     // And it recovers once the database is back.
     postgres.start_again();

@@ -151,8 +151,7 @@ impl PostgresServer {
         let postmaster = self.pid();
         send_signal(postmaster, "STOP").expect("SIGSTOP the postmaster");
         for pid in children_of(postmaster) {
-            // A backend may have exited meanwhile; that is fine.
-            let _ = send_signal(pid, "STOP");
+            signal_quietly(pid, "STOP");
         }
     }
 
@@ -160,7 +159,7 @@ impl PostgresServer {
     pub(crate) fn thaw(&self) {
         let postmaster = self.pid();
         for pid in children_of(postmaster) {
-            let _ = send_signal(pid, "CONT");
+            signal_quietly(pid, "CONT");
         }
         send_signal(postmaster, "CONT").expect("SIGCONT the postmaster");
     }
@@ -240,9 +239,9 @@ impl PostgresServer {
         };
         // A frozen server cannot act on SIGINT.
         for pid in children_of(child.id()) {
-            let _ = send_signal(pid, "CONT");
+            signal_quietly(pid, "CONT");
         }
-        let _ = send_signal(child.id(), "CONT");
+        signal_quietly(child.id(), "CONT");
         if child.try_wait()?.is_none() {
             if send_signal(child.id(), "INT").is_err() {
                 child.kill()?;
@@ -258,6 +257,16 @@ impl PostgresServer {
         }
         child.wait().map(drop)
     }
+}
+
+/// `kill -<signal> <pid>`, for a process that may have exited meanwhile (a
+/// backend that finished): no error, no message.
+fn signal_quietly(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The processes whose parent is `parent` (PostgreSQL's backends and
