@@ -12,6 +12,7 @@ mod bad_input;
 mod browser;
 mod cache;
 mod contract;
+mod db;
 mod deploy;
 mod fast_path;
 mod faults;
