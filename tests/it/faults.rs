@@ -54,7 +54,7 @@ impl Sample {
     }
 
     fn is_cached_client(&self) -> bool {
-        self.client % 2 == 0
+        self.client.is_multiple_of(2)
     }
 
     fn is_ok(&self) -> bool {
@@ -266,7 +266,7 @@ async fn redis_frozen_then_thawed_under_load() {
 fn mixed() -> Requests {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1_000_000);
     Arc::new(|client, _| {
-        if client % 2 == 0 {
+        if client.is_multiple_of(2) {
             json!({ "query": CACHED })
         } else {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
