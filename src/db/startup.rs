@@ -81,7 +81,9 @@ where
     let started = Instant::now();
     let deadline = started + config.startup_timeout;
     let mut delay = FIRST_RETRY_DELAY;
-    for number in 1u32.. {
+    let mut number = 0u32;
+    loop {
+        number += 1;
         let cause = match attempt().await {
             Ok(value) => {
                 if number > 1 {
@@ -115,7 +117,6 @@ where
         tokio::time::sleep(pause).await;
         delay = (delay * 2).min(MAX_RETRY_DELAY);
     }
-    unreachable!("the attempt counter does not run out")
 }
 
 /// A pool for maintenance (migrations, seeding): no statement timeout, so
