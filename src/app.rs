@@ -3,7 +3,7 @@
 //! [`App::build`] connects the database and Redis, prepares the schema and
 //! binds the listener; [`App::run_until_stopped`] serves until the shutdown
 //! future resolves, then drains in-flight requests under a deadline, quits
-//! Redis and closes the pool. `main` passes SIGINT/SIGTERM; tests pass their
+//! Redis, stops the database breaker's prober and closes the pool. `main` passes SIGINT/SIGTERM; tests pass their
 //! own future and read the bound port from [`App::local_addr`].
 
 use std::future::Future;
@@ -11,12 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::cache::{Cache, RedisStore};
 use crate::config::Config;
-use crate::db::{self, AnimeRepo, DbStats};
+use crate::db::{self, AnimeRepo, Database, DbStats};
 use crate::graphql::{self, Schemas};
 use crate::server;
 use crate::service::AnimeService;
@@ -27,8 +26,9 @@ use crate::service::AnimeService;
 pub struct AppState {
     /// The configuration the app was built with.
     pub config: Arc<Config>,
-    /// The database pool.
-    pub db: DatabaseConnection,
+    /// The database: the request pool behind the circuit breaker. Every
+    /// query of the server goes through it.
+    pub db: Database,
     /// Statement counters of `db`.
     pub db_stats: Arc<DbStats>,
     /// The Redis connection (possibly disconnected and reconnecting).
@@ -52,8 +52,14 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting application");
         crate::metrics::install();
-        let (db, db_stats) = db::connect_with_stats(&config.database).await?;
-        db::prepare(&db, &config.database).await?;
+        if config.database.uses_deprecated_connect_timeout {
+            tracing::warn!(
+                var = "DATABASE_CONNECT_TIMEOUT_SECS",
+                replacement = "DATABASE_ACQUIRE_TIMEOUT_MS",
+                "Deprecated configuration variable: set its replacement instead"
+            );
+        }
+        let (db, db_stats) = db::connect_and_prepare(&config.database).await?;
         let redis = RedisStore::connect(&config.redis).await?;
         let cache = Cache::new(redis.clone(), config.cache.clone());
         cache.listen_for_invalidations();
@@ -91,7 +97,8 @@ impl App {
 
     /// Serves until `shutdown` resolves, then shuts down in order: stop
     /// accepting, let in-flight requests finish (at most
-    /// `SHUTDOWN_TIMEOUT_SECS`), quit Redis, close the database pool.
+    /// `SHUTDOWN_TIMEOUT_SECS`), quit Redis, stop the database prober and
+    /// close the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

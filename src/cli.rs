@@ -83,7 +83,7 @@ impl Cli {
                 app.run_until_stopped(shutdown_signal()).await
             }
             Command::Migrate { action } => {
-                let conn = db::connect(&config.database).await?;
+                let conn = db::connect_for_maintenance(&config.database).await?;
                 match action {
                     MigrateAction::Up => Migrator::up(&conn, None).await,
                     MigrateAction::Down => Migrator::down(&conn, Some(1)).await,
@@ -95,7 +95,7 @@ impl Cli {
                 Ok(())
             }
             Command::Seed { count, seed } => {
-                let conn = db::connect(&config.database).await?;
+                let conn = db::connect_for_maintenance(&config.database).await?;
                 Migrator::up(&conn, None)
                     .await
                     .context("applying migrations before seeding")?;

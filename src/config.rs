@@ -25,6 +25,11 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://anigo.db?mode=rwc";
 /// default, so `cargo run` shows data at once.
 pub const DEFAULT_DEMO_SEED_COUNT: u64 = 1_000;
 
+/// Default pool acquire and statement timeouts: an API request that waited
+/// a second for the database has already lost its client's patience, and a
+/// catalogue query that runs longer is broken, not slow.
+pub const DEFAULT_DATABASE_TIMEOUT_MS: u64 = 1_000;
+
 /// The whole service configuration, grouped by concern.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -72,9 +77,22 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// `DATABASE_MAX_CONNECTIONS`: pool size.
     pub max_connections: u32,
-    /// `DATABASE_CONNECT_TIMEOUT_SECS`: how long to wait for a pooled
-    /// connection (and for the first connection at start-up).
-    pub connect_timeout: Duration,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled
+    /// connection (connecting included) before the call fails; also the
+    /// bound of each start-up connection attempt.
+    pub acquire_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: the longest one statement of a
+    /// request may run. PostgreSQL enforces it (`statement_timeout` of the
+    /// server's pool); every call is also abandoned client-side after
+    /// acquire + statement timeout, which covers a frozen server and SQLite.
+    /// Migrations and seeding run on their own connection, without it.
+    pub statement_timeout: Duration,
+    /// `DATABASE_STARTUP_TIMEOUT_SECS`: how long start-up keeps retrying an
+    /// unreachable database (with backoff) before it gives up.
+    pub startup_timeout: Duration,
+    /// Whether the deprecated `DATABASE_CONNECT_TIMEOUT_SECS` set
+    /// [`DatabaseConfig::acquire_timeout`] (start-up logs a warning).
+    pub uses_deprecated_connect_timeout: bool,
     /// `DATABASE_AUTO_MIGRATE`: apply pending migrations on start-up.
     pub auto_migrate: bool,
     /// `DEMO_SEED_COUNT`: demo anime inserted on start-up when the table is
@@ -240,6 +258,7 @@ impl Config {
         }
 
         let (redis_url, display_addr) = redis_url(&env)?;
+        let (acquire_timeout, uses_deprecated_connect_timeout) = acquire_timeout(&env)?;
 
         Ok(Self {
             http: HttpConfig {
@@ -263,11 +282,18 @@ impl Config {
                     10,
                     "a positive whole number",
                 )?,
-                connect_timeout: Duration::from_secs(env.parse(
-                    "DATABASE_CONNECT_TIMEOUT_SECS",
-                    5,
-                    "whole seconds",
+                acquire_timeout,
+                statement_timeout: Duration::from_millis(env.parse_positive(
+                    "DATABASE_STATEMENT_TIMEOUT_MS",
+                    DEFAULT_DATABASE_TIMEOUT_MS,
+                    "milliseconds, such as 1000 (at least 1)",
                 )?),
+                startup_timeout: Duration::from_secs(env.parse(
+                    "DATABASE_STARTUP_TIMEOUT_SECS",
+                    30,
+                    "whole seconds (0: one attempt, no retry)",
+                )?),
+                uses_deprecated_connect_timeout,
                 auto_migrate: env.parse_bool("DATABASE_AUTO_MIGRATE", true)?,
                 demo_seed_count: env.parse(
                     "DEMO_SEED_COUNT",
@@ -370,6 +396,23 @@ impl Env<'_> {
         }
     }
 
+    /// Like [`Env::parse`], refusing zero.
+    fn parse_positive(
+        &self,
+        var: &'static str,
+        default: u64,
+        expected: &str,
+    ) -> Result<u64, ConfigError> {
+        match self.parse(var, default, expected)? {
+            0 => Err(ConfigError {
+                var,
+                value: "0".to_owned(),
+                expected: expected.to_owned(),
+            }),
+            value => Ok(value),
+        }
+    }
+
     fn parse_bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(var).as_deref().map(str::trim) {
             None => Ok(default),
@@ -382,6 +425,28 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// `DATABASE_ACQUIRE_TIMEOUT_MS`, or the deprecated
+/// `DATABASE_CONNECT_TIMEOUT_SECS` when only that is set (it meant the same
+/// wait, in seconds); whether the deprecated one was used.
+fn acquire_timeout(env: &Env<'_>) -> Result<(Duration, bool), ConfigError> {
+    if env.get("DATABASE_ACQUIRE_TIMEOUT_MS").is_none()
+        && env.get("DATABASE_CONNECT_TIMEOUT_SECS").is_some()
+    {
+        let secs = env.parse_positive(
+            "DATABASE_CONNECT_TIMEOUT_SECS",
+            1,
+            "whole seconds, at least 1 (deprecated: use DATABASE_ACQUIRE_TIMEOUT_MS)",
+        )?;
+        return Ok((Duration::from_secs(secs), true));
+    }
+    let ms = env.parse_positive(
+        "DATABASE_ACQUIRE_TIMEOUT_MS",
+        DEFAULT_DATABASE_TIMEOUT_MS,
+        "milliseconds, such as 1000 (at least 1)",
+    )?;
+    Ok((Duration::from_millis(ms), false))
 }
 
 /// `CORS_ALLOWED_ORIGINS`: each origin must be `scheme://host[:port]`.
@@ -959,6 +1024,52 @@ mod tests {
         let err = config(&[("CORS_ALLOWED_HEADERS", "x-ok, bad header")]).expect_err("space");
         assert_eq!(err.var, "CORS_ALLOWED_HEADERS");
         assert_eq!(err.value, "bad header");
+    }
+
+    #[test]
+    fn database_timeouts_default_to_one_second_and_can_be_set() {
+        let defaults = config(&[]).expect("defaults");
+        assert_eq!(defaults.database.acquire_timeout, Duration::from_secs(1));
+        assert_eq!(defaults.database.statement_timeout, Duration::from_secs(1));
+        assert_eq!(defaults.database.startup_timeout, Duration::from_secs(30));
+        assert!(!defaults.database.uses_deprecated_connect_timeout);
+
+        let set = config(&[
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "4000"),
+            ("DATABASE_STARTUP_TIMEOUT_SECS", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(set.database.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(set.database.statement_timeout, Duration::from_secs(4));
+        assert_eq!(set.database.startup_timeout, Duration::ZERO);
+
+        for var in [
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+        ] {
+            let err = config(&[(var, "0")]).expect_err("zero would fail every call");
+            assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn the_deprecated_connect_timeout_still_sets_the_acquire_timeout() {
+        let old = config(&[("DATABASE_CONNECT_TIMEOUT_SECS", "3")]).expect("valid");
+        assert_eq!(old.database.acquire_timeout, Duration::from_secs(3));
+        assert!(old.database.uses_deprecated_connect_timeout);
+
+        let both = config(&[
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "3"),
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", "500"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            both.database.acquire_timeout,
+            Duration::from_millis(500),
+            "the new variable wins"
+        );
+        assert!(!both.database.uses_deprecated_connect_timeout);
     }
 
     #[test]

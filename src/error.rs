@@ -5,7 +5,8 @@
 //! `async_graphql::ErrorExtensions`) is the one place where an `AppError`
 //! becomes a GraphQL error: internal variants are logged there, once, with
 //! their cause chain, and the client gets a generic message and code
-//! `INTERNAL`. The request id is attached to those errors by
+//! `INTERNAL`; a database that is down or too slow is `DATABASE_UNAVAILABLE`
+//! instead, with a fixed message and `retryable: true`. The request id is attached to those errors by
 //! `graphql::errors::attach_request_id`; `graphql::errors::shape` gives
 //! async-graphql's own parse and validation errors a code.
 
@@ -27,6 +28,12 @@ pub mod code {
     pub const FORBIDDEN: &str = "FORBIDDEN";
     /// A cache administration command could not reach Redis.
     pub const CACHE_UNAVAILABLE: &str = "CACHE_UNAVAILABLE";
+    /// The database is down, unreachable or too slow right now, and the
+    /// field needed it (an uncached read, or a write). Nothing was changed.
+    /// Retryable (`extensions.retryable` is `true`): send the same request
+    /// again after a pause (with backoff); `/readyz` says when the database
+    /// is back. Cached fields of the same request may still have answered.
+    pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
     /// Something failed on our side; details are in the log under the
     /// request id.
     pub const INTERNAL: &str = "INTERNAL";
@@ -77,12 +84,31 @@ pub enum AppError {
         "Redis is unreachable or did not answer in time; try again when /readyz reports redis up"
     )]
     CacheUnavailable(#[source] fred::error::Error),
-    /// Code `INTERNAL`: the database failed. The cause is logged, never sent.
+    /// Code `DATABASE_UNAVAILABLE`: the database could not be reached, did
+    /// not answer in time, or is known to be down (its circuit breaker is
+    /// open). Retryable; the cause is logged (once per outage for calls the
+    /// breaker refused), never sent.
+    #[error("the database is unavailable; retry later")]
+    DatabaseUnavailable(#[source] sea_orm::DbErr),
+    /// Code `INTERNAL`: the database failed on this statement. The cause is
+    /// logged, never sent.
     #[error("database error")]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[source] sea_orm::DbErr),
     /// Code `INTERNAL`: anything else that should not happen.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    /// `DatabaseUnavailable` when the error is about the database rather
+    /// than the statement (see `db::database::classify`), else `Database`.
+    fn from(err: sea_orm::DbErr) -> Self {
+        if crate::db::database::is_unavailable(&err) {
+            Self::DatabaseUnavailable(err)
+        } else {
+            Self::Database(err)
+        }
+    }
 }
 
 impl AppError {
@@ -102,6 +128,7 @@ impl AppError {
             Self::Unauthenticated(_) => code::UNAUTHENTICATED,
             Self::Forbidden(_) => code::FORBIDDEN,
             Self::CacheUnavailable(_) => code::CACHE_UNAVAILABLE,
+            Self::DatabaseUnavailable(_) => code::DATABASE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => code::INTERNAL,
         }
     }
@@ -111,10 +138,22 @@ impl AppError {
         self.code() == code::INTERNAL
     }
 
+    /// Whether the database's circuit breaker refused the call (the outage
+    /// is logged once by the breaker, not per error).
+    pub fn is_refused_by_breaker(&self) -> bool {
+        matches!(self, Self::DatabaseUnavailable(cause) if crate::db::database::is_rejected(cause))
+    }
+
+    /// Whether the same request may succeed later without any change
+    /// (`extensions.retryable`).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::DatabaseUnavailable(_))
+    }
+
     /// The full cause chain, for the log only.
     fn cause_chain(&self) -> String {
         match self {
-            Self::Database(err) => err.to_string(),
+            Self::Database(err) | Self::DatabaseUnavailable(err) => err.to_string(),
             Self::Internal(err) => format!("{err:#}"),
             other => other.to_string(),
         }
@@ -136,6 +175,19 @@ impl ErrorExtensions for AppError {
         }
         if let Self::CacheUnavailable(cause) = self {
             tracing::warn!(error = %cause, "Cache administration failed: Redis unavailable");
+        }
+        if let Self::DatabaseUnavailable(cause) = self {
+            // The breaker's refusals were announced once when it opened;
+            // the failures that opened it are few and worth a line each.
+            if self.is_refused_by_breaker() {
+                tracing::debug!("Database unavailable: request failed fast");
+            } else {
+                tracing::warn!(error = %cause, "Database unavailable: request failed");
+            }
+            return async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+                ext.set("code", code::DATABASE_UNAVAILABLE);
+                ext.set("retryable", true);
+            });
         }
         let error = async_graphql::Error::new(self.to_string());
         match self {
@@ -166,6 +218,29 @@ mod tests {
         assert_eq!(err.message, INTERNAL_MESSAGE);
         assert_eq!(code_of(&err), "\"INTERNAL\"");
         assert!(!format!("{err:?}").contains("secret"));
+    }
+
+    #[test]
+    fn an_unavailable_database_is_retryable_and_hides_its_cause() {
+        let cause = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        let app = AppError::from(cause);
+        assert!(app.is_retryable());
+        let err = app.extend();
+        assert_eq!(code_of(&err), "\"DATABASE_UNAVAILABLE\"");
+        let retryable = err.extensions.as_ref().and_then(|ext| ext.get("retryable"));
+        assert_eq!(retryable, Some(&async_graphql::Value::Boolean(true)));
+        assert!(!err.message.contains("pool"), "{}", err.message);
+
+        let refused = AppError::from(crate::db::database::rejected_error()).extend();
+        assert_eq!(code_of(&refused), "\"DATABASE_UNAVAILABLE\"");
+        assert!(!refused.message.contains("breaker"), "{}", refused.message);
+    }
+
+    #[test]
+    fn a_statement_error_stays_internal() {
+        let err = AppError::from(sea_orm::DbErr::RecordNotFound("anime".into()));
+        assert_eq!(err.code(), code::INTERNAL);
+        assert!(!err.is_retryable());
     }
 
     #[test]

@@ -19,7 +19,10 @@
 //!    process and once across instances, and are written back in the
 //!    background unless a write invalidated them meanwhile;
 //! 4. when Redis is down, erroring or slow, step 3 skips it (and the local
-//!    tier, which cannot hear invalidations then).
+//!    tier, which cannot hear invalidations then);
+//! 5. when the database is known to be down, the repository's calls fail
+//!    at once (`db::Database`'s breaker) and step 3 serves expired values
+//!    where it has them (stale-if-error).
 //!
 //! A request with `Cache-Control: no-cache` (`cache::directive`) is
 //! answered from none of these tiers: its fields load from the repository
@@ -40,7 +43,7 @@
 //! | [`graphql`] | schema, query root, API types, cache loader, error codes |
 //! | [`service`] | use cases and their cached queries, independent of GraphQL |
 //! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
-//! | [`db`] | connecting, migrating, health, and every SQL query (`AnimeRepo`) |
+//! | [`db`] | connecting (with start-up retries), migrating, the guarded `Database` handle (circuit breaker, timeouts) every query goes through, and every SQL query (`AnimeRepo`) |
 //! | [`entities`] | sea-orm entities |
 //! | [`error`] | `AppError` and the GraphQL error codes |
 //! | [`metrics`] | Prometheus metric names and `/metrics` rendering |

@@ -32,6 +32,12 @@ pub const HTTP_REQUEST_SECONDS: &str = "anigo_http_request_duration_seconds";
 pub const DB_QUERY_SECONDS: &str = "anigo_db_query_duration_seconds";
 /// Database statements that failed.
 pub const DB_QUERY_ERRORS_TOTAL: &str = "anigo_db_query_errors_total";
+/// 1 while the database circuit breaker is open (calls fail at once), else 0.
+pub const DB_BREAKER_OPEN: &str = "anigo_db_breaker_open";
+/// Times the database circuit breaker opened.
+pub const DB_BREAKER_OPENED_TOTAL: &str = "anigo_db_breaker_opened_total";
+/// Database calls refused at once because the breaker was open.
+pub const DB_FAST_FAILED_TOTAL: &str = "anigo_db_fast_failed_total";
 /// Redis cache command latency by command.
 pub const REDIS_COMMAND_SECONDS: &str = "anigo_redis_command_duration_seconds";
 /// 1 while the Redis connection is up and usable, else 0.
@@ -120,6 +126,18 @@ fn describe() {
         "Database statement latency"
     );
     describe_counter!(DB_QUERY_ERRORS_TOTAL, "Database statements that failed");
+    describe_gauge!(
+        DB_BREAKER_OPEN,
+        "1 while the database circuit breaker is open (database calls fail at once), else 0"
+    );
+    describe_counter!(
+        DB_BREAKER_OPENED_TOTAL,
+        "Times the database circuit breaker opened"
+    );
+    describe_counter!(
+        DB_FAST_FAILED_TOTAL,
+        "Database calls refused at once because the circuit breaker was open"
+    );
     describe_histogram!(
         REDIS_COMMAND_SECONDS,
         metrics::Unit::Seconds,
@@ -181,6 +199,8 @@ pub fn render(state: &AppState) -> String {
     }
     let is_up = state.redis.is_available();
     metrics::gauge!(REDIS_CONNECTED).set(if is_up { 1.0 } else { 0.0 });
+    let is_open = state.db.breaker_state().is_open();
+    metrics::gauge!(DB_BREAKER_OPEN).set(if is_open { 1.0 } else { 0.0 });
     handle.run_upkeep();
     handle.render()
 }

@@ -498,12 +498,24 @@ impl Cache {
                     Some((value, meta))
                         if now_ms() < meta.expires_at_ms + as_ms(inner.config.stale_if_error) =>
                     {
-                        tracing::warn!(
-                            resolver = key.resolver().name(),
-                            key = key.key(),
-                            age_ms = now_ms().saturating_sub(meta.expires_at_ms),
-                            "Database load failed: serving the last good value (stale-if-error)"
-                        );
+                        let age_ms = now_ms().saturating_sub(meta.expires_at_ms);
+                        if err.is_refused_by_breaker() {
+                            // The breaker announced the outage once; a line
+                            // per stale answer would flood the log.
+                            tracing::debug!(
+                                resolver = key.resolver().name(),
+                                key = key.key(),
+                                age_ms,
+                                "Database load failed: serving the last good value (stale-if-error)"
+                            );
+                        } else {
+                            tracing::warn!(
+                                resolver = key.resolver().name(),
+                                key = key.key(),
+                                age_ms,
+                                "Database load failed: serving the last good value (stale-if-error)"
+                            );
+                        }
                         Fetched::ok(value, CacheStatus::Stale, Tier::Redis, 0)
                     }
                     _ => Fetched {
@@ -796,6 +808,7 @@ impl Cache {
         use_lease: bool,
     ) -> Result<Filled, Arc<AppError>> {
         let inner = &*self.inner;
+        let mut held_lease = None;
         if use_lease && self.is_redis_trusted() {
             let lease = inner.keys.lease_key(key.key());
             match inner
@@ -823,12 +836,24 @@ impl Cache {
                         }
                         return Ok(Filled::FromRedis(value));
                     }
+                    held_lease = Some(lease);
                 }
                 Err(_) => {}
             }
         }
         inner.stats.record(key.resolver(), Event::Load);
-        key.load().await.map(Filled::Loaded).map_err(Arc::new)
+        let loaded = key.load().await.map(Filled::Loaded).map_err(Arc::new);
+        if let (Err(_), Some(lease)) = (&loaded, held_lease) {
+            // No value will follow: free the lease now, or the next miss of
+            // this key (here or on another instance) waits LEASE_WAIT for
+            // nothing, which during a database outage turns a fast failure
+            // into a one-second one.
+            let release = Op::Delete { key: lease.into() };
+            if inner.redis.pipeline(vec![release]).await.is_err() {
+                tracing::debug!("Releasing the fill lease of a failed load failed; it expires");
+            }
+        }
+        loaded
     }
 
     /// Polls Redis for a lease holder's value, up to [`LEASE_WAIT`].

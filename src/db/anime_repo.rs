@@ -1,23 +1,25 @@
 //! Every sea-orm query on the `anime` table. Methods are named after the
-//! query they run; callers above (`service`) never see SQL.
+//! query they run; callers above (`service`) never see SQL. Queries run on
+//! the guarded [`Database`], so each one fails fast while the database is
+//! known to be down.
 
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder, QuerySelect,
 };
 
+use super::Database;
 use crate::entities::anime::{self, Entity as Anime};
 use crate::error::Result;
 
 /// Reads and writes the anime catalogue. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct AnimeRepo {
-    db: DatabaseConnection,
+    db: Database,
 }
 
 impl AnimeRepo {
-    /// Wraps a connection pool.
-    pub fn new(db: DatabaseConnection) -> Self {
+    /// Reads and writes through `db`.
+    pub fn new(db: Database) -> Self {
         Self { db }
     }
 

@@ -1,20 +1,33 @@
 //! The relational database: connecting (PostgreSQL or SQLite), preparing the
-//! schema on start-up, and checking health. Every query lives in
-//! [`anime_repo`]; nothing outside `db` builds SQL.
+//! schema on start-up, the guard every server query passes, and health.
+//! Every query lives in [`anime_repo`]; nothing outside `db` builds SQL.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`database`] | [`Database`]: the request pool behind the breaker and a client-side bound; error classification |
+//! | [`breaker`] | the circuit breaker's states and its background prober |
+//! | [`startup`] | reaching the database at start-up, with retries and the real cause |
+//! | [`anime_repo`] | every query on `anime` |
 
 pub mod anime_repo;
+pub mod breaker;
+pub mod database;
+pub mod startup;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, DatabaseConnection, EntityTrait, PaginatorTrait};
 
-use crate::config::{DatabaseConfig, redact_url};
+use crate::config::DatabaseConfig;
 
 pub use anime_repo::AnimeRepo;
+pub use breaker::BreakerState;
+pub use database::Database;
+pub use startup::connect_for_maintenance;
 
 /// Statement counter, fed by sea-orm's metric callback. Tests use it to
 /// prove a read did or did not reach the database; latency and failures go
@@ -31,44 +44,69 @@ impl DbStats {
     }
 }
 
-/// Opens the connection pool, counting every statement into the returned
-/// [`DbStats`]. Fails when the first connection cannot be made within the
-/// configured timeout.
-pub async fn connect_with_stats(
+/// What a pool is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The server's requests: `DATABASE_STATEMENT_TIMEOUT_MS` applies.
+    Requests,
+    /// Migrations and seeding: no statement timeout.
+    Maintenance,
+}
+
+/// sea-orm's options for a pool on `config` for `purpose`.
+pub(crate) fn connect_options(config: &DatabaseConfig, purpose: Purpose) -> ConnectOptions {
+    let mut options = ConnectOptions::new(config.url.expose().to_owned());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        // sea-orm gives both to sqlx's pool as its acquire timeout, which
+        // bounds connecting as well as waiting for a free connection.
+        .connect_timeout(config.acquire_timeout)
+        .acquire_timeout(config.acquire_timeout)
+        // sqlx logs every statement at info; per-query logging is debug at most.
+        .sqlx_logging(false);
+    if purpose == Purpose::Requests {
+        // A startup parameter of each connection (no extra round trip);
+        // PostgreSQL only, SQLite relies on the client-side bound.
+        options.statement_timeout(config.statement_timeout);
+    }
+    options
+}
+
+/// Reaches the database (retrying with backoff up to
+/// `DATABASE_STARTUP_TIMEOUT_SECS`, logging each failed attempt with its
+/// cause), prepares it on a maintenance connection (see [`prepare`]), then
+/// opens the request pool behind the breaker, counting every statement into
+/// the returned [`DbStats`].
+pub async fn connect_and_prepare(
     config: &DatabaseConfig,
-) -> anyhow::Result<(DatabaseConnection, Arc<DbStats>)> {
-    let mut db = connect(config).await?;
+) -> anyhow::Result<(Database, Arc<DbStats>)> {
+    let mut conn = startup::with_retries(config, || async {
+        startup::reach(config).await?;
+        let maintenance = startup::open(config, Purpose::Maintenance).await?;
+        let prepared = prepare(&maintenance, config).await;
+        // Closing a pool of a database that is fine cannot fail in a way
+        // that matters: its connections are simply dropped.
+        let _ = maintenance.close().await;
+        prepared.map_err(startup::AttemptError::from_db)?;
+        startup::open(config, Purpose::Requests).await
+    })
+    .await?;
     let stats = Arc::new(DbStats::default());
     let sink = Arc::clone(&stats);
-    db.set_metric_callback(move |info| {
+    conn.set_metric_callback(move |info| {
         sink.queries.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!(crate::metrics::DB_QUERY_SECONDS).record(info.elapsed.as_secs_f64());
         if info.failed {
             metrics::counter!(crate::metrics::DB_QUERY_ERRORS_TOTAL).increment(1);
         }
     });
-    Ok((db, stats))
-}
-
-/// Opens the connection pool. Fails when the first connection cannot be made
-/// within the configured timeout.
-pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
-    let url = config.url.expose();
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(config.max_connections)
-        .min_connections(1)
-        .connect_timeout(config.connect_timeout)
-        .acquire_timeout(config.connect_timeout)
-        // sqlx logs every statement at info; per-query logging is debug at most.
-        .sqlx_logging(false);
-    Database::connect(options)
-        .await
-        .with_context(|| format!("connecting to the database at {}", redact_url(url)))
+    Ok((Database::new(conn, config), stats))
 }
 
 /// Applies pending migrations (when enabled) and inserts demo data into an
 /// empty catalogue (when configured), so a first `cargo run` shows anime.
+/// Runs on a maintenance connection: no statement timeout applies.
 pub async fn prepare(db: &DatabaseConnection, config: &DatabaseConfig) -> anyhow::Result<()> {
     if config.auto_migrate {
         Migrator::up(db, None)
@@ -76,13 +114,11 @@ pub async fn prepare(db: &DatabaseConnection, config: &DatabaseConfig) -> anyhow
             .context("applying database migrations")?;
     }
     if config.demo_seed_count > 0 {
-        let repo = AnimeRepo::new(db.clone());
-        if repo
-            .count()
+        let count = crate::entities::anime::Entity::find()
+            .count(db)
             .await
-            .context("counting anime before the demo seed")?
-            == 0
-        {
+            .context("counting anime before the demo seed")?;
+        if count == 0 {
             let started = Instant::now();
             let inserted =
                 crate::seed::insert(db, config.demo_seed_count, crate::seed::DEFAULT_SEED)
@@ -96,14 +132,4 @@ pub async fn prepare(db: &DatabaseConnection, config: &DatabaseConfig) -> anyhow
         }
     }
     Ok(())
-}
-
-/// Round-trips a trivial query, for readiness checks.
-pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> Result<Duration, String> {
-    let started = Instant::now();
-    match tokio::time::timeout(timeout, db.execute_unprepared("SELECT 1")).await {
-        Ok(Ok(_)) => Ok(started.elapsed()),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-    }
 }

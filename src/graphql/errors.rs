@@ -6,7 +6,8 @@
 //! argument or variable value (at validation or, for values no integer
 //! type holds, at execution), `QUERY_TOO_COMPLEX` for the depth and
 //! complexity limits, `GRAPHQL_VALIDATION_FAILED` for the rest.
-//! [`attach_request_id`] adds the request id to internal errors, so a
+//! [`attach_request_id`] adds the request id to internal and
+//! database-unavailable errors, so a
 //! user's report leads to the log lines with the details.
 //!
 //! This is done after execution rather than in an async-graphql extension:
@@ -80,13 +81,16 @@ fn set_code(err: &mut ServerError, code: &'static str) {
     }
 }
 
-/// Adds `extensions.requestId` to every `INTERNAL` error of a response.
+/// Adds `extensions.requestId` to every `INTERNAL` and
+/// `DATABASE_UNAVAILABLE` error of a response (their causes are in the log
+/// under that id).
 pub fn attach_request_id(response: &mut Response, request_id: &str) {
     for err in &mut response.errors {
         let Some(extensions) = err.extensions.as_mut() else {
             continue;
         };
-        if matches!(extensions.get("code"), Some(Value::String(c)) if c == code::INTERNAL) {
+        if matches!(extensions.get("code"), Some(Value::String(c)) if c == code::INTERNAL || c == code::DATABASE_UNAVAILABLE)
+        {
             extensions.set("requestId", request_id);
         }
     }

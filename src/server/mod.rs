@@ -8,8 +8,9 @@
 //! - `GET /graphiql/{file}`: GraphiQL's scripts and stylesheets, compiled
 //!   in (see [`graphiql`]); no CDN is involved.
 //! - `GET /healthz`: the process is alive.
-//! - `GET /readyz`: database and Redis status; 503 only when the database is
-//!   unreachable (without Redis the service is degraded, not down).
+//! - `GET /readyz`: database (with its breaker) and Redis status; 503 only
+//!   when the database is unreachable, at once while the breaker is open
+//!   (without Redis the service is degraded, not down).
 //! - `GET /metrics`: Prometheus text (keep it off the public internet).
 //!
 //! HTTP rules (GraphQL over HTTP, plus CSRF protection): POST bodies must be
@@ -65,7 +66,9 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Validated requests remembered (32 bytes each, plus moka's bookkeeping).
 const VALIDATED_REQUESTS: u64 = 50_000;
 
-/// How long readiness waits for the database before calling it down.
+/// How long readiness waits for the database before calling it down (the
+/// database guard's own bound is acquire + statement timeout; this caps it
+/// for probes whatever those are set to).
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every handler shares; one `Arc`, so the per-request clone axum
@@ -267,7 +270,17 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<ServerState>) -> Response {
-    let db = crate::db::ping(&state.app.db, READY_DB_TIMEOUT).await;
+    let database = &state.app.db;
+    // With the breaker open the ping fails at once, without a pool wait.
+    let db = match tokio::time::timeout(READY_DB_TIMEOUT, database.ping()).await {
+        Ok(Ok(latency)) => Ok(latency),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            READY_DB_TIMEOUT.as_millis()
+        )),
+    };
+    let breaker = database.breaker_state();
     let (redis_status, redis_latency) = state.app.redis.ping().await;
     let db_up = db.is_ok();
     let status = match (db_up, &redis_status) {
@@ -278,8 +291,12 @@ async fn readyz(State(state): State<ServerState>) -> Response {
     let body = json!({
         "status": status,
         "database": match &db {
-            Ok(latency) => json!({ "status": "up", "latencyMs": latency.as_secs_f64() * 1e3 }),
-            Err(_) => json!({ "status": "down" }),
+            Ok(latency) => json!({
+                "status": "up",
+                "latencyMs": latency.as_secs_f64() * 1e3,
+                "breaker": breaker.as_str(),
+            }),
+            Err(_) => json!({ "status": "down", "breaker": breaker.as_str() }),
         },
         "redis": {
             "status": redis_status,
@@ -287,7 +304,10 @@ async fn readyz(State(state): State<ServerState>) -> Response {
             "latencyMs": redis_latency.map(|latency| latency.as_secs_f64() * 1e3),
         },
     });
-    if let Err(reason) = &db {
+    // While the breaker is open the outage was announced once already.
+    if let Err(reason) = &db
+        && !breaker.is_open()
+    {
         tracing::warn!(reason = %reason, "Readiness: database unreachable");
     }
     let code = if db_up {

@@ -143,3 +143,127 @@ async fn the_binary_logs_the_old_lifecycle_lines_and_stops_on_sigint() {
         );
     }
 }
+
+/// The binary's stderr, line by line, from a reader thread.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Reads lines into `log` until `count` of them contain `needle`.
+fn wait_for_lines(
+    rx: &std::sync::mpsc::Receiver<String>,
+    log: &mut Vec<String>,
+    needle: &str,
+    count: usize,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    while log.iter().filter(|line| line.contains(needle)).count() < count {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("not {count} lines with {needle:?}; log so far: {log:#?}"));
+        log.push(line);
+    }
+}
+
+/// What start-up logs for each failed database attempt.
+const RETRY_LINE: &str = "Database unreachable at start-up: retrying";
+
+#[test]
+fn start_up_retries_an_unreachable_database_with_the_real_cause_then_gives_up() {
+    // Arrange: a PostgreSQL URL where nothing listens.
+    let port = support::free_port();
+    let dir = tempfile::tempdir().expect("tmp");
+
+    // Act
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_anigo"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("postgres://anigo:hunter2@127.0.0.1:{port}/anigo"),
+        )
+        .env("DATABASE_STARTUP_TIMEOUT_SECS", "2")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("running anigo");
+    let took = started.elapsed();
+
+    // Assert
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(8)).contains(&took),
+        "gave up after {took:?}"
+    );
+    let attempts: Vec<&str> = log.lines().filter(|l| l.contains(RETRY_LINE)).collect();
+    assert!(attempts.len() >= 3, "backoff retries: {log}");
+    for line in &attempts {
+        assert!(line.contains("Connection refused (os error 111)"), "{line}");
+    }
+    assert!(
+        !log.contains("pool timed out"),
+        "the real cause, not the pool's: {log}"
+    );
+    assert!(!log.contains("hunter2"), "{log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("was unreachable for 2 s") && last.contains("Connection refused"),
+        "a clear final error: {last}"
+    );
+}
+
+#[test]
+fn start_up_waits_for_a_database_that_comes_up_before_the_deadline() {
+    use std::process::Stdio;
+
+    // Arrange: a database that exists but whose server is stopped.
+    let mut postgres = support::PostgresServer::start();
+    let url = postgres.create_database();
+    postgres.stop();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anigo"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .env("DATABASE_STARTUP_TIMEOUT_SECS", "30")
+        .env("REDIS_URL", support::shared_redis_url())
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting anigo");
+    let rx = stderr_lines(&mut child);
+    let mut log = Vec::new();
+    wait_for_lines(&rx, &mut log, RETRY_LINE, 2, Duration::from_secs(10));
+
+    // Act: the database comes up.
+    postgres.start_again();
+    wait_for_lines(&rx, &mut log, "Listening on", 1, Duration::from_secs(20));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let exit = child.wait().expect("waiting for anigo");
+    log.extend(rx.iter());
+
+    // Assert
+    let text = log.join("\n");
+    assert!(exit.success(), "exit {exit:?}; log:\n{text}");
+    assert!(text.contains("Database reachable: starting"), "{text}");
+    for line in log.iter().filter(|l| l.contains(RETRY_LINE)) {
+        assert!(line.contains("Connection refused"), "{line}");
+    }
+}

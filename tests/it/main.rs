@@ -13,6 +13,7 @@ mod browser;
 mod cache;
 mod cache_directives;
 mod contract;
+mod db;
 mod deploy;
 mod fast_path;
 mod faults;

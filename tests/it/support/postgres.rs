@@ -145,6 +145,25 @@ impl PostgresServer {
         self.spawn();
     }
 
+    /// SIGSTOP the postmaster and every backend: connections stay open and
+    /// nothing answers (a hung host, a stalled disk). Panics if stopped.
+    pub(crate) fn freeze(&self) {
+        let postmaster = self.pid();
+        send_signal(postmaster, "STOP").expect("SIGSTOP the postmaster");
+        for pid in children_of(postmaster) {
+            signal_quietly(pid, "STOP");
+        }
+    }
+
+    /// SIGCONT what [`PostgresServer::freeze`] stopped.
+    pub(crate) fn thaw(&self) {
+        let postmaster = self.pid();
+        for pid in children_of(postmaster) {
+            signal_quietly(pid, "CONT");
+        }
+        send_signal(postmaster, "CONT").expect("SIGCONT the postmaster");
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -218,6 +237,11 @@ impl PostgresServer {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        // A frozen server cannot act on SIGINT.
+        for pid in children_of(child.id()) {
+            signal_quietly(pid, "CONT");
+        }
+        signal_quietly(child.id(), "CONT");
         if child.try_wait()?.is_none() {
             if send_signal(child.id(), "INT").is_err() {
                 child.kill()?;
@@ -233,6 +257,39 @@ impl PostgresServer {
         }
         child.wait().map(drop)
     }
+}
+
+/// `kill -<signal> <pid>`, for a process that may have exited meanwhile (a
+/// backend that finished): no error, no message.
+fn signal_quietly(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The processes whose parent is `parent` (PostgreSQL's backends and
+/// auxiliary processes), from `/proc/<pid>/stat`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`; comm may hold spaces, so split
+            // after its closing parenthesis.
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 impl Drop for PostgresServer {
