@@ -77,6 +77,13 @@ const GRAPHQL_PATH: &str = "/graphql";
 /// The request id header, as a name built once.
 const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 
+/// The cache debug header, as a name built once.
+const CACHE_DEBUG: HeaderName = HeaderName::from_static(CACHE_DEBUG_HEADER);
+
+/// Headers a fast-path answer carries at most (content type, entity tag,
+/// caching, vary, request id), reserved at once.
+const ANSWER_HEADERS: usize = 5;
+
 /// The request bytes as the front door read them, handed to the GraphQL
 /// handler (as a request extension) so it can index them once it has a kept
 /// response for them.
@@ -105,7 +112,11 @@ enum Fast {
 /// of their operation. See the module documentation for why an entry never
 /// goes stale.
 pub(super) struct RequestIndex {
-    entries: moka::future::Cache<Bytes, Arc<IndexEntry>>,
+    /// Hashed with foldhash (randomly seeded), not SipHash: the keys are
+    /// whole request bodies, hashed on every request, and an attacker who
+    /// crafted colliding bodies would only slow down their own lookups in
+    /// a bounded map.
+    entries: moka::future::Cache<Bytes, Arc<IndexEntry>, foldhash::fast::RandomState>,
 }
 
 /// What a known request leads to.
@@ -124,7 +135,7 @@ impl Default for RequestIndex {
                 .weigher(|raw: &Bytes, _entry: &Arc<IndexEntry>| {
                     u32::try_from(raw.len() + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
                 })
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 }
@@ -177,7 +188,7 @@ impl Front {
         // Credentials, tracing and client cache directives change what the
         // full path does with the request.
         if headers.contains_key(AUTHORIZATION)
-            || headers.contains_key(CACHE_DEBUG_HEADER)
+            || headers.contains_key(CACHE_DEBUG)
             || headers.contains_key(CACHE_CONTROL)
             || headers.contains_key(PRAGMA)
         {
@@ -253,7 +264,7 @@ impl Front {
         };
         let request_id = parts
             .headers
-            .get(REQUEST_ID_HEADER)
+            .get(REQUEST_ID)
             .cloned()
             .or_else(new_request_id);
         let cache_control =
@@ -269,13 +280,13 @@ impl Front {
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             response
         } else {
-            let mut response = Response::new(Body::from(kept.body.clone()));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, media.content_type());
-            response
+            Response::new(Body::from(kept.body.clone()))
         };
         let headers = response.headers_mut();
+        headers.reserve(ANSWER_HEADERS);
+        if !is_conditional {
+            headers.insert(CONTENT_TYPE, media.content_type());
+        }
         headers.insert(ETAG, etag.clone());
         headers.insert(CACHE_CONTROL, cache_control);
         headers.insert(VARY, VARY_ACCEPT);
