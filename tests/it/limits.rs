@@ -214,6 +214,9 @@ async fn a_request_past_the_timeout_gets_504_with_a_timeout_code() {
     settings.vars = vec![
         ("REQUEST_TIMEOUT_SECS", "1".to_owned()),
         ("CACHE_TTL_ANIME_COUNT", "0".to_owned()),
+        // Longer than the request timeout, so the request's own limit is
+        // what stops the blocked count (not the database's).
+        ("DATABASE_STATEMENT_TIMEOUT_MS", "5000".to_owned()),
     ];
     let app = TestApp::spawn_with(settings).await;
     // Another session locks the table, so the count blocks.
