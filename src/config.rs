@@ -113,6 +113,11 @@ pub struct GraphqlConfig {
     pub max_complexity: usize,
     /// `GRAPHQL_MAX_ALIASES`: aliased fields in one document.
     pub max_aliases: usize,
+    /// `GRAPHQL_MAX_TOKENS`: lexical tokens in one document, counted before
+    /// it is parsed; also the most fields it may hold once its fragments
+    /// are expanded. 15,000 by default, as Apollo Router's parser: the
+    /// introspection query GraphiQL sends has about 300.
+    pub max_tokens: usize,
     /// `GRAPHQL_MAX_BATCH`: requests in one JSON-array body.
     pub max_batch: usize,
     /// `REQUEST_TIMEOUT_SECS`: longest a GraphQL request may run.
@@ -287,6 +292,7 @@ impl Config {
                 max_depth: env.parse("GRAPHQL_MAX_DEPTH", 15, "a whole number of levels")?,
                 max_complexity: env.parse("GRAPHQL_MAX_COMPLEXITY", 2_500, "a whole number")?,
                 max_aliases: env.parse("GRAPHQL_MAX_ALIASES", 30, "a whole number")?,
+                max_tokens: env.parse("GRAPHQL_MAX_TOKENS", 15_000, "a whole number of tokens")?,
                 max_batch: env.parse("GRAPHQL_MAX_BATCH", 10, "a whole number of requests")?,
                 request_timeout: Duration::from_secs(env.parse(
                     "REQUEST_TIMEOUT_SECS",

@@ -1,7 +1,8 @@
 //! The GraphQL API: schema assembly ([`build_schema`], [`sdl`]), the query
-//! root, API types, the cache loader and error shaping. Resolvers are thin:
-//! they check arguments, hand a service query to the loader, and map the
-//! result to API types.
+//! root, API types, the cache loader, the checks a document and its
+//! variables pass before execution (`document`, `limits`, `values`) and
+//! error shaping. Resolvers are thin: they check arguments, hand a service
+//! query to the loader, and map the result to API types.
 
 pub mod admin;
 pub mod document;
@@ -10,22 +11,26 @@ pub mod limits;
 pub mod loader;
 pub mod query;
 pub mod types;
+pub mod values;
 pub mod write;
 
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptySubscription, MergedObject, Schema, ValidationMode};
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, ValidationMode};
 
 use crate::app::AppState;
 
-/// The query root: the catalogue plus admin-only cache stats.
+/// The query root (GraphQL type `Query`, the name every client's generated
+/// types use): the catalogue plus admin-only cache stats.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(query::CatalogQuery, admin::AdminQuery);
 
-/// The mutation root (admin only): catalogue writes and cache
-/// administration.
+/// The mutation root (GraphQL type `Mutation`; admin only): catalogue
+/// writes and cache administration.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(write::CatalogMutation, admin::AdminMutation);
 
 /// The executable schema.
@@ -77,13 +82,40 @@ fn build(
     }
 }
 
-/// The schema as SDL: what `schema.graphql` must contain.
+/// What async-graphql 7 answers to `__schema { description }`: a fixed
+/// text (its description of the `__Schema` type), which a schema cannot
+/// change. [`sdl`] gives it as the schema description so that
+/// `schema.graphql` and introspection say the same thing
+/// (`tests/it/contract.rs` compares them, so an upgrade that changes it
+/// fails there).
+pub const SCHEMA_DESCRIPTION: &str = "A GraphQL Schema defines the capabilities of a GraphQL server. It exposes all available types and directives on the server, as well as the entry points for query, mutation, and subscription operations.";
+
+/// The schema as SDL: what `schema.graphql` must contain. It says what
+/// introspection says: the schema description, and `@specifiedBy` on
+/// scalars that have a specification URL (`DateTime`).
 pub fn sdl() -> String {
+    let sdl = type_system_sdl();
+    // async-graphql writes the `schema { … }` block last and no schema
+    // description; a description goes right before the block.
+    match sdl.rfind("schema {") {
+        Some(at) => format!(
+            "{}\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\n{}",
+            &sdl[..at],
+            &sdl[at..]
+        ),
+        None => sdl,
+    }
+}
+
+/// [`sdl`] without the schema description, which async-graphql's own SDL
+/// parser (`parse_schema`) does not accept: what `values` reads the input
+/// types from.
+pub(crate) fn type_system_sdl() -> String {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         EmptySubscription,
     )
     .finish()
-    .sdl()
+    .sdl_with_options(SDLExportOptions::new().include_specified_by())
 }
