@@ -21,14 +21,15 @@ use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, V
 
 use crate::app::AppState;
 
-/// The query root (GraphQL type `Query`, the name every client's generated
-/// types use): the catalogue plus admin-only cache stats.
+/// The query root: the catalogue plus admin-only cache stats.
+// Named `Query` (and the mutation root `Mutation`) in the schema: the names
+// every client's generated types show.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(query::CatalogQuery, admin::AdminQuery);
 
-/// The mutation root (GraphQL type `Mutation`; admin only): catalogue
-/// writes and cache administration.
+/// The mutation root (admin only): catalogue writes and cache
+/// administration.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(write::CatalogMutation, admin::AdminMutation);
