@@ -93,8 +93,8 @@ pub fn check_expanded_fields(fields: usize, max: usize) -> Result<(), ServerErro
     if fields > max {
         return Err(coded_error(
             format!(
-                "the document holds more than {max} fields once its fragments are expanded; \
-                 at most {max} are allowed"
+                "the document holds more than {max} fields once its fragments are expanded \
+                 (each spread counts its fragment's fields again); send a smaller one"
             ),
             code::QUERY_TOO_LARGE,
         ));

@@ -120,3 +120,155 @@ pub(crate) fn type_system_sdl() -> String {
     .finish()
     .sdl_with_options(SDLExportOptions::new().include_specified_by())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::graphql::document::{DocumentCache, DocumentHash};
+
+    /// The documents a client can send that cost the most under the
+    /// default limits, each with the code it gets (`None`: answered). A
+    /// timing check, not a benchmark: run it in a release build to read
+    /// the figures, `cargo test --release --lib document_costs -- --ignored
+    /// --nocapture`.
+    #[tokio::test]
+    #[ignore = "prints timings; meaningful in a release build"]
+    async fn document_costs_under_the_default_limits() {
+        let limits = crate::Config::from_lookup(|_| None)
+            .expect("the defaults are valid")
+            .graphql;
+        let schema = Schema::build(
+            QueryRoot::default(),
+            MutationRoot::default(),
+            EmptySubscription,
+        )
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .finish();
+
+        let doubling = |levels: usize| {
+            let mut query = String::from("{ ...F0 }");
+            for level in 0..levels {
+                let next = level + 1;
+                query.push_str(&format!(
+                    " fragment F{level} on Query {{ ...F{next} ...F{next} }}"
+                ));
+            }
+            query.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+            query
+        };
+        let cases: Vec<(&str, String, Option<&str>)> = vec![
+            (
+                "1 MiB: 95,000 __typename",
+                format!("{{ {}}}", "__typename ".repeat(95_000)),
+                Some("QUERY_TOO_LARGE"),
+            ),
+            (
+                "14,998 __typename (15,000 tokens)",
+                format!("{{ {}}}", "__typename ".repeat(14_998)),
+                None,
+            ),
+            (
+                "14,999 __typename (one token over)",
+                format!("{{ {}}}", "__typename ".repeat(14_999)),
+                Some("QUERY_TOO_LARGE"),
+            ),
+            (
+                "14,000 animeCount",
+                format!("{{ {}}}", "animeCount ".repeat(14_000)),
+                Some("QUERY_TOO_COMPLEX"),
+            ),
+            (
+                "doubling fragments, 13 levels (8,192 fields)",
+                doubling(13),
+                None,
+            ),
+            (
+                "doubling fragments, 40 levels",
+                doubling(40),
+                Some("QUERY_TOO_LARGE"),
+            ),
+            (
+                "1,400 fragments in a chain",
+                format!(
+                    "{{ ...F0 }}{} fragment F1400 on Query {{ __typename }}",
+                    (0..1_400)
+                        .map(|i| format!(" fragment F{i} on Query {{ ...F{} }}", i + 1))
+                        .collect::<String>()
+                ),
+                Some("GRAPHQL_PARSE_FAILED"),
+            ),
+            (
+                "3,000 operations, one run",
+                (0..3_000)
+                    .map(|i| format!("query Q{i} {{ __typename }} "))
+                    .collect(),
+                None,
+            ),
+            (
+                "2 fields with 2,400 equal arguments each",
+                format!(
+                    "{{ {f} {f} }}",
+                    f = format!("popularAnime({}) {{ id }}", "limit: 1 ".repeat(2_400))
+                ),
+                Some("GRAPHQL_VALIDATION_FAILED"),
+            ),
+            (
+                "2,100 directives on one field",
+                format!("{{ __typename {}}}", "@skip(if: false) ".repeat(2_100)),
+                None,
+            ),
+            (
+                "introspection of every type and field",
+                "{ __schema { types { name fields { name args { name type { name } } type { name ofType { name } } } } } }".to_owned(),
+                None,
+            ),
+        ];
+
+        println!("{:<48} {:>9} {:>8}  outcome", "document", "bytes", "ms");
+        for (name, query, expected) in cases {
+            let mut best = Duration::MAX;
+            let mut outcome = String::new();
+            for _ in 0..5 {
+                let cache = DocumentCache::default();
+                let started = Instant::now();
+                let hash = DocumentHash::of(&query);
+                outcome = match cache.get_or_parse(hash, &query, &limits).await {
+                    Err(errors) => code_of(&errors[0]),
+                    Ok(parsed) => {
+                        let request = async_graphql::Request::new(query.as_str())
+                            .operation_name("Q0");
+                        let mut request = if query.starts_with("query Q0") {
+                            request
+                        } else {
+                            async_graphql::Request::new(query.as_str())
+                        };
+                        request.set_parsed_query(parsed.document.as_ref().clone());
+                        let mut response = schema.execute(request).await;
+                        errors::shape(&mut response, true);
+                        response
+                            .errors
+                            .first()
+                            .map_or_else(|| "answered".to_owned(), code_of)
+                    }
+                };
+                best = best.min(started.elapsed());
+            }
+            println!(
+                "{name:<48} {:>9} {:>8.2}  {outcome}",
+                query.len(),
+                best.as_secs_f64() * 1e3
+            );
+            assert_eq!(outcome, expected.unwrap_or("answered"), "{name}");
+        }
+    }
+
+    fn code_of(error: &async_graphql::ServerError) -> String {
+        match error.extensions.as_ref().and_then(|e| e.get("code")) {
+            Some(async_graphql::Value::String(code)) => code.clone(),
+            _ => "no code".to_owned(),
+        }
+    }
+}
