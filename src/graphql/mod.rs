@@ -91,11 +91,18 @@ fn build(
 /// fails there).
 pub const SCHEMA_DESCRIPTION: &str = "A GraphQL Schema defines the capabilities of a GraphQL server. It exposes all available types and directives on the server, as well as the entry points for query, mutation, and subscription operations.";
 
+/// The directives every GraphQL service has. The specification lets SDL
+/// leave their definitions out, as graphql-js's printer does, and [`sdl`]
+/// does: async-graphql writes them without their arguments' descriptions,
+/// so they would not say what introspection says.
+const BUILT_IN_DIRECTIVES: &[&str] = &["deprecated", "include", "oneOf", "skip", "specifiedBy"];
+
 /// The schema as SDL: what `schema.graphql` must contain. It says what
-/// introspection says: the schema description, and `@specifiedBy` on
-/// scalars that have a specification URL (`DateTime`).
+/// introspection says: the schema description, `@specifiedBy` on scalars
+/// that have a specification URL (`DateTime`), and no built-in directive
+/// definitions.
 pub fn sdl() -> String {
-    let sdl = type_system_sdl();
+    let sdl = without_built_in_directives(&type_system_sdl());
     // async-graphql writes the `schema { … }` block last and no schema
     // description; a description goes right before the block.
     match sdl.rfind("schema {") {
@@ -106,6 +113,43 @@ pub fn sdl() -> String {
         ),
         None => sdl,
     }
+}
+
+/// `sdl` without the definitions of [`BUILT_IN_DIRECTIVES`] (each one line,
+/// after its description).
+fn without_built_in_directives(sdl: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for line in sdl.lines() {
+        let is_built_in = line.strip_prefix("directive @").is_some_and(|rest| {
+            let name = rest
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or_default();
+            BUILT_IN_DIRECTIVES.contains(&name)
+        });
+        if !is_built_in {
+            kept.push(line);
+            continue;
+        }
+        // Drop its description: `"""` … `"""`, or one `"""…"""` line.
+        match kept.last() {
+            Some(&"\"\"\"") => {
+                kept.pop();
+                while let Some(line) = kept.pop() {
+                    if line == "\"\"\"" {
+                        break;
+                    }
+                }
+            }
+            Some(last) if last.starts_with("\"\"\"") && last.len() > 6 => {
+                kept.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut out = kept.join("\n");
+    out.push('\n');
+    out
 }
 
 /// [`sdl`] without the schema description, which async-graphql's own SDL
@@ -127,6 +171,28 @@ mod tests {
 
     use super::*;
     use crate::graphql::document::{DocumentCache, DocumentHash};
+
+    #[test]
+    fn the_sdl_leaves_out_built_in_directives_and_says_what_introspection_says() {
+        let sdl = sdl();
+        assert!(!sdl.contains("directive @"), "{sdl}");
+        assert!(sdl.contains(
+            "scalar DateTime @specifiedBy(url: \"https://datatracker.ietf.org/doc/html/rfc3339\")"
+        ));
+        assert!(sdl.contains(&format!(
+            "\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\nschema {{\n"
+        )));
+        assert!(sdl.contains("\tquery: Query\n\tmutation: Mutation\n"));
+        assert!(
+            async_graphql::parser::parse_schema(without_built_in_directives(&type_system_sdl()))
+                .is_ok()
+        );
+        let kept = "\"\"\"\nA type.\n\"\"\"\ntype A {\n\ta: Int\n}\n\"\"\"One line.\"\"\"\ndirective @skip(if: Boolean!) on FIELD\ndirective @mine on FIELD\n";
+        assert_eq!(
+            without_built_in_directives(kept),
+            "\"\"\"\nA type.\n\"\"\"\ntype A {\n\ta: Int\n}\ndirective @mine on FIELD\n"
+        );
+    }
 
     /// The documents a client can send that cost the most under the
     /// default limits, each with the code it gets (`None`: answered). A
@@ -238,8 +304,8 @@ mod tests {
                 outcome = match cache.get_or_parse(hash, &query, &limits).await {
                     Err(errors) => code_of(&errors[0]),
                     Ok(parsed) => {
-                        let request = async_graphql::Request::new(query.as_str())
-                            .operation_name("Q0");
+                        let request =
+                            async_graphql::Request::new(query.as_str()).operation_name("Q0");
                         let mut request = if query.starts_with("query Q0") {
                             request
                         } else {
