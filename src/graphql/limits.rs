@@ -151,7 +151,7 @@ fn fragment_sizes<'d>(shapes: &HashMap<&'d str, Shape<'d>>) -> HashMap<&'d str, 
     let mut sizes: HashMap<&'d str, usize> = HashMap::with_capacity(shapes.len());
     // Fragments on the current path: a spread of one of them closes a cycle.
     let mut on_path: HashSet<&'d str> = HashSet::new();
-    for (&root, _) in shapes {
+    for &root in shapes.keys() {
         if sizes.contains_key(root) {
             continue;
         }

@@ -30,15 +30,17 @@
 //! async-graphql does. The input types are read once from the schema's
 //! own SDL. Anything these checks do not know (unknown fields, arguments,
 //! types, custom scalars; a variable used but not declared) is left to
-//! async-graphql's validation, which reports it.
+//! async-graphql's validation, which reports it. A request with bad
+//! values is refused before that validation runs, so its other findings
+//! (an unknown field, say) come with the next attempt.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Display};
 use std::sync::LazyLock;
 
 use async_graphql::parser::types::{
-    BaseType, Directive, ExecutableDocument, OperationDefinition, OperationType, Selection,
-    SelectionSet, Type, TypeKind, TypeSystemDefinition,
+    BaseType, Directive, ExecutableDocument, InputValueDefinition, OperationDefinition,
+    OperationType, Selection, SelectionSet, Type, TypeKind, TypeSystemDefinition,
 };
 use async_graphql::{Name, Pos, Positioned, ServerError, Value as ConstValue};
 use async_graphql_value::Value;
@@ -92,23 +94,21 @@ impl InputTypes {
         let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
             return Self::default();
         };
-        let input_values =
-            |values: &[Positioned<async_graphql::parser::types::InputValueDefinition>]| {
-                values
-                    .iter()
-                    .map(|value| InputValue {
-                        name: value.node.name.node.to_string(),
-                        ty: value.node.ty.node.clone(),
-                        default: value.node.default_value.as_ref().map(|d| d.node.clone()),
-                    })
-                    .collect::<Vec<_>>()
-            };
+        let input_values = |values: &[Positioned<InputValueDefinition>]| {
+            values
+                .iter()
+                .map(|value| InputValue {
+                    name: value.node.name.node.to_string(),
+                    ty: value.node.ty.node.clone(),
+                    default: value.node.default_value.as_ref().map(|d| d.node.clone()),
+                })
+                .collect::<Vec<_>>()
+        };
         let mut model = Self {
             query: "Query".to_owned(),
-            mutation: Some("Mutation".to_owned()),
             ..Self::default()
         };
-        let mut has_mutation_type = false;
+        let mut has_schema_block = false;
         for definition in document.definitions {
             match definition {
                 TypeSystemDefinition::Schema(schema) => {
@@ -118,7 +118,7 @@ impl InputTypes {
                     }
                     model.mutation = schema.mutation.map(|m| m.node.to_string());
                     model.subscription = schema.subscription.map(|s| s.node.to_string());
-                    has_mutation_type = true;
+                    has_schema_block = true;
                 }
                 TypeSystemDefinition::Type(ty) => {
                     let ty = ty.node;
@@ -163,8 +163,11 @@ impl InputTypes {
                 }
             }
         }
-        if !has_mutation_type && !model.outputs.contains_key("Mutation") {
-            model.mutation = None;
+        // Without a schema block the roots have their default names.
+        if !has_schema_block {
+            let named = |name: &str| model.outputs.contains_key(name).then(|| name.to_owned());
+            model.mutation = named("Mutation");
+            model.subscription = named("Subscription");
         }
         model
     }
