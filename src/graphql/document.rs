@@ -1,7 +1,9 @@
 //! GraphQL documents before execution: normalization and hashing (the keys
-//! of the response fast path and of the parsed-document cache), the
-//! bounded cache of parsed documents, and what an operation is allowed to
-//! do (mutation? cacheable?).
+//! of the response fast path and of the parsed-document cache), the token
+//! count that bounds a document before it is parsed, the bounded cache of
+//! parsed documents (each checked once against the document limits and for
+//! bad argument values), and what an operation is allowed to do (mutation?
+//! cacheable?).
 //!
 //! Normalization is lexical, so it costs one pass over the text and no
 //! parse: comments and insignificant whitespace and commas are dropped, and
@@ -11,14 +13,21 @@
 
 use std::sync::Arc;
 
+use async_graphql::Positioned;
+use async_graphql::ServerError;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
 use moka::future::Cache as Moka;
 use sha2::{Digest as _, Sha256};
 
-use super::limits::alias_count;
+use super::errors::{coded_error, parse_error};
+use super::limits::{alias_count, check_aliases, check_expanded_fields, expanded_field_count};
+use super::values;
 use crate::cache::{Resolver, ResponseKey};
+use crate::config::GraphqlConfig;
+use crate::error::code;
 
 /// Budget of the parsed-document cache, weighed by document text length
 /// (the parsed form takes a few times more). A client sending endless
@@ -143,22 +152,165 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
     bytes.len()
 }
 
+/// Tokens in `query` as a GraphQL lexer sees them (names, numbers,
+/// strings, punctuators; `...` is one token; comments, whitespace, commas
+/// and byte-order marks are none), counted up to `stop_after + 1`: the pass
+/// ends as soon as the limit is passed. A byte no token starts with counts
+/// as one (the parser refuses it anyway).
+pub fn count_tokens(query: &str, stop_after: usize) -> usize {
+    let bytes = query.as_bytes();
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut count = 0;
+    let mut i = 0;
+    while i < bytes.len() && count <= stop_after {
+        match bytes[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            0xEF if bytes[i..].starts_with(&[0xEF, 0xBB, 0xBF]) => {
+                i += 3;
+                continue;
+            }
+            b'"' => i = string_end(bytes, i),
+            b'.' if bytes[i..].starts_with(b"...") => i += 3,
+            b'-' | b'0'..=b'9' => {
+                // -?digits(.digits)?([eE][+-]?digits)? as one token.
+                i += 1;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if matches!(bytes.get(i), Some(b'e' | b'E')) {
+                    let digits = i + 1 + usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+                    if bytes.get(digits).is_some_and(u8::is_ascii_digit) {
+                        i = digits;
+                        while i < bytes.len() && bytes[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            b if is_name(b) => {
+                while i < bytes.len() && is_name(bytes[i]) {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+        count += 1;
+    }
+    count
+}
+
+/// The token of `query` at `pos` (or the first one after it, past
+/// whitespace and comments), for a parse error: `"{"` quoted, `an
+/// unterminated string`, or `the end of the document`. Long tokens are cut.
+pub(super) fn token_at(query: &str, pos: async_graphql::Pos) -> String {
+    /// Characters of a token echoed back at most.
+    const MAX_ECHO: usize = 20;
+    let mut line_start = 0;
+    for _ in 1..pos.line {
+        match query[line_start..].find('\n') {
+            Some(at) => line_start += at + 1,
+            None => line_start = query.len(),
+        }
+    }
+    let line = query[line_start..].split('\n').next().unwrap_or_default();
+    let column = line
+        .char_indices()
+        .nth(pos.column.saturating_sub(1))
+        .map_or(line.len(), |(at, _)| at);
+    let bytes = query.as_bytes();
+    let mut start = (line_start + column).min(bytes.len());
+    while start < bytes.len() {
+        match bytes[start] {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => start += 1,
+            b'#' => {
+                while start < bytes.len() && bytes[start] != b'\n' && bytes[start] != b'\r' {
+                    start += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    let rest = &query[start..];
+    let end = match rest.as_bytes().first() {
+        None => return "the end of the document".to_owned(),
+        Some(b'"') => {
+            let end = string_end(bytes, start) - start;
+            let closed = if rest.starts_with("\"\"\"") {
+                end >= 6 && rest[..end].ends_with("\"\"\"")
+            } else {
+                end >= 2 && rest[..end].ends_with('"')
+            };
+            if !closed {
+                return "an unterminated string".to_owned();
+            }
+            end
+        }
+        Some(_) if rest.starts_with("...") => 3,
+        Some(&first) if first.is_ascii_alphanumeric() || first == b'_' || first == b'-' => {
+            // A name, or a number with its fraction and exponent.
+            let is_number = first == b'-' || first.is_ascii_digit();
+            rest.char_indices()
+                .skip(1)
+                .find(|&(_, c)| {
+                    !(c.is_ascii_alphanumeric()
+                        || c == '_'
+                        || (is_number && matches!(c, '.' | '+' | '-')))
+                })
+                .map_or(rest.len(), |(at, _)| at)
+        }
+        Some(_) => rest.chars().next().map_or(1, char::len_utf8),
+    };
+    let token = &rest[..end];
+    match token.char_indices().nth(MAX_ECHO) {
+        Some((cut, _)) => format!("\"{}…\"", &token[..cut]),
+        None => format!("\"{token}\""),
+    }
+}
+
 /// Parsed documents by [`DocumentHash`], so a document sent again is not
-/// parsed again. Only documents that parse are kept.
+/// parsed again. Only documents that parse and pass the document checks
+/// are kept.
 #[derive(Clone)]
 pub struct DocumentCache {
     documents: Moka<DocumentHash, Parsed>,
 }
 
-/// A parsed document and what is worth computing about it once.
+/// A parsed document that passed the document checks.
 #[derive(Clone)]
 pub struct Parsed {
     /// The document.
     pub document: Arc<ExecutableDocument>,
-    /// Its aliased fields (see `limits`).
-    pub aliases: usize,
     /// Length of its text: its weight in the cache.
     length: u32,
+}
+
+impl Parsed {
+    /// Checks the `variables` of one request against the variable
+    /// definitions of the operation it runs (see `values`); may fill a
+    /// missing nullable variable with the default of the arguments it
+    /// feeds.
+    pub fn check_variables(
+        &self,
+        operation_name: Option<&str>,
+        variables: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Vec<ServerError>> {
+        values::check_variables(&self.document, operation_name, variables)
+    }
 }
 
 impl Default for DocumentCache {
@@ -174,39 +326,74 @@ impl Default for DocumentCache {
 
 impl DocumentCache {
     /// The parsed form of `query` (whose normalized hash is `hash`), from
-    /// the cache or parsed now. `None` when it does not parse: the executor
-    /// then reports the error in its usual shape.
-    pub async fn get_or_parse(&self, hash: DocumentHash, query: &str) -> Option<Parsed> {
+    /// the cache or parsed and checked now. `Err` when it is refused before
+    /// execution, with coded errors: more than `max_tokens` tokens (counted
+    /// before parsing), a syntax error (see `errors::parse_error`), or once
+    /// parsed too many aliases, too many fields with its fragments
+    /// expanded, or argument values of the wrong type (every one reported;
+    /// see `values`).
+    pub async fn get_or_parse(
+        &self,
+        hash: DocumentHash,
+        query: &str,
+        limits: &GraphqlConfig,
+    ) -> Result<Parsed, Vec<ServerError>> {
         if let Some(parsed) = self.documents.get(&hash).await {
-            return Some(parsed);
+            return Ok(parsed);
         }
-        let document = async_graphql::parser::parse_query(query).ok()?;
+        if count_tokens(query, limits.max_tokens) > limits.max_tokens {
+            return Err(vec![coded_error(
+                format!(
+                    "the document has more than {} tokens; send a smaller one",
+                    limits.max_tokens
+                ),
+                code::QUERY_TOO_LARGE,
+            )]);
+        }
+        let document = async_graphql::parser::parse_query(query)
+            .map_err(|err| vec![parse_error(query, &err)])?;
+        check_aliases(alias_count(&document), limits.max_aliases).map_err(|err| vec![err])?;
+        check_expanded_fields(expanded_field_count(&document), limits.max_tokens)
+            .map_err(|err| vec![err])?;
+        let bad_values = values::check_document(&document);
+        if !bad_values.is_empty() {
+            return Err(bad_values);
+        }
         let parsed = Parsed {
-            aliases: alias_count(&document),
             document: Arc::new(document),
             length: u32::try_from(query.len()).unwrap_or(u32::MAX),
         };
         if query.len() <= MAX_CACHED_DOCUMENT_BYTES {
             self.documents.insert(hash, parsed.clone()).await;
         }
-        Some(parsed)
+        Ok(parsed)
     }
 }
 
 /// The operation `operation_name` selects in `document` (the only one when
-/// no name is given), as async-graphql picks it.
+/// no name is given), as async-graphql picks it: a name never selects the
+/// anonymous operation.
+pub(super) fn selected_operation<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'d Positioned<OperationDefinition>> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), None) => Some(operation),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// The type and selection set of the operation [`selected_operation`] picks.
 fn operation<'d>(
     document: &'d ExecutableDocument,
     operation_name: Option<&str>,
 ) -> Option<(OperationType, &'d SelectionSet)> {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => operation,
-        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-            operations.values().next()?
-        }
-        (DocumentOperations::Multiple(_), None) => return None,
-    };
+    let operation = selected_operation(document, operation_name)?;
     Some((operation.node.ty, &operation.node.selection_set.node))
 }
 
@@ -314,24 +501,93 @@ mod tests {
         );
     }
 
+    fn limits() -> GraphqlConfig {
+        crate::Config::from_lookup(|_| None)
+            .expect("the defaults are valid")
+            .graphql
+    }
+
     #[tokio::test]
     async fn a_document_sent_again_is_not_parsed_again() {
         let cache = DocumentCache::default();
         let query = "{ animeCount }";
-        let first = cache.get_or_parse(DocumentHash::of(query), query).await;
-        let again = cache
-            .get_or_parse(DocumentHash::of("{animeCount}"), "{animeCount}")
+        let first = cache
+            .get_or_parse(DocumentHash::of(query), query, &limits())
             .await;
-        assert!(Arc::ptr_eq(
-            &first.expect("parses").document,
-            &again.expect("parses").document
-        ));
+        let again = cache
+            .get_or_parse(DocumentHash::of("{animeCount}"), "{animeCount}", &limits())
+            .await;
+        let (Ok(first), Ok(again)) = (first, again) else {
+            panic!("both parse");
+        };
+        assert!(Arc::ptr_eq(&first.document, &again.document));
         let broken = "{ animeCount";
+        let Err(errors) = cache
+            .get_or_parse(DocumentHash::of(broken), broken, &limits())
+            .await
+        else {
+            panic!("does not parse");
+        };
+        assert_eq!(
+            errors[0].message,
+            "Syntax error: expected a selection set, a selection, a directive, or an argument, found the end of the document at line 1, column 13."
+        );
+    }
+
+    #[test]
+    fn tokens_are_counted_as_a_lexer_sees_them() {
+        let cases = [
+            ("", 0),
+            ("{ animeCount }", 3),
+            ("{animeCount}", 3),
+            ("  ,,{ animeCount, }\n# a comment { } ...\n", 3),
+            ("\u{feff}{ __typename }", 3),
+            ("{ ...F } fragment F on Query { a }", 11),
+            ("query($v: Int! = -12) { a(x: $v) }", 19),
+            ("{ a(x: 1.5e-3, y: -0, z: 12E+4) }", 14),
+            (
+                "{ a(s: \"x { y } # z\", b: \"\"\"block \\\"\"\" } \"\"\") }",
+                11,
+            ),
+            ("{ a(s: \"unterminated) }", 6),
+            ("{ a @skip(if: true) }", 10),
+        ];
+        for (query, tokens) in cases {
+            assert_eq!(count_tokens(query, usize::MAX - 1), tokens, "{query:?}");
+        }
+    }
+
+    #[test]
+    fn counting_stops_once_the_limit_is_passed() {
+        let many = "{ a }".repeat(1_000);
+        assert_eq!(count_tokens(&many, 3_000), 3_000);
+        assert_eq!(count_tokens(&many, 2_999), 3_000, "stops at limit + 1");
+        assert_eq!(count_tokens(&many, 10), 11);
+    }
+
+    #[tokio::test]
+    async fn a_document_over_the_token_limit_is_refused_before_parsing() {
+        let cache = DocumentCache::default();
+        let mut limits = limits();
+        limits.max_tokens = 8;
+        let at_limit = "{ a: animeCount b: __typename }";
+        assert_eq!(count_tokens(at_limit, 100), 8);
+        let over = "{ a: animeCount b: __typename c }";
         assert!(
             cache
-                .get_or_parse(DocumentHash::of(broken), broken)
+                .get_or_parse(DocumentHash::of(at_limit), at_limit, &limits)
                 .await
-                .is_none()
+                .is_ok()
+        );
+        let Err(errors) = cache
+            .get_or_parse(DocumentHash::of(over), over, &limits)
+            .await
+        else {
+            panic!("refused");
+        };
+        assert_eq!(
+            errors[0].message,
+            "the document has more than 8 tokens; send a smaller one"
         );
     }
 
@@ -344,8 +600,8 @@ mod tests {
         let cacheable = [
             "{ animeCount }",
             "{ __typename popularAnime(limit: 3) { id } }",
-            "query Q { ...F } fragment F on QueryRoot { animeCount anime(id: 1) { id } }",
-            "{ ... on QueryRoot { animePage { items { id } } } }",
+            "query Q { ...F } fragment F on Query { animeCount anime(id: 1) { id } }",
+            "{ ... on Query { animePage { items { id } } } }",
         ];
         for query in cacheable {
             assert!(is_cacheable(&parse(query), None), "{query}");

@@ -79,16 +79,23 @@ pub struct CatalogMutation;
 
 #[Object]
 impl CatalogMutation {
-    /// Adds an anime. Admin only.
+    /// Adds an anime. Admin only. Every invalid input field is reported,
+    /// one BAD_USER_INPUT error each, `extensions.argument` naming it
+    /// (`input.year`).
     #[graphql(guard = "AdminGuard")]
     async fn create_anime(&self, ctx: &Context<'_>, input: CreateAnimeInput) -> Result<Anime> {
         let state = ctx.data::<AppState>()?;
-        let created = state.anime.create(input.into()).await.extend()?;
+        let created = state
+            .anime
+            .create(input.into())
+            .await
+            .map_err(|err| err.into_field_error(ctx))?;
         tracing::info!(id = created.id, "Anime created");
         Ok(Anime::owned(created))
     }
 
-    /// Changes an anime; an unknown id is NOT_FOUND. Admin only.
+    /// Changes an anime; an unknown id is NOT_FOUND. Admin only. Every
+    /// invalid input field is reported, as for `createAnime`.
     #[graphql(guard = "AdminGuard")]
     async fn update_anime(
         &self,
@@ -98,7 +105,11 @@ impl CatalogMutation {
     ) -> Result<Anime> {
         let id = parse_id(&id).extend()?;
         let state = ctx.data::<AppState>()?;
-        let updated = state.anime.update(id, input.into()).await.extend()?;
+        let updated = state
+            .anime
+            .update(id, input.into())
+            .await
+            .map_err(|err| err.into_field_error(ctx))?;
         tracing::info!(id, "Anime updated");
         Ok(Anime::owned(updated))
     }

@@ -50,7 +50,6 @@ use crate::error::code;
 use crate::graphql::admin::{Bearer, Credentials};
 use crate::graphql::document::{DocumentHash, is_cacheable, is_mutation};
 use crate::graphql::errors::{attach_request_id, coded_error, shape};
-use crate::graphql::limits::check_aliases;
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 
 /// `Cache-Control` of everything that is not a kept public response.
@@ -184,7 +183,7 @@ async fn answer(
         },
         (text, None) => Arc::from(text.unwrap_or_default()),
     };
-    let variables = match wire.variables {
+    let mut variables = match wire.variables {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(variables)) => variables,
         Some(_) => {
@@ -223,15 +222,26 @@ async fn answer(
         return Answer::Kept(kept);
     }
 
-    let parsed = state.documents.get_or_parse(document_hash, &query).await;
-    if let Some(parsed) = &parsed
-        && let Err(err) = check_aliases(parsed.aliases, state.app.config.graphql.max_aliases)
-    {
-        return Answer::Executed {
-            response: async_graphql::Response::from_errors(vec![err]),
-            is_timeout: false,
-        };
-    }
+    // Refused before execution: the document's limits and argument values,
+    // then this request's variables (see `graphql::document`).
+    let parsed = match state
+        .documents
+        .get_or_parse(document_hash, &query, &state.app.config.graphql)
+        .await
+        .and_then(|parsed| {
+            parsed.check_variables(operation_name.as_deref(), &mut variables)?;
+            Ok(parsed)
+        }) {
+        Ok(parsed) => Some(parsed),
+        Err(errors) => {
+            crate::metrics::operation_handles(operation_name.as_deref())
+                .record(false, started.elapsed());
+            return Answer::Executed {
+                response: async_graphql::Response::from_errors(errors),
+                is_timeout: false,
+            };
+        }
+    };
     let document = parsed.map(|parsed| parsed.document);
     // GET must never change anything: a link or an <img> can send it.
     if is_get

@@ -202,44 +202,97 @@ fn apply(row: &mut anime::ActiveModel, changes: AnimeChanges) {
     row.updated_at = Set(Utc::now());
 }
 
+/// Every problem of one input, so that the client hears about all of them
+/// at once (see `AppError::BadUserInputs`).
+#[derive(Default)]
+struct Problems(Vec<AppError>);
+
+impl Problems {
+    /// The value of a check that passed; a failed one is recorded.
+    fn check<T>(&mut self, checked: Result<T>) -> Option<T> {
+        checked.map_err(|problem| self.0.push(problem)).ok()
+    }
+
+    fn finish(self) -> Result<()> {
+        AppError::all(self.0)
+    }
+}
+
 fn validate_draft(mut draft: AnimeDraft) -> Result<AnimeDraft> {
-    draft.title = text("input.title", &draft.title, 1, 255)?;
-    draft.title_english = draft
-        .title_english
-        .map(|t| text("input.titleEnglish", &t, 1, 255))
-        .transpose()?;
-    check_range(&EPISODES, draft.episodes)?;
-    check_range(&YEAR, draft.year)?;
-    check_range(&SCORE, draft.score)?;
-    check_range(&POPULARITY, Some(draft.popularity))?;
-    draft.genres = genres(draft.genres)?;
-    draft.picture_url = picture_url(&draft.picture_url)?;
-    draft.synopsis = text("input.synopsis", &draft.synopsis, 1, 10_000)?;
+    let mut problems = Problems::default();
+    if let Some(title) = problems.check(text("input.title", &draft.title, 1, 255)) {
+        draft.title = title;
+    }
+    if let Some(title) = problems.check(
+        draft
+            .title_english
+            .as_deref()
+            .map(|t| text("input.titleEnglish", t, 1, 255))
+            .transpose(),
+    ) {
+        draft.title_english = title;
+    }
+    problems.check(check_range(&EPISODES, draft.episodes));
+    problems.check(check_range(&YEAR, draft.year));
+    problems.check(check_range(&SCORE, draft.score));
+    problems.check(check_range(&POPULARITY, Some(draft.popularity)));
+    if let Some(genres) = problems.check(genres(std::mem::take(&mut draft.genres))) {
+        draft.genres = genres;
+    }
+    if let Some(url) = problems.check(picture_url(&draft.picture_url)) {
+        draft.picture_url = url;
+    }
+    if let Some(synopsis) = problems.check(text("input.synopsis", &draft.synopsis, 1, 10_000)) {
+        draft.synopsis = synopsis;
+    }
+    problems.finish()?;
     Ok(draft)
 }
 
 fn validate_changes(mut changes: AnimeChanges) -> Result<AnimeChanges> {
-    changes.title = changes
-        .title
-        .map(|t| text("input.title", &t, 1, 255))
-        .transpose()?;
-    changes.title_english = changes
-        .title_english
-        .map(|t| {
-            t.map(|t| text("input.titleEnglish", &t, 1, 255))
-                .transpose()
-        })
-        .transpose()?;
-    check_range(&EPISODES, changes.episodes.flatten())?;
-    check_range(&YEAR, changes.year.flatten())?;
-    check_range(&SCORE, changes.score.flatten())?;
-    check_range(&POPULARITY, changes.popularity)?;
-    changes.genres = changes.genres.map(genres).transpose()?;
-    changes.picture_url = changes.picture_url.map(|u| picture_url(&u)).transpose()?;
-    changes.synopsis = changes
-        .synopsis
-        .map(|s| text("input.synopsis", &s, 1, 10_000))
-        .transpose()?;
+    let mut problems = Problems::default();
+    if let Some(title) = problems.check(
+        changes
+            .title
+            .as_deref()
+            .map(|t| text("input.title", t, 1, 255))
+            .transpose(),
+    ) {
+        changes.title = title;
+    }
+    if let Some(title) = problems.check(
+        changes
+            .title_english
+            .as_ref()
+            .map(|t| {
+                t.as_deref()
+                    .map(|t| text("input.titleEnglish", t, 1, 255))
+                    .transpose()
+            })
+            .transpose(),
+    ) {
+        changes.title_english = title;
+    }
+    problems.check(check_range(&EPISODES, changes.episodes.flatten()));
+    problems.check(check_range(&YEAR, changes.year.flatten()));
+    problems.check(check_range(&SCORE, changes.score.flatten()));
+    problems.check(check_range(&POPULARITY, changes.popularity));
+    if let Some(genres) = problems.check(changes.genres.take().map(genres).transpose()) {
+        changes.genres = genres;
+    }
+    if let Some(url) = problems.check(changes.picture_url.as_deref().map(picture_url).transpose()) {
+        changes.picture_url = url;
+    }
+    if let Some(synopsis) = problems.check(
+        changes
+            .synopsis
+            .as_deref()
+            .map(|s| text("input.synopsis", s, 1, 10_000))
+            .transpose(),
+    ) {
+        changes.synopsis = synopsis;
+    }
+    problems.finish()?;
     Ok(changes)
 }
 
@@ -329,6 +382,79 @@ mod tests {
             tags_for(&[7], true),
             ["anime:7", "popular", "anime_paginated", "anime_count"]
         );
+    }
+
+    fn draft() -> AnimeDraft {
+        AnimeDraft {
+            title: " Title ".into(),
+            title_english: None,
+            format: Format::Tv,
+            episodes: Some(12),
+            status: Status::Finished,
+            season: None,
+            year: Some(2001),
+            score: Some(8.0),
+            popularity: 10,
+            genres: vec!["Drama".into()],
+            picture_url: "https://img.example/x.webp".into(),
+            synopsis: "A story.".into(),
+        }
+    }
+
+    fn arguments(result: Result<impl std::fmt::Debug>) -> Vec<&'static str> {
+        match result {
+            Err(AppError::BadUserInputs(problems)) => problems
+                .iter()
+                .map(|problem| match problem {
+                    AppError::BadUserInput { argument, .. } => *argument,
+                    _ => "?",
+                })
+                .collect(),
+            Err(AppError::BadUserInput { argument, .. }) => vec![argument],
+            other => panic!("expected bad input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_invalid_field_of_a_draft_is_reported() {
+        let valid = validate_draft(draft()).expect("valid");
+        assert_eq!(valid.title, "Title", "normalised");
+        let bad = AnimeDraft {
+            title: String::new(),
+            year: Some(1800),
+            score: Some(11.0),
+            picture_url: "ftp://x".into(),
+            ..draft()
+        };
+        assert_eq!(
+            arguments(validate_draft(bad)),
+            [
+                "input.title",
+                "input.year",
+                "input.score",
+                "input.pictureUrl"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_invalid_change_is_reported() {
+        let changes = AnimeChanges {
+            title_english: Some(Some(" ".into())),
+            episodes: Some(Some(-1)),
+            genres: Some(vec![String::new(); 11]),
+            synopsis: Some("ok".into()),
+            ..AnimeChanges::default()
+        };
+        assert_eq!(
+            arguments(validate_changes(changes)),
+            ["input.titleEnglish", "input.episodes", "input.genres"]
+        );
+        let one = AnimeChanges {
+            popularity: Some(-5),
+            ..AnimeChanges::default()
+        };
+        assert_eq!(arguments(validate_changes(one)), ["input.popularity"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ const WORDS: &[&str] = &[
     "on",
     "query",
     "mutation",
-    "QueryRoot",
+    "Query",
     "popularAnime",
     "animePage",
     "animeCount",

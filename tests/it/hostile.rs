@@ -17,7 +17,23 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
         "a: animePage { ".repeat(10_000),
         " }".repeat(10_000)
     );
+    let nested = format!(
+        "{{ {}animeCount{} }}",
+        "a: animePage { ".repeat(100),
+        " }".repeat(100)
+    );
     let aliases: String = (0..10_000).map(|i| format!("a{i}: animeCount ")).collect();
+    let some_aliases: String = (0..1_000).map(|i| format!("a{i}: animeCount ")).collect();
+    // Each fragment spreads the next twice: 2^40 fields in 1.6 kB.
+    let doubling: String = (0..40)
+        .map(|i| {
+            format!(
+                " fragment F{i} on Query {{ ...F{next} ...F{next} }}",
+                next = i + 1
+            )
+        })
+        .collect::<String>()
+        + " fragment F40 on Query { animeCount }";
     let json_body = |query: &str, variables: Value| {
         json!({ "query": query, "variables": variables })
             .to_string()
@@ -92,16 +108,34 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
             "BAD_USER_INPUT",
         ),
         (
-            "10k-deep nesting",
+            "10k-deep nesting (50,000 tokens)",
             json_body(&deep, json!({})),
+            400,
+            "QUERY_TOO_LARGE",
+        ),
+        (
+            "100-deep nesting",
+            json_body(&nested, json!({})),
             400,
             "GRAPHQL_PARSE_FAILED",
         ),
         (
-            "10k aliases",
+            "10k aliases (30,000 tokens)",
             json_body(&format!("{{ {aliases} }}"), json!({})),
             400,
+            "QUERY_TOO_LARGE",
+        ),
+        (
+            "1,000 aliases",
+            json_body(&format!("{{ {some_aliases} }}"), json!({})),
+            400,
             "QUERY_TOO_COMPLEX",
+        ),
+        (
+            "fragments that double 40 times",
+            json_body(&format!("{{ ...F0 }}{doubling}"), json!({})),
+            400,
+            "QUERY_TOO_LARGE",
         ),
         (
             "control characters in a clear pattern",

@@ -88,6 +88,71 @@ async fn deep_complex_and_alias_heavy_documents_are_refused() {
 }
 
 #[tokio::test]
+async fn documents_are_bounded_by_their_tokens_before_they_are_parsed() {
+    let app = app_with(&[]).await;
+    let post = |query: String| {
+        post_raw(
+            &app,
+            Some("application/json"),
+            json!({ "query": query }).to_string(),
+        )
+    };
+
+    // 15,000 tokens (the default limit): `{`, 14,998 fields, `}`.
+    let (status, body) = post(format!("{{ {}}}", "__typename ".repeat(14_998))).await;
+    assert_eq!(status, 200, "{body:.300}");
+    assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+
+    // One over: refused, as a request error (no `data`).
+    let (status, body) = post(format!("{{ {}}}", "__typename ".repeat(14_999))).await;
+    assert_eq!((status, code(&body)), (400, "QUERY_TOO_LARGE"), "{body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        json!("the document has more than 15000 tokens; send a smaller one")
+    );
+    assert!(body.get("data").is_none(), "{body}");
+
+    // The issue's 1 MiB body of 95,000 selections.
+    let huge = format!("{{ {}}}", "__typename ".repeat(95_000));
+    assert!(huge.len() > 1_000_000);
+    let started = std::time::Instant::now();
+    let (status, body) = post(huge).await;
+    assert_eq!((status, code(&body)), (400, "QUERY_TOO_LARGE"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Comments, commas and whitespace are not tokens.
+    let commented = format!("{{ __typename {}}}", "# a comment\n, ".repeat(20_000));
+    let (status, body) = post(commented).await;
+    assert_eq!(status, 200, "{body:.300}");
+
+    // Fragments may not multiply a small document past the limit either.
+    let doubling: String = (0..20)
+        .map(|i| {
+            format!(
+                " fragment F{i} on Query {{ ...F{next} ...F{next} }}",
+                next = i + 1
+            )
+        })
+        .collect();
+    let (status, body) = post(format!(
+        "{{ ...F0 }}{doubling} fragment F20 on Query {{ __typename }}"
+    ))
+    .await;
+    assert_eq!((status, code(&body)), (400, "QUERY_TOO_LARGE"), "{body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        json!(
+            "the document holds more than 15000 fields once its fragments are expanded \
+             (each spread counts its fragment's fields again); send a smaller one"
+        )
+    );
+}
+
+#[tokio::test]
 async fn batches_are_answered_up_to_the_cap() {
     let app = app_with(&[]).await;
     let one = json!({ "query": "{ animeCount }" });
