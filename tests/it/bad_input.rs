@@ -109,6 +109,19 @@ async fn out_of_range_arguments_are_bad_user_input_naming_the_argument() {
 }
 
 /// The errors of `body` as (message, code, `argument` or `variable`).
+/// POSTs asking for `application/graphql-response+json`, the media type
+/// whose status says whether anything executed (a request error is 400;
+/// as plain JSON it would be 200: tests/it/http.rs).
+async fn post_for_status(app: &TestApp, query: &str, variables: Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/graphql"))
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("sending the GraphQL request")
+}
+
 fn errors(body: &Value) -> Vec<(String, String, String)> {
     body["errors"]
         .as_array()
@@ -162,7 +175,7 @@ async fn wrongly_typed_arguments_are_one_bad_user_input_error_each() {
         ),
     ];
     for (query, message, argument) in cases {
-        let response = app.post(query, json!({})).await;
+        let response = post_for_status(&app, query, json!({})).await;
         assert_eq!(response.status(), 400, "{query}");
         let body: Value = response.json().await.expect("JSON");
         assert_eq!(
@@ -209,7 +222,7 @@ async fn declared_variables_that_were_not_sent_say_so() {
 
     // Required and missing, or null.
     let required = "query($limit: Int!) { popularAnime(limit: $limit) { id } }";
-    let response = app.post(required, json!({})).await;
+    let response = post_for_status(&app, required, json!({})).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(

@@ -16,7 +16,12 @@ async fn post_raw(
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> (u16, Value) {
-    let mut request = app.http.post(app.url("/graphql")).body(body);
+    // The specification's media type: request errors are 400 with it.
+    let mut request = app
+        .http
+        .post(app.url("/graphql"))
+        .header("accept", "application/graphql-response+json")
+        .body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
