@@ -324,6 +324,20 @@ impl Default for DocumentCache {
     }
 }
 
+/// The `QUERY_TOO_LARGE` error when `query` has more than `max_tokens`
+/// tokens. A text of at most `max_tokens` bytes cannot have more (a token
+/// is at least one byte), so only longer ones are counted; the count stops
+/// one past the limit.
+pub fn check_tokens(query: &str, max_tokens: usize) -> Result<(), ServerError> {
+    if query.len() <= max_tokens || count_tokens(query, max_tokens) <= max_tokens {
+        return Ok(());
+    }
+    Err(coded_error(
+        format!("the document has more than {max_tokens} tokens; send a smaller one"),
+        code::QUERY_TOO_LARGE,
+    ))
+}
+
 impl DocumentCache {
     /// The parsed form of `query` (whose normalized hash is `hash`), from
     /// the cache or parsed and checked now. `Err` when it is refused before
@@ -341,15 +355,7 @@ impl DocumentCache {
         if let Some(parsed) = self.documents.get(&hash).await {
             return Ok(parsed);
         }
-        if count_tokens(query, limits.max_tokens) > limits.max_tokens {
-            return Err(vec![coded_error(
-                format!(
-                    "the document has more than {} tokens; send a smaller one",
-                    limits.max_tokens
-                ),
-                code::QUERY_TOO_LARGE,
-            )]);
-        }
+        check_tokens(query, limits.max_tokens).map_err(|err| vec![err])?;
         let document = async_graphql::parser::parse_query(query)
             .map_err(|err| vec![parse_error(query, &err)])?;
         check_aliases(alias_count(&document), limits.max_aliases).map_err(|err| vec![err])?;

@@ -48,7 +48,7 @@ use crate::cache::{CacheDirectives, Dependencies, StoredResponse};
 use crate::config::AdminConfig;
 use crate::error::code;
 use crate::graphql::admin::{Bearer, Credentials};
-use crate::graphql::document::{DocumentHash, is_cacheable, is_mutation};
+use crate::graphql::document::{DocumentHash, check_tokens, is_cacheable, is_mutation};
 use crate::graphql::errors::{attach_request_id, coded_error, shape};
 use crate::graphql::loader::{CACHE_DEBUG_HEADER, CacheTrace};
 
@@ -191,6 +191,11 @@ async fn answer(
         }
     };
     let operation_name = wire.operation_name.filter(|name| !name.is_empty());
+    // Before normalizing and hashing: a text far over the token limit is
+    // refused for the price of counting up to the limit.
+    if let Err(err) = check_tokens(&query, state.app.config.graphql.max_tokens) {
+        return request_error_from(err);
+    }
     let document_hash = DocumentHash::of(&query);
 
     // What identifies this request: the document, operation and variables
@@ -408,8 +413,13 @@ async fn execute(
 
 /// A request refused before execution, as a GraphQL error.
 fn request_error(message: &str, code: &'static str) -> Answer {
+    request_error_from(coded_error(message, code))
+}
+
+/// A request refused before execution with `error`.
+fn request_error_from(error: async_graphql::ServerError) -> Answer {
     Answer::Executed {
-        response: error_response(message, code),
+        response: async_graphql::Response::from_errors(vec![error]),
         is_timeout: false,
     }
 }
