@@ -62,8 +62,7 @@ pub async fn run(body: &Path, bind: SocketAddr) -> anyhow::Result<()> {
 /// server's does) and answered with a clone of `body` (a reference-count
 /// bump, no copy).
 async fn serve_connection(stream: TcpStream, body: Bytes) {
-    // The real server sets it too: responses go out without Nagle's delay.
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY off, as in the real server.
     let service = service_fn(move |request: Request<Incoming>| {
         let body = body.clone();
         async move { Ok::<_, Infallible>(answer(request, body).await) }

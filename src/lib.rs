@@ -5,25 +5,28 @@
 //! A read flows **HTTP → kept response? → resolver → local tier →
 //! DataLoader → Redis → repository**:
 //!
-//! 0. `server::graphql` answers a repeated public query from its kept
+//! 0. `server::front` (the connection loop, below axum) answers a request
+//!    whose exact bytes led to a kept response before, with one lookup of
+//!    the bytes and one of the response: no routing, middleware or parse;
+//! 1. `server::graphql` answers a repeated public query from its kept
 //!    response (`cache::response`) without executing anything; otherwise
 //!    it takes the parsed document from `graphql::document`'s cache (a new
 //!    one is bounded by its tokens before parsing, and checked once for
 //!    its limits and argument values), checks the variables, and
 //!    executes, keeping the response if every value in it was fresh;
-//! 1. the resolver checks its arguments and asks the service for a
+//! 2. the resolver checks its arguments and asks the service for a
 //!    `CachedQuery` (policy + key parameters + tag + database load);
-//! 2. the in-process tier answers if it holds the value (no network);
-//! 3. otherwise the schema-wide `CacheLoader` (async-graphql DataLoader)
+//! 3. the in-process tier answers if it holds the value (no network);
+//! 4. otherwise the schema-wide `CacheLoader` (async-graphql DataLoader)
 //!    collects the keys of one request, and of concurrent requests, for a
 //!    short window, and the cache facade reads them with one MGET, checking
 //!    each entry's generation; misses load from the repository once per
 //!    process and once across instances, and are written back in the
 //!    background unless a write invalidated them meanwhile;
-//! 4. when Redis is down, erroring or slow, step 3 skips it (and the local
+//! 5. when Redis is down, erroring or slow, step 4 skips it (and the local
 //!    tier, which cannot hear invalidations then);
-//! 5. when the database is known to be down, the repository's calls fail
-//!    at once (`db::Database`'s breaker) and step 3 serves expired values
+//! 6. when the database is known to be down, the repository's calls fail
+//!    at once (`db::Database`'s breaker) and step 4 serves expired values
 //!    where it has them (stale-if-error).
 //!
 //! A request with `Cache-Control: no-cache` (`cache::directive`) is
@@ -41,7 +44,8 @@
 //! | [`config`] | every environment variable, parsed and validated once |
 //! | [`telemetry`] | the tracing subscriber (pretty or JSON) |
 //! | [`app`] | `AppState`, start-up (`App::build`) and graceful shutdown |
-//! | [`server`] | axum routes (`/graphql`, `/healthz`, `/readyz`, `/metrics`, GraphiQL) and middleware; the `/graphql` request path |
+//! | [`server`] | the connection loop and exact-bytes front door; axum routes (`/graphql`, `/healthz`, `/readyz`, `/metrics`, GraphiQL) and middleware; `Accept` negotiation; the `/graphql` request path |
+//! | [`ceiling`] | the benchmark ceiling: bare hyper serving fixed bytes (`anigo ceiling`, hidden) |
 //! | [`graphql`] | schema, query root, API types, cache loader, document limits and value checks before execution, error codes |
 //! | [`service`] | use cases and their cached queries, independent of GraphQL |
 //! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
