@@ -90,11 +90,23 @@ const ANSWER_HEADERS: usize = 5;
 #[derive(Clone, Debug)]
 pub(super) struct RawRequest {
     /// The POST body or the GET query string.
-    pub(super) bytes: Bytes,
+    pub(super) bytes: RequestBytes,
     /// Whether the front door already asked the response cache for these
     /// bytes' key and found nothing current: the handler need not ask
     /// again (and count a second miss).
     pub(super) is_known_miss: bool,
+}
+
+/// The bytes that identify a request, and whether they are a GET query
+/// string or a POST body: the same bytes mean different requests in the
+/// two (a query string equal to a JSON body is no GraphQL request at all),
+/// so they never share an index entry. hyper refuses the quotes a JSON
+/// body needs in a request target, so today the two cannot meet; keying
+/// them apart keeps it so whatever a parser accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct RequestBytes {
+    is_get: bool,
+    bytes: Bytes,
 }
 
 /// What the front door could do with a request's bytes.
@@ -116,7 +128,7 @@ pub(super) struct RequestIndex {
     /// whole request bodies, hashed on every request, and an attacker who
     /// crafted colliding bodies would only slow down their own lookups in
     /// a bounded map.
-    entries: moka::future::Cache<Bytes, Arc<IndexEntry>, foldhash::fast::RandomState>,
+    entries: moka::future::Cache<RequestBytes, Arc<IndexEntry>, foldhash::fast::RandomState>,
 }
 
 /// What a known request leads to.
@@ -132,8 +144,8 @@ impl Default for RequestIndex {
         Self {
             entries: moka::future::Cache::builder()
                 .max_capacity(INDEX_BUDGET_BYTES)
-                .weigher(|raw: &Bytes, _entry: &Arc<IndexEntry>| {
-                    u32::try_from(raw.len() + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+                .weigher(|raw: &RequestBytes, _entry: &Arc<IndexEntry>| {
+                    u32::try_from(raw.bytes.len() + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
                 })
                 .build_with_hasher(foldhash::fast::RandomState::default()),
         }
@@ -144,18 +156,18 @@ impl RequestIndex {
     /// Remembers that `raw` leads to the kept response `key`.
     pub(super) async fn insert(
         &self,
-        raw: Bytes,
+        raw: RequestBytes,
         key: ResponseKey,
         operation: Arc<OperationMetrics>,
     ) {
-        if raw.len() <= MAX_INDEXED_BYTES && !self.entries.contains_key(&raw) {
+        if raw.bytes.len() <= MAX_INDEXED_BYTES && !self.entries.contains_key(&raw) {
             self.entries
                 .insert(raw, Arc::new(IndexEntry { key, operation }))
                 .await;
         }
     }
 
-    async fn get(&self, raw: &Bytes) -> Option<Arc<IndexEntry>> {
+    async fn get(&self, raw: &RequestBytes) -> Option<Arc<IndexEntry>> {
         self.entries.get(raw).await
     }
 }
@@ -213,7 +225,7 @@ impl Front {
         };
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let (raw, body) = match shape {
+        let (bytes, body) = match shape {
             Shape::Get => {
                 let query = parts.uri.query().unwrap_or_default();
                 (Bytes::copy_from_slice(query.as_bytes()), Body::new(body))
@@ -226,6 +238,10 @@ impl Front {
                 // The client went away mid-body: nobody reads the answer.
                 Err(_) => return bad_body(),
             },
+        };
+        let raw = RequestBytes {
+            is_get: shape == Shape::Get,
+            bytes,
         };
         let is_known_miss = match self.answer(&parts, &raw, started).await {
             Fast::Answered(response) => return response,
@@ -246,7 +262,7 @@ impl Front {
     async fn answer(
         &self,
         parts: &axum::http::request::Parts,
-        raw: &Bytes,
+        raw: &RequestBytes,
         started: Instant,
     ) -> Fast {
         let Some(entry) = self.state.requests.get(raw).await else {
