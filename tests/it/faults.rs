@@ -494,7 +494,8 @@ async fn postgres_stopped_under_load() {
     ];
     lines.extend(while_open);
     lines.push(format!(
-        "after the restart (PostgreSQL ready): breaker closed in {closed_after:?}, first uncached read answered in {reads_back:?}"
+        "after the restart (PostgreSQL ready): breaker closed in {closed_after:?}, first uncached read answered in {}",
+        reads_back.map_or_else(|| "(none)".to_owned(), |at| format!("{at:?}"))
     ));
     report("PostgreSQL stopped under load", &lines);
     assert_eq!(
@@ -586,7 +587,8 @@ async fn postgres_frozen_under_load() {
     ];
     lines.extend(while_open);
     lines.push(format!(
-        "after the thaw: breaker closed in {closed_after:?}, first uncached read answered in {reads_back:?}"
+        "after the thaw: breaker closed in {closed_after:?}, first uncached read answered in {}",
+        reads_back.map_or_else(|| "(none)".to_owned(), |at| format!("{at:?}"))
     ));
     report("PostgreSQL frozen under load", &lines);
     assert!(
