@@ -448,7 +448,12 @@ impl Cache {
 
         self.ensure_generations(&mut pending).await;
 
-        let loads = join_all(pending.into_iter().map(|item| async move {
+        // Misses of resolvers that load in batches: one load per resolver.
+        let (batched, pending): (Vec<Pending<'_>>, Vec<Pending<'_>>) = pending
+            .into_iter()
+            .partition(|item| item.key.loads_in_batches());
+        let batch_loads = self.load_batches(batched);
+        let single_loads = join_all(pending.into_iter().map(|item| async move {
             let fill = if item.key.directives().has_no_cache {
                 Fill::Refresh {
                     is_stored: item.status == CacheStatus::Refresh
@@ -463,8 +468,10 @@ impl Cache {
             };
             let (filled, is_writer) = self.load_once(item.key, fill, epoch).await;
             (item, filled, is_writer)
-        }))
-        .await;
+        }));
+        let (single_loads, batch_loads) =
+            futures_util::future::join(single_loads, batch_loads).await;
+        let loads = single_loads.into_iter().chain(batch_loads);
 
         let mut writes = Vec::new();
         let mut refreshed = Vec::new();
@@ -731,6 +738,45 @@ impl Cache {
     /// at most one load time before they arrived, and that is what bounds
     /// the database work any number of clients sending `no-cache` can cause
     /// to one load per key and instance at a time.
+    /// Loads the `items` of resolvers whose misses load in batches: one
+    /// [`CachedQuery::load_many`] per resolver, every item its own writer
+    /// (no single-flight or lease: see [`CachedQuery::LOADS_IN_BATCHES`]).
+    async fn load_batches<'k>(
+        &self,
+        items: Vec<Pending<'k>>,
+    ) -> Vec<(Pending<'k>, Result<Filled, Arc<AppError>>, bool)> {
+        let mut groups: Vec<Vec<Pending<'k>>> = Vec::new();
+        for item in items {
+            match groups
+                .iter_mut()
+                .find(|group| group[0].key.resolver() == item.key.resolver())
+            {
+                Some(group) => group.push(item),
+                None => groups.push(vec![item]),
+            }
+        }
+        let loads = join_all(groups.into_iter().map(|group| async move {
+            for item in &group {
+                self.inner.stats.record(item.key.resolver(), Event::Load);
+            }
+            let keys: Vec<&QueryKey> = group.iter().map(|item| item.key).collect();
+            let loaded = QueryKey::load_batch(&keys).await.map_err(Arc::new);
+            match loaded {
+                Ok(values) => group
+                    .into_iter()
+                    .zip(values)
+                    .map(|(item, value)| (item, Ok(Filled::Loaded(value)), true))
+                    .collect::<Vec<_>>(),
+                Err(err) => group
+                    .into_iter()
+                    .map(|item| (item, Err(Arc::clone(&err)), true))
+                    .collect(),
+            }
+        }))
+        .await;
+        loads.into_iter().flatten().collect()
+    }
+
     async fn load_once(
         &self,
         key: &QueryKey,

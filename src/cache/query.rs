@@ -8,6 +8,12 @@
 //! Redis key and the request's cache directives, and carry the query behind
 //! a trait object. So a refresh (`no-cache`) and a plain read of one key in
 //! the same batch stay two reads with their own outcomes.
+//!
+//! A query whose misses are cheaper to load together than one by one (the
+//! relations of many anime: one `WHERE anime_id IN (…)` instead of one
+//! statement per anime) sets [`CachedQuery::LOADS_IN_BATCHES`] and
+//! implements [`CachedQuery::load_many`]: the misses of one batch of its
+//! resolver then load with one call.
 
 use std::any::Any;
 use std::fmt;
@@ -54,6 +60,21 @@ pub trait CachedQuery: Send + Sync + 'static {
 
     /// Reads the value from the database (called on a miss or bypass).
     fn load(&self) -> impl Future<Output = Result<Self::Output, AppError>> + Send;
+
+    /// Whether the misses of one batch load together through
+    /// [`CachedQuery::load_many`] rather than one [`CachedQuery::load`]
+    /// each. Such loads skip the per-key single-flight and fill leases:
+    /// they are meant for cheap statements that answer many keys at once,
+    /// where one statement per batch bounds the database's work already.
+    const LOADS_IN_BATCHES: bool = false;
+
+    /// Reads the values of `queries` at once, in their order (one output
+    /// per query). The default loads them one by one.
+    fn load_many(
+        queries: &[&Self],
+    ) -> impl Future<Output = Result<Vec<Self::Output>, AppError>> + Send {
+        futures_util::future::try_join_all(queries.iter().map(|query| query.load()))
+    }
 }
 
 /// A value fresh from the database, with its JSON for the write-back.
@@ -73,6 +94,33 @@ pub struct Loaded {
 trait ErasedQuery: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>>;
     fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error>;
+    fn loads_in_batches(&self) -> bool;
+    fn as_any(&self) -> &dyn Any;
+    /// Loads `queries` (this query's type, this one among them) with one
+    /// [`CachedQuery::load_many`]; `None` when one of them is of another
+    /// type.
+    fn load_batch<'a>(
+        &'a self,
+        queries: &'a [&'a dyn ErasedQuery],
+    ) -> Option<BoxFuture<'a, Result<Vec<Loaded>, AppError>>>;
+}
+
+/// Milliseconds since `started`, saturated.
+fn elapsed_ms(started: std::time::Instant) -> u32 {
+    u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
+
+/// A freshly loaded value with its JSON.
+fn loaded<Q: CachedQuery>(value: Q::Output, load_ms: u32) -> Result<Loaded, AppError> {
+    let json = serde_json::to_vec(&value).map_err(|err| {
+        AppError::Internal(anyhow::Error::new(err).context("serializing a value for the cache"))
+    })?;
+    Ok(Loaded {
+        is_negative: Q::is_negative(&value),
+        value: Arc::new(value) as SharedValue,
+        json: json.into(),
+        load_ms,
+    })
 }
 
 impl<Q: CachedQuery> ErasedQuery for Q {
@@ -80,19 +128,45 @@ impl<Q: CachedQuery> ErasedQuery for Q {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let value = CachedQuery::load(self).await?;
-            let load_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-            let json = serde_json::to_vec(&value).map_err(|err| {
-                AppError::Internal(
-                    anyhow::Error::new(err).context("serializing a value for the cache"),
-                )
-            })?;
-            Ok(Loaded {
-                is_negative: Q::is_negative(&value),
-                value: Arc::new(value) as SharedValue,
-                json: json.into(),
-                load_ms,
-            })
+            loaded::<Q>(value, elapsed_ms(started))
         })
+    }
+
+    fn loads_in_batches(&self) -> bool {
+        Q::LOADS_IN_BATCHES
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn load_batch<'a>(
+        &'a self,
+        queries: &'a [&'a dyn ErasedQuery],
+    ) -> Option<BoxFuture<'a, Result<Vec<Loaded>, AppError>>> {
+        let typed: Vec<&Q> = queries
+            .iter()
+            .map(|query| query.as_any().downcast_ref::<Q>())
+            .collect::<Option<_>>()?;
+        Some(Box::pin(async move {
+            let started = std::time::Instant::now();
+            let values = Q::load_many(&typed).await?;
+            if values.len() != typed.len() {
+                return Err(AppError::Internal(anyhow::anyhow!(
+                    "{} loaded {} values for {} keys",
+                    Q::RESOLVER.name(),
+                    values.len(),
+                    typed.len()
+                )));
+            }
+            // The statement's time, charged to each value: XFetch weighs a
+            // value's early refresh by what reloading it costs.
+            let load_ms = elapsed_ms(started);
+            values
+                .into_iter()
+                .map(|value| loaded::<Q>(value, load_ms))
+                .collect()
+        }))
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error> {
@@ -167,6 +241,28 @@ impl QueryKey {
 
     pub(crate) fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>> {
         self.query.load()
+    }
+
+    /// Whether this read's misses load together with others of its
+    /// resolver ([`CachedQuery::LOADS_IN_BATCHES`]).
+    pub(crate) fn loads_in_batches(&self) -> bool {
+        self.query.loads_in_batches()
+    }
+
+    /// Loads `keys` (of one resolver) with one [`CachedQuery::load_many`],
+    /// in their order.
+    pub(crate) async fn load_batch(keys: &[&QueryKey]) -> Result<Vec<Loaded>, AppError> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let queries: Vec<&dyn ErasedQuery> = keys.iter().map(|key| &*key.query).collect();
+        match first.query.load_batch(&queries) {
+            Some(load) => load.await,
+            None => Err(AppError::Internal(anyhow::anyhow!(
+                "a batch of {} mixes query types",
+                first.resolver.name()
+            ))),
+        }
     }
 
     pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error> {

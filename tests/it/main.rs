@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod api;
 mod bad_input;
+mod batch_load;
 mod browser;
 mod cache;
 mod cache_directives;
