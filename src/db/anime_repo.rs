@@ -4,7 +4,8 @@
 //! known to be down.
 
 use sea_orm::{
-    ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::Database;
@@ -71,6 +72,50 @@ impl AnimeRepo {
         let mut row = current.into_active_model();
         change(&mut row);
         Ok(Some(row.update(&self.db).await?))
+    }
+
+    /// The smallest and largest anime id (`None` for an empty catalogue):
+    /// the two ends of the primary key index.
+    pub async fn id_range(&self) -> Result<Option<(i32, i32)>> {
+        let range: Option<(Option<i32>, Option<i32>)> = Anime::find()
+            .select_only()
+            .column_as(anime::Column::Id.min(), "min")
+            .column_as(anime::Column::Id.max(), "max")
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(match range {
+            Some((Some(min), Some(max))) => Some((min, max)),
+            _ => None,
+        })
+    }
+
+    /// Which of `ids` exist, in ascending order (primary key lookups).
+    pub async fn existing_ids(&self, ids: &[i32]) -> Result<Vec<i32>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(Anime::find()
+            .select_only()
+            .column(anime::Column::Id)
+            .filter(anime::Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(anime::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The first existing id at or after `id` (a primary key seek).
+    pub async fn id_at_or_after(&self, id: i32) -> Result<Option<i32>> {
+        Ok(Anime::find()
+            .select_only()
+            .column(anime::Column::Id)
+            .filter(anime::Column::Id.gte(id))
+            .order_by_asc(anime::Column::Id)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
     }
 
     /// Deletes the anime `id`; whether it existed.

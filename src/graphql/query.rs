@@ -16,6 +16,10 @@ use crate::service::PageRequest;
 /// `99999999999` gets our message naming the argument, not a parse error.
 const PAGE_SIZE: RangeInclusive<i64> = 1..=100;
 
+/// Allowed `limit` of `randomAnime`: a handful of picks for a "discover"
+/// panel, not a way to page through the catalogue.
+const RANDOM_SIZE: RangeInclusive<i64> = 1..=20;
+
 /// Read access to the anime catalogue.
 #[derive(Default)]
 pub struct CatalogQuery;
@@ -54,6 +58,32 @@ impl CatalogQuery {
     /// Number of anime in the catalogue. Cached up to 600 s.
     async fn anime_count(&self, ctx: &Context<'_>) -> Result<u64> {
         Ok(*load(ctx, state(ctx)?.anime.count()).await?)
+    }
+
+    /// `limit` (1 to 20) random anime, different on each call. Each anime
+    /// is read through `anime(id)`'s cache entries; the pick itself is never
+    /// cached, and a response that contains this field is never kept.
+    #[graphql(complexity = "limit.clamp(1, 20) as usize * child_complexity")]
+    async fn random_anime(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 1)] limit: i64,
+    ) -> Result<Vec<Anime>> {
+        let limit = in_range("limit", limit, RANDOM_SIZE).extend()?;
+        let service = &state(ctx)?.anime;
+        let ids = service
+            .random_ids(usize::try_from(limit).unwrap_or(1))
+            .await
+            .extend()?;
+        let loads = ids.into_iter().map(|id| load(ctx, service.by_id(id)));
+        let mut anime = Vec::new();
+        for found in futures_util::future::try_join_all(loads).await? {
+            // Deleted between the pick and the read: left out.
+            if let Some(model) = found.as_ref().clone() {
+                anime.push(Anime::owned(model));
+            }
+        }
+        Ok(anime)
     }
 
     /// One anime by id; null when there is none with that id. Cached up to

@@ -195,6 +195,44 @@ impl AnimeService {
         }
     }
 
+    /// Up to `limit` distinct random anime ids, different on each call,
+    /// without scanning the table: random candidates between the smallest
+    /// and largest id are checked in one primary-key lookup; where deletes
+    /// left gaps, each missing pick seeks the next existing id. Not cached:
+    /// the anime themselves are read through `anime(id)`'s entries.
+    pub async fn random_ids(&self, limit: usize) -> Result<Vec<i32>> {
+        use rand::seq::SliceRandom as _;
+
+        let Some((min, max)) = self.repo.id_range().await? else {
+            return Ok(Vec::new());
+        };
+        let span = i64::from(max) - i64::from(min) + 1;
+        let wanted = limit.min(usize::try_from(span).unwrap_or(usize::MAX));
+        // Twice as many candidates as wanted: with ids mostly dense, one
+        // lookup finds enough. (The thread-local generator is not `Send`,
+        // so it is never held across an await.)
+        let mut candidates: Vec<i32> = (0..wanted * 2)
+            .map(|_| rand::random_range(min..=max))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut found = self.repo.existing_ids(&candidates).await?;
+        found.shuffle(&mut rand::rng());
+        found.truncate(wanted);
+        // Gaps: seek from further random points, a bounded number of times
+        // (a catalogue that is mostly holes still answers, maybe short).
+        let mut seeks = 0;
+        while found.len() < wanted && seeks < wanted * 4 {
+            seeks += 1;
+            let from = rand::random_range(min..=max);
+            let id = self.repo.id_at_or_after(from).await?.unwrap_or(min);
+            if !found.contains(&id) {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+
     /// Runs one query through the cache, outside GraphQL.
     pub async fn get<Q: CachedQuery>(&self, query: Q) -> Result<Arc<Q::Output>, Arc<AppError>> {
         self.cache.get(query).await

@@ -24,5 +24,6 @@ mod hostile;
 mod http;
 mod lifecycle;
 mod limits;
+mod random;
 mod topologies;
 mod two_tier;
