@@ -12,6 +12,7 @@ mod bad_input;
 mod browser;
 mod cache;
 mod cache_directives;
+mod catalogue;
 mod contract;
 mod db;
 mod deploy;
