@@ -47,14 +47,29 @@
 //!
 //! # Search
 //!
-//! PostgreSQL: `pg_trgm` and one GIN trigram index over the lowercased
-//! titles joined by newlines (`title`, `title_english`, `title_original`):
-//! one index to keep up on each write and one index scan per search,
-//! instead of three and a BitmapOr; the newline keeps a match from
-//! spanning two titles (search texts never contain one). SQLite: the FTS5
-//! table `anime_search` over the same three columns with the `trigram`
-//! tokenizer (substring matching, case-insensitive, as `LIKE '%…%'`),
-//! content in `anime` itself, kept in step by three triggers.
+//! `anime_search` holds a narrow copy of each anime: its id, popularity and
+//! lowercased titles (`title`, `title_english`, `title_original`, `''` for
+//! none), kept in step by triggers on `anime` (a delete cascades). A search
+//! finds and ranks its matches there and reads only the page it returns
+//! from `anime`: matched rows of `anime` are wide (the synopsis is stored
+//! inline) and visiting thousands of them for a common word was most of a
+//! search's time (p99 at 100,000 anime: PostgreSQL 28 → 14 ms, SQLite 40 →
+//! 20 ms for ASCII words).
+//!
+//! - PostgreSQL: a table with `pg_trgm` and one GIN trigram index over the
+//!   three titles joined by newlines: one index to keep up per write and
+//!   one index scan per search, instead of three and a BitmapOr; the
+//!   newline keeps a match from spanning two titles (search texts never
+//!   contain one). Inserts are copied once per statement (a transition
+//!   table), updates of the copied columns per row.
+//! - SQLite: an FTS5 table with the `trigram` tokenizer (substring matching,
+//!   case-insensitive, like `LIKE '%…%'`; the bundled SQLite is 3.51) and
+//!   `popularity UNINDEXED`, rowid = anime id, kept by three triggers.
+//!
+//! Under PostgreSQL's C locale (`LC_CTYPE=C`) pg_trgm sees only ASCII
+//! letters and digits, so texts in other scripts (kana, macrons) find no
+//! trigram and scan the whole index: still right, but slower; a UTF-8
+//! locale (what the official image uses) indexes them.
 //!
 //! # Data
 //!
@@ -98,20 +113,32 @@ pub mod index {
     pub const STATUS: &str = "idx_anime_status_popularity";
     /// `anime (season, popularity DESC, id)`.
     pub const SEASON: &str = "idx_anime_season_popularity";
-    /// PostgreSQL: the GIN trigram index over the three titles.
-    pub const SEARCH_TRGM: &str = "idx_anime_titles_trgm";
+    /// PostgreSQL: the GIN trigram index of `anime_search`.
+    pub const SEARCH_TRGM: &str = "idx_anime_search_trgm";
+    /// PostgreSQL: `anime_search (popularity DESC, anime_id)`.
+    pub const SEARCH_POPULARITY: &str = "idx_anime_search_popularity";
+    /// PostgreSQL: `anime_search (<title column> text_pattern_ops)`, one
+    /// per title column (suffixed `_title`, `_title_english`, …).
+    pub const SEARCH_TITLE_PREFIX: &str = "idx_anime_search";
     /// `player (anime_id, position)`.
     pub const PLAYER_ANIME: &str = "idx_player_anime_position";
     /// `episode (anime_id, number)`, unique.
     pub const EPISODE_ANIME: &str = "idx_episode_anime_number";
 }
 
-/// The SQLite FTS5 table over the three titles.
+/// The search copy of the titles: a table with a trigram index on
+/// PostgreSQL, an FTS5 table on SQLite (both keyed by the anime id).
 pub const SEARCH_TABLE: &str = "anime_search";
 
-/// The expression the PostgreSQL trigram index is built on; the search
-/// query must repeat it exactly for the planner to use the index.
-pub const PG_SEARCH_EXPRESSION: &str = "lower(title || E'\\n' || coalesce(title_english, '') || E'\\n' || coalesce(title_original, ''))";
+/// Statistics target of `anime_search`'s title columns and trigram index
+/// (PostgreSQL's default is 100): a finer histogram, so that the planner
+/// tells a rare name from a common word.
+const SEARCH_STATISTICS: u32 = 1_000;
+
+/// The expression the PostgreSQL trigram index of [`SEARCH_TABLE`] is
+/// built on (its columns are lowercased already); the search query must
+/// repeat it exactly for the planner to use the index.
+pub const PG_SEARCH_EXPRESSION: &str = "title || E'\\n' || title_english || E'\\n' || title_original";
 
 /// A taxonomy (genre, theme or studio) and its join table.
 #[derive(Clone, Copy)]
@@ -539,29 +566,115 @@ fn values_error(err: sea_orm_migration::prelude::error::Error) -> DbErr {
     DbErr::Migration(format!("building an INSERT: {err}"))
 }
 
-/// Title search: pg_trgm on PostgreSQL, FTS5 on SQLite (module doc).
+/// Title search: a narrow copy of every anime's lowercased titles and its
+/// popularity, kept in step by triggers, indexed by pg_trgm (PostgreSQL)
+/// or FTS5 (SQLite); see the module doc.
 async fn create_search(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
-    match manager.get_database_backend() {
-        DbBackend::Postgres => {
+    let statements: Vec<String> = match manager.get_database_backend() {
+        DbBackend::Postgres => vec![
             // A trusted extension since PostgreSQL 13: the database owner
             // may create it, no superuser needed.
-            conn.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-                .await?;
-            conn.execute_unprepared(&format!(
-                "CREATE INDEX {} ON anime USING gin (({PG_SEARCH_EXPRESSION}) gin_trgm_ops)",
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm".to_owned(),
+            format!(
+                "CREATE TABLE {SEARCH_TABLE} ( \
+                 anime_id integer PRIMARY KEY REFERENCES anime (id) ON DELETE CASCADE, \
+                 popularity integer NOT NULL, title text NOT NULL, \
+                 title_english text NOT NULL, title_original text NOT NULL)"
+            ),
+            // Tiers 2 and 3 (a word of a title starts with the text; the
+            // text is anywhere): one trigram index over the three titles.
+            format!(
+                "CREATE INDEX {} ON {SEARCH_TABLE} USING gin (({PG_SEARCH_EXPRESSION}) gin_trgm_ops)",
                 index::SEARCH_TRGM
-            ))
-            .await?;
-        }
+            ),
+            // Tiers 0 and 1 (a title equals the text, starts with it): a
+            // B-tree range per column, exact where trigrams of a common
+            // word would match thousands of rows; `text_pattern_ops` so
+            // that `LIKE 'text%'` is a range under any collation.
+            format!(
+                "CREATE INDEX {}_title ON {SEARCH_TABLE} (title text_pattern_ops)",
+                index::SEARCH_TITLE_PREFIX
+            ),
+            format!(
+                "CREATE INDEX {}_title_english ON {SEARCH_TABLE} (title_english text_pattern_ops)",
+                index::SEARCH_TITLE_PREFIX
+            ),
+            format!(
+                "CREATE INDEX {}_title_original ON {SEARCH_TABLE} (title_original text_pattern_ops)",
+                index::SEARCH_TITLE_PREFIX
+            ),
+            // For a text that most anime contain: walking the most popular
+            // first finds a page of them sooner than ranking every match.
+            format!(
+                "CREATE INDEX {} ON {SEARCH_TABLE} (popularity DESC, anime_id)",
+                index::SEARCH_POPULARITY
+            ),
+            // Which of the two the planner picks rests on how many rows a
+            // pattern matches; the default 100-entry histograms misjudge
+            // rare names by 30× (a walk of the whole table for 27 rows).
+            format!(
+                "ALTER TABLE {SEARCH_TABLE} ALTER COLUMN title SET STATISTICS {SEARCH_STATISTICS}, \
+                 ALTER COLUMN title_english SET STATISTICS {SEARCH_STATISTICS}, \
+                 ALTER COLUMN title_original SET STATISTICS {SEARCH_STATISTICS}"
+            ),
+            format!(
+                "ALTER INDEX {} ALTER COLUMN 1 SET STATISTICS {SEARCH_STATISTICS}",
+                index::SEARCH_TRGM
+            ),
+            format!(
+                "INSERT INTO {SEARCH_TABLE} (anime_id, popularity, title, title_english, title_original) \
+                 SELECT id, popularity, {PG_ROW} FROM anime",
+                PG_ROW = pg_lowered("")
+            ),
+            // Inserts: once per statement, from its transition table (a
+            // seed batch of 1,000 rows is one INSERT … SELECT, not 1,000).
+            format!(
+                "CREATE FUNCTION {SEARCH_TABLE}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN \
+                 INSERT INTO {SEARCH_TABLE} (anime_id, popularity, title, title_english, title_original) \
+                 SELECT id, popularity, {PG_ROW} FROM inserted; \
+                 RETURN NULL; \
+                 END $$",
+                PG_ROW = pg_lowered("")
+            ),
+            format!(
+                "CREATE TRIGGER {SEARCH_TABLE}_insert AFTER INSERT ON anime \
+                 REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT \
+                 EXECUTE FUNCTION {SEARCH_TABLE}_inserted()"
+            ),
+            // Updates: per row, and only of the columns the copy holds
+            // (PostgreSQL allows no transition table with a column list).
+            format!(
+                "CREATE FUNCTION {SEARCH_TABLE}_updated() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN \
+                 UPDATE {SEARCH_TABLE} SET popularity = NEW.popularity, title = lower(NEW.title), \
+                 title_english = lower(coalesce(NEW.title_english, '')), \
+                 title_original = lower(coalesce(NEW.title_original, '')) \
+                 WHERE anime_id = NEW.id; \
+                 RETURN NULL; \
+                 END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {SEARCH_TABLE}_update \
+                 AFTER UPDATE OF title, title_english, title_original, popularity ON anime \
+                 FOR EACH ROW EXECUTE FUNCTION {SEARCH_TABLE}_updated()"
+            ),
+        ],
         DbBackend::Sqlite => {
-            let columns = "title, title_english, title_original";
-            let new = "new.id, new.title, new.title_english, new.title_original";
-            let old = "old.id, old.title, old.title_english, old.title_original";
-            for sql in [
+            let columns = "title, title_english, title_original, popularity";
+            let new = "new.id, lower(new.title), lower(coalesce(new.title_english, '')), \
+                       lower(coalesce(new.title_original, '')), new.popularity";
+            vec![
+                // Its own copy of the values (not `content='anime'`): ranking
+                // then reads only this table, never the wide anime rows.
                 format!(
-                    "CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5({columns}, \
-                     content='anime', content_rowid='id', tokenize='trigram')"
+                    "CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5(title, title_english, title_original, \
+                     popularity UNINDEXED, tokenize='trigram')"
+                ),
+                format!(
+                    "INSERT INTO {SEARCH_TABLE} (rowid, {columns}) SELECT id, lower(title), \
+                     lower(coalesce(title_english, '')), lower(coalesce(title_original, '')), popularity FROM anime"
                 ),
                 format!(
                     "CREATE TRIGGER {SEARCH_TABLE}_insert AFTER INSERT ON anime BEGIN \
@@ -569,46 +682,56 @@ async fn create_search(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 ),
                 format!(
                     "CREATE TRIGGER {SEARCH_TABLE}_delete AFTER DELETE ON anime BEGIN \
-                     INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, {columns}) VALUES ('delete', {old}); END"
+                     DELETE FROM {SEARCH_TABLE} WHERE rowid = old.id; END"
                 ),
-                // Only title changes touch the index (popularity edits do not).
                 format!(
-                    "CREATE TRIGGER {SEARCH_TABLE}_update AFTER UPDATE OF {columns} ON anime BEGIN \
-                     INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, {columns}) VALUES ('delete', {old}); \
+                    "CREATE TRIGGER {SEARCH_TABLE}_update \
+                     AFTER UPDATE OF title, title_english, title_original, popularity ON anime BEGIN \
+                     DELETE FROM {SEARCH_TABLE} WHERE rowid = old.id; \
                      INSERT INTO {SEARCH_TABLE} (rowid, {columns}) VALUES ({new}); END"
                 ),
-                format!("INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}) VALUES ('rebuild')"),
-            ] {
-                conn.execute_unprepared(&sql).await?;
-            }
+            ]
         }
         other => {
             return Err(DbErr::Migration(format!(
                 "title search is built for PostgreSQL and SQLite, not {other:?}"
             )));
         }
+    };
+    for sql in statements {
+        conn.execute_unprepared(&sql).await?;
     }
     Ok(())
+}
+
+/// `lower(title), lower(coalesce(title_english, '')), …` of a row
+/// (`prefix` names it, e.g. `NEW.`).
+fn pg_lowered(prefix: &str) -> String {
+    format!(
+        "lower({prefix}title), lower(coalesce({prefix}title_english, '')), \
+         lower(coalesce({prefix}title_original, ''))"
+    )
 }
 
 /// Undoes [`create_search`]; `pg_trgm` stays (other schemas may use it).
 async fn drop_search(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
-    match manager.get_database_backend() {
-        DbBackend::Postgres => {
-            conn.execute_unprepared(&format!("DROP INDEX IF EXISTS {}", index::SEARCH_TRGM))
-                .await?;
-        }
-        _ => {
-            for trigger in ["insert", "delete", "update"] {
-                conn.execute_unprepared(&format!(
-                    "DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{trigger}"
-                ))
-                .await?;
-            }
-            conn.execute_unprepared(&format!("DROP TABLE IF EXISTS {SEARCH_TABLE}"))
-                .await?;
-        }
+    let statements: Vec<String> = match manager.get_database_backend() {
+        DbBackend::Postgres => vec![
+            format!("DROP TRIGGER IF EXISTS {SEARCH_TABLE}_insert ON anime"),
+            format!("DROP TRIGGER IF EXISTS {SEARCH_TABLE}_update ON anime"),
+            format!("DROP FUNCTION IF EXISTS {SEARCH_TABLE}_inserted()"),
+            format!("DROP FUNCTION IF EXISTS {SEARCH_TABLE}_updated()"),
+            format!("DROP TABLE IF EXISTS {SEARCH_TABLE}"),
+        ],
+        _ => ["insert", "delete", "update"]
+            .iter()
+            .map(|trigger| format!("DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{trigger}"))
+            .chain([format!("DROP TABLE IF EXISTS {SEARCH_TABLE}")])
+            .collect(),
+    };
+    for sql in statements {
+        conn.execute_unprepared(&sql).await?;
     }
     Ok(())
 }

@@ -32,11 +32,23 @@
 //!
 //! The text is trimmed, its whitespace runs become one space and it is
 //! lowercased; an anime matches when its title, English title or original
-//! title contains it. PostgreSQL finds candidates with the pg_trgm index
-//! (`lower(titles) LIKE '%text%'`); SQLite with the FTS5 trigram table
-//! (`anime_search MATCH '"text"'`; texts under 3 characters, which a
-//! trigram index cannot look up, scan `anime` with `LIKE`). Both rank the
-//! same way, so the two backends answer alike:
+//! title contains it. Matches are found and ranked in `anime_search`, the
+//! narrow copy of the lowercased titles and popularity (migration 2), and
+//! only the page returned is read from `anime`:
+//!
+//! ```sql
+//! SELECT anime.* FROM (
+//!   SELECT s.anime_id, s.popularity, <tier> AS tier FROM anime_search s
+//!   WHERE (s.title || E'\n' || s.title_english || E'\n' || s.title_original) LIKE '%text%'
+//!   ORDER BY tier, s.popularity DESC, s.anime_id LIMIT 20) AS hit
+//! JOIN anime ON anime.id = hit.anime_id ORDER BY hit.tier, hit.popularity DESC, hit.anime_id
+//! ```
+//!
+//! PostgreSQL finds the candidates with the pg_trgm index on that
+//! expression; SQLite with the FTS5 trigram table (`anime_search MATCH
+//! '"text"'`; texts under 3 characters, which a trigram index cannot look
+//! up, scan the table with `LIKE`). Both rank the same way, so the two
+//! backends answer alike:
 //!
 //! 0. a title equals the text; 1. a title starts with it; 2. a word of a
 //!    title starts with it; 3. it is elsewhere in a title;
@@ -410,18 +422,14 @@ fn escape_like(text: &str) -> String {
     out
 }
 
-/// The relevance tier of a row (module doc), with parameters `p2` (the
-/// text), `p3` (`text%`) and `p4` (`% text%`).
-fn rank_expression(p2: &str, p3: &str, p4: &str) -> String {
-    let titles = [
-        "lower(anime.title)",
-        "lower(anime.title_english)",
-        "lower(anime.title_original)",
-    ];
+/// The relevance tier of a row `table` of `anime_search` (module doc),
+/// with parameters `p2` (the text), `p3` (`text%`) and `p4` (`% text%`).
+fn rank_expression(table: &str, p2: &str, p3: &str, p4: &str) -> String {
+    let titles = ["title", "title_english", "title_original"];
     let any = |test: &dyn Fn(&str) -> String| {
         titles
             .iter()
-            .map(|title| test(title))
+            .map(|title| test(&format!("{table}.{title}")))
             .collect::<Vec<_>>()
             .join(" OR ")
     };
@@ -433,42 +441,98 @@ fn rank_expression(p2: &str, p3: &str, p4: &str) -> String {
     )
 }
 
-/// The statement of [`search`] for an already normalized `text`.
+/// The statement of [`search`] for an already normalized `text` (see the
+/// module doc): SQLite's or PostgreSQL's.
 pub fn search_statement(backend: DbBackend, text: &str, limit: u64) -> Statement {
     let escaped = escape_like(text);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut values: Vec<Value> = vec![
+    match backend {
+        DbBackend::Postgres => pg_search(text, &escaped, limit),
+        _ => sqlite_search(text, &escaped, limit),
+    }
+}
+
+/// PostgreSQL: the best `limit` rows by popularity of each tier's
+/// condition, four subqueries that the planner answers from whichever
+/// index reads less (the title B-trees for "equals" and "starts with", the
+/// trigram index for the other two; for a text most anime contain, the
+/// popularity index, walked until `limit` rows qualify), then ranked. The
+/// overall best `limit` are among them: a row missing from its own tier's
+/// best has `limit` rows of that tier or better before it. No `ESCAPE`:
+/// PostgreSQL's default escape is `\`, and without the clause a prefix
+/// pattern becomes a B-tree range.
+fn pg_search(text: &str, escaped: &str, limit: i64) -> Statement {
+    let titles = ["s.title", "s.title_english", "s.title_original"];
+    let any = |test: &dyn Fn(&str) -> String| {
+        let tests: Vec<String> = titles.iter().map(|t| test(t)).collect();
+        format!("({})", tests.join(" OR "))
+    };
+    let branch = |condition: String| {
+        format!(
+            "(SELECT s.anime_id, s.popularity, s.title, s.title_english, s.title_original \
+             FROM {SEARCH_TABLE} s WHERE {condition} ORDER BY s.popularity DESC, s.anime_id LIMIT $5)"
+        )
+    };
+    let sql = format!(
+        "SELECT anime.* FROM ( \
+           SELECT c.anime_id, c.popularity, \
+             CASE WHEN {c_equals} THEN 0 WHEN {c_starts} THEN 1 WHEN {c_word} THEN 2 ELSE 3 END AS tier \
+           FROM ({equals} UNION {starts} UNION {word} UNION {anywhere}) AS c \
+           ORDER BY tier, c.popularity DESC, c.anime_id LIMIT $5) AS hit \
+         JOIN anime ON anime.id = hit.anime_id \
+         ORDER BY hit.tier, hit.popularity DESC, hit.anime_id",
+        equals = branch(any(&|t| format!("{t} = $1"))),
+        starts = branch(any(&|t| format!("{t} LIKE $2"))),
+        word = branch(format!("({PG_SEARCH_EXPRESSION}) LIKE $3")),
+        anywhere = branch(format!("({PG_SEARCH_EXPRESSION}) LIKE $4")),
+        c_equals = any(&|t| format!("{} = $1", t.replacen("s.", "c.", 1))),
+        c_starts = any(&|t| format!("{} LIKE $2", t.replacen("s.", "c.", 1))),
+        c_word = any(&|t| format!("{} LIKE $3", t.replacen("s.", "c.", 1))),
+    );
+    let values: Vec<Value> = vec![
+        text.to_owned().into(),
+        format!("{escaped}%").into(),
+        format!("% {escaped}%").into(),
         format!("%{escaped}%").into(),
+        limit.into(),
+    ];
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// SQLite: every match from the FTS5 table (or, under 3 characters, a scan
+/// of it), ranked in one pass.
+fn sqlite_search(text: &str, escaped: &str, limit: i64) -> Statement {
+    let (matches, first) = if text.chars().count() >= MIN_TRIGRAM_CHARS {
+        (
+            format!("{SEARCH_TABLE} MATCH ?1"),
+            // A phrase: FTS5 then matches the text as a substring.
+            format!("\"{}\"", text.replace('"', "\"\"")),
+        )
+    } else {
+        (
+            "s.title LIKE ?1 ESCAPE '\\' OR s.title_english LIKE ?1 ESCAPE '\\' \
+             OR s.title_original LIKE ?1 ESCAPE '\\'"
+                .to_owned(),
+            format!("%{escaped}%"),
+        )
+    };
+    let sql = format!(
+        "SELECT anime.* FROM ( \
+           SELECT s.rowid AS anime_id, s.popularity AS popularity, {rank} AS tier \
+           FROM {SEARCH_TABLE} s WHERE {matches} \
+           ORDER BY tier, s.popularity DESC, s.rowid LIMIT ?5) AS hit \
+         JOIN anime ON anime.id = hit.anime_id \
+         ORDER BY hit.tier, hit.popularity DESC, hit.anime_id",
+        rank = rank_expression("s", "?2", "?3", "?4"),
+    );
+    let values: Vec<Value> = vec![
+        first.into(),
         text.to_owned().into(),
         format!("{escaped}%").into(),
         format!("% {escaped}%").into(),
         limit.into(),
     ];
-    let sql = match backend {
-        DbBackend::Postgres => format!(
-            "SELECT anime.* FROM anime WHERE {PG_SEARCH_EXPRESSION} LIKE $1 ESCAPE '\\' \
-             ORDER BY {}, anime.popularity DESC, anime.id ASC LIMIT $5",
-            rank_expression("$2", "$3", "$4")
-        ),
-        _ if text.chars().count() >= MIN_TRIGRAM_CHARS => {
-            // A phrase: FTS5 then matches the text as a substring.
-            values[0] = format!("\"{}\"", text.replace('"', "\"\"")).into();
-            format!(
-                "SELECT anime.* FROM {SEARCH_TABLE} JOIN anime ON anime.id = {SEARCH_TABLE}.rowid \
-                 WHERE {SEARCH_TABLE} MATCH ?1 \
-                 ORDER BY {}, anime.popularity DESC, anime.id ASC LIMIT ?5",
-                rank_expression("?2", "?3", "?4")
-            )
-        }
-        _ => format!(
-            "SELECT anime.* FROM anime \
-             WHERE lower(anime.title) LIKE ?1 ESCAPE '\\' OR lower(anime.title_english) LIKE ?1 ESCAPE '\\' \
-             OR lower(anime.title_original) LIKE ?1 ESCAPE '\\' \
-             ORDER BY {}, anime.popularity DESC, anime.id ASC LIMIT ?5",
-            rank_expression("?2", "?3", "?4")
-        ),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
 /// Up to `limit` anime whose titles contain `text`, most relevant first

@@ -79,6 +79,15 @@ pub(crate) fn connect_options(config: &DatabaseConfig, purpose: Purpose) -> Conn
         // A startup parameter of each connection (no extra round trip);
         // PostgreSQL only, SQLite relies on the client-side bound.
         options.statement_timeout(config.statement_timeout);
+        // Plan every statement for its own parameters: the right plan of a
+        // title search or a genre filter depends on the value (a rare name
+        // reads an index range, a common word walks the popularity index),
+        // and a prepared statement's generic plan, which PostgreSQL may
+        // switch to after five runs, is made for no value in particular.
+        // Planning these statements costs a fraction of a millisecond.
+        options.map_sqlx_postgres_opts(|opts| {
+            opts.options([("plan_cache_mode", "force_custom_plan")])
+        });
     }
     options
 }

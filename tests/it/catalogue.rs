@@ -661,6 +661,34 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend)
     }
     let exact = repo.search("zyxwv quartz saga", 5).await.expect("exact");
     assert_eq!(exact[0].anime.id, created.anime.id, "an exact title first");
+
+    // The search copy follows writes: a new title, a new popularity, a delete.
+    let id = created.anime.id;
+    app.state
+        .anime
+        .update(id, AnimeChanges { title: Some("Vwxyz Opal Saga".into()), ..AnimeChanges::default() })
+        .await
+        .expect("rename");
+    assert!(repo.search("quartz", 10).await.expect("old title").is_empty());
+    assert_eq!(repo.search("opal saga", 10).await.expect("new title")[0].anime.id, id);
+    let twin = app
+        .state
+        .anime
+        .create(AnimeDraft { title: "Vwxyz Opal Saga".into(), popularity: 5_000_000, ..draft(&[]) })
+        .await
+        .expect("a more popular twin");
+    let order: Vec<i32> = repo.search("vwxyz", 10).await.expect("both").iter().map(|r| r.anime.id).collect();
+    assert_eq!(order, [twin.anime.id, id], "more popular first");
+    app.state
+        .anime
+        .update(id, AnimeChanges { popularity: Some(6_000_000), ..AnimeChanges::default() })
+        .await
+        .expect("more popular");
+    let order: Vec<i32> = repo.search("vwxyz", 10).await.expect("both").iter().map(|r| r.anime.id).collect();
+    assert_eq!(order, [id, twin.anime.id], "popularity followed");
+    app.state.anime.delete(id).await.expect("delete");
+    let order: Vec<i32> = repo.search("vwxyz", 10).await.expect("one").iter().map(|r| r.anime.id).collect();
+    assert_eq!(order, [twin.anime.id]);
     answers
 }
 
@@ -701,15 +729,31 @@ async fn plan(conn: &impl TransactionTrait, backend: DbBackend, stmt: &Statement
     text
 }
 
+/// A text no title contains: each search branch then reads the index that
+/// narrows it most.
+const RARE_TEXT: &str = "zqxv";
+
 #[tokio::test]
 async fn search_uses_the_trigram_index_and_the_fts_table() {
     let pg = TestApp::spawn(Backend::Postgres).await;
     let lite = TestApp::spawn(Backend::Sqlite).await;
 
-    let pg_plan = plan(&pg.state.db, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, "sora", 20), true).await;
-    let lite_plan = plan(&lite.state.db, DbBackend::Sqlite, &anime_query::search_statement(DbBackend::Sqlite, "sora", 20), false).await;
+    let pg_plan = plan(&pg.state.db, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20), true).await;
+    let lite_plan = plan(&lite.state.db, DbBackend::Sqlite, &anime_query::search_statement(DbBackend::Sqlite, RARE_TEXT, 20), false).await;
 
-    assert!(pg_plan.contains("idx_anime_titles_trgm"), "{pg_plan}");
+    // Equals and starts-with from the title B-trees, the rest from the
+    // trigram index or the popularity walk (at 250 rows the planner takes
+    // the walk; the 100,000-row check names the trigram index). The table
+    // is too small for the planner to use an index on its own: sequential
+    // scans are off for this plan.
+    for index in ["idx_anime_search_title", "idx_anime_search_title_english", "idx_anime_search_title_original"] {
+        assert!(pg_plan.contains(index), "{index}: {pg_plan}");
+    }
+    assert!(
+        pg_plan.contains("idx_anime_search_trgm") || pg_plan.contains("idx_anime_search_popularity"),
+        "{pg_plan}"
+    );
+    assert!(!pg_plan.contains("Seq Scan"), "{pg_plan}");
     assert!(lite_plan.contains("VIRTUAL TABLE INDEX"), "{lite_plan}");
     // The trigram tokenizer: a substring in the middle of a word matches.
     let inner = query_strings(
@@ -723,6 +767,10 @@ async fn search_uses_the_trigram_index_and_the_fts_table() {
 // ---------------------------------------------------------------------------
 // Plans at 100,000 anime
 // ---------------------------------------------------------------------------
+
+/// `CREATE DATABASE` options of a database with UTF-8 character classes and
+/// byte-order collation (the title order the tests compute).
+const UTF8_DATABASE: &str = "TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'";
 
 /// Anime in the plan check's database: enough that the planner prefers
 /// indexes on its own (no planner settings changed).
@@ -775,8 +823,10 @@ fn plan_cases() -> Vec<(String, AnimeFilter, AnimeOrder, &'static [&'static str]
 
 #[tokio::test]
 async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
-    // Arrange: 100,000 seeded anime, analysed.
-    let url = support::fresh_database_url();
+    // Arrange: 100,000 seeded anime, analysed, in a database whose
+    // character classes are UTF-8 (as the official image's en_US.utf8):
+    // under LC_CTYPE=C, pg_trgm indexes no kana or macron.
+    let url = support::fresh_database_url_with(UTF8_DATABASE);
     let conn = Database::connect(&url).await.expect("connect");
     Migrator::up(&conn, None).await.expect("migrate");
     let started = Instant::now();
@@ -794,6 +844,11 @@ async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
         ] {
             let text = plan(&conn, DbBackend::Postgres, &stmt, false).await;
             let uses = indexes.iter().any(|index| text.contains(index));
+            let used: Vec<&str> = text
+                .split_whitespace()
+                .filter(|word| word.starts_with("idx_") || word.ends_with("_pkey"))
+                .collect();
+            eprintln!("plan {name}: {}", used.join(" "));
             if text.contains("Seq Scan on anime") || !uses {
                 failures.push(format!("{name}: expected one of {indexes:?}\n{text}"));
             }
@@ -809,36 +864,105 @@ async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
             failures.push(format!("count {name}\n{text}"));
         }
     }
-    let search = plan(&conn, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, "kanata", 20), false).await;
-    if !search.contains("idx_anime_titles_trgm") {
-        failures.push(format!("search\n{search}"));
+    // A rare text: index ranges; a text most anime contain: the walk by
+    // popularity, stopped after a page.
+    let rare = plan(&conn, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20), false).await;
+    let common = plan(&conn, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, "the", 20), false).await;
+    for (text, plan, index) in [
+        (RARE_TEXT, &rare, "idx_anime_search_trgm"),
+        (RARE_TEXT, &rare, "idx_anime_search_title_english"),
+        ("the", &common, "idx_anime_search_popularity"),
+    ] {
+        if !plan.contains(index) || plan.contains("Seq Scan") {
+            failures.push(format!("search {text:?}: expected {index}\n{plan}"));
+        }
     }
+    eprintln!("search plan for {RARE_TEXT:?}:\n{rare}\nsearch plan for \"the\":\n{common}");
     assert!(failures.is_empty(), "{} plans without their index:\n{}", failures.len(), failures.join("\n\n"));
 
     // Search latency, uncached (distinct texts), through the repository.
-    let db = anigo::db::connect_for_maintenance(
-        &anigo::Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))
-            .expect("config")
-            .database,
-    )
-    .await
-    .expect("connect");
-    let mut took = Vec::new();
-    for text in SEARCH_TEXTS {
-        let started = Instant::now();
-        anime_query::search(&db, text, 20).await.expect("search");
-        took.push(started.elapsed());
-    }
-    took.sort_unstable();
-    let p50 = took[took.len() / 2];
-    let p99 = took[took.len() * 99 / 100];
-    eprintln!("search over {PLAN_ROWS} anime: p50 {p50:?}, p99 {p99:?}, max {:?}", took[took.len() - 1]);
-    assert!(p99 < Duration::from_millis(200), "p99 {p99:?} (a debug build; the release target is 20 ms)");
+    let (p50, p99, max) = search_latency(&url).await;
+    eprintln!("postgres search over {PLAN_ROWS} anime: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    assert!(p99 < PG_SEARCH_P99_BUDGET, "p99 {p99:?}");
 }
 
-/// Search texts for the latency figure: words, pieces of words, English
-/// and kana, none repeated.
-const SEARCH_TEXTS: &[&str] = &[
+/// The slowest searches (p99) the latency checks accept at 100,000 anime,
+/// with the debug build's own work and a busy two-core machine: three times
+/// what was measured (PostgreSQL 19 ms, SQLite 56 ms; the release target on
+/// PostgreSQL is 20 ms, docs/performance.md has the release figures).
+const PG_SEARCH_P99_BUDGET: Duration = Duration::from_millis(60);
+const SQLITE_SEARCH_P99_BUDGET: Duration = Duration::from_millis(170);
+
+/// p50, p99 and max of [`search_texts`] through `AnimeRepo::search` (the
+/// matches and their genres) on the request pool of `url`.
+async fn search_latency(url: &str) -> (Duration, Duration, Duration) {
+    let config = anigo::Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.to_owned()))
+        .expect("config");
+    let (db, _) = anigo::db::connect_and_prepare(&config.database).await.expect("connect");
+    let repo = AnimeRepo::new(db.clone());
+    let texts = search_texts(&db).await;
+    let mut took = Vec::with_capacity(texts.len());
+    for text in &texts {
+        let started = Instant::now();
+        repo.search(text, 20).await.expect("search");
+        took.push((started.elapsed(), text));
+    }
+    took.sort_unstable();
+    eprintln!("{} texts; slowest: {:?}", took.len(), &took[took.len().saturating_sub(5)..]);
+    let at = |q: usize| took[(took.len() * q / 100).min(took.len() - 1)].0;
+    (at(50), at(99), at(100))
+}
+
+/// What people type: every common word of the generated titles, and 150
+/// pieces of real titles (a whole word, or its first 4-6 letters) drawn
+/// from every 600th anime; none repeated, so no answer is cached anywhere.
+async fn search_texts(db: &impl ConnectionTrait) -> Vec<String> {
+    let mut texts: Vec<String> = COMMON_WORDS.iter().map(|t| (*t).to_owned()).collect();
+    let rows = query_strings(
+        db,
+        "SELECT title, title_english, title_original FROM anime WHERE id % 600 = 7 ORDER BY id",
+    )
+    .await;
+    for (i, row) in rows.iter().enumerate() {
+        let title = row.get(i % 3).filter(|t| !t.is_empty()).unwrap_or(&row[0]);
+        let words: Vec<&str> = title.split_whitespace().collect();
+        let word = words[i % words.len()].trim_matches(|c: char| !c.is_alphanumeric());
+        let piece: String = match i % 2 {
+            0 => word.to_owned(),
+            _ => word.chars().take(4 + i % 3).collect(),
+        };
+        if !piece.is_empty() && !texts.contains(&piece) {
+            texts.push(piece);
+        }
+    }
+    texts
+}
+
+#[tokio::test]
+async fn at_100k_anime_sqlite_search_uses_the_fts_table_within_budget() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}/big.db?mode=rwc", dir.path().display());
+    let conn = Database::connect(&url).await.expect("connect");
+    Migrator::up(&conn, None).await.expect("migrate");
+    let started = Instant::now();
+    let counts = anigo::seed::insert(&conn, PLAN_ROWS, anigo::seed::DEFAULT_SEED).await.expect("seed");
+    eprintln!("sqlite seeded {counts:?} in {:?}", started.elapsed());
+    conn.execute_unprepared("ANALYZE").await.expect("ANALYZE");
+
+    // Act
+    let text = plan(&conn, DbBackend::Sqlite, &anime_query::search_statement(DbBackend::Sqlite, "kanata", 20), false).await;
+    let (p50, p99, max) = search_latency(&url).await;
+
+    // Assert
+    eprintln!("sqlite search over {PLAN_ROWS} anime: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    assert!(text.contains("VIRTUAL TABLE INDEX"), "{text}");
+    assert!(p99 < SQLITE_SEARCH_P99_BUDGET, "p99 {p99:?}");
+}
+
+/// The common words of generated titles (and a few in kana and with
+/// macrons): each matches hundreds to tens of thousands of anime.
+const COMMON_WORDS: &[&str] = &[
     "sora", "hoshi", "kaze no", "yume", "tsuki", "hikari", "kage", "mizu", "hana", "tetsu",
     "kokoro", "mirai", "umi", "yoru", "honoo", "shiro", "kuro", "akatsuki", "sakura", "ryuu",
     "kitsune", "tenshi", "akuma", "majo", "yuusha", "kishi", "ningyo", "oukoku", "gakuen",
