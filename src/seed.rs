@@ -110,7 +110,10 @@ pub async fn insert(db: &DatabaseConnection, count: u64, seed: u64) -> Result<Se
                 (&mut tables.studios, &new.studios, &studio_ids),
             ] {
                 for (position, name) in names.iter().enumerate() {
-                    links.push(vec![id.into(), ids[name].into(), (position as i16).into()]);
+                    let taxon = *ids
+                        .get(name)
+                        .ok_or_else(|| DbErr::Custom(format!("seed name {name:?} has no row")))?;
+                    links.push(vec![id.into(), taxon.into(), (position as i16).into()]);
                 }
             }
             for (position, player) in new.players.iter().enumerate() {
@@ -467,11 +470,46 @@ const THEMES: &[&str] = &[
 
 /// Words and patterns of generated studio names.
 const STUDIO_WORDS: &[&str] = &[
-    "Sakura", "Aozora", "Hoshizora", "Kumo", "Tsubame", "Hinata", "Kaminari", "Yamabuki",
-    "Shirokuma", "Akane", "Kurenai", "Midori", "Fujimi", "Tanuki", "Komorebi", "Ginga",
-    "Orion", "Nova", "Lumen", "Pixel", "Crescent", "Maple", "Silver Fox", "Blue Lynx",
-    "Red Crane", "Paper Moon", "Lantern", "Quill", "Kiseki", "Hanabi", "Seiun", "Tokiwa",
-    "Asahi", "Yūgen", "Ōkami", "Shippū", "Harbor", "Prism", "Atelier Nagi", "Bamboo",
+    "Sakura",
+    "Aozora",
+    "Hoshizora",
+    "Kumo",
+    "Tsubame",
+    "Hinata",
+    "Kaminari",
+    "Yamabuki",
+    "Shirokuma",
+    "Akane",
+    "Kurenai",
+    "Midori",
+    "Fujimi",
+    "Tanuki",
+    "Komorebi",
+    "Ginga",
+    "Orion",
+    "Nova",
+    "Lumen",
+    "Pixel",
+    "Crescent",
+    "Maple",
+    "Silver Fox",
+    "Blue Lynx",
+    "Red Crane",
+    "Paper Moon",
+    "Lantern",
+    "Quill",
+    "Kiseki",
+    "Hanabi",
+    "Seiun",
+    "Tokiwa",
+    "Asahi",
+    "Yūgen",
+    "Ōkami",
+    "Shippū",
+    "Harbor",
+    "Prism",
+    "Atelier Nagi",
+    "Bamboo",
 ];
 const STUDIO_PATTERNS: &[&str] = &[
     "{} Animation",
@@ -567,7 +605,11 @@ pub fn studio_names() -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(STUDIO_NAMES_SEED);
     let mut all: Vec<String> = STUDIO_PATTERNS
         .iter()
-        .flat_map(|pattern| STUDIO_WORDS.iter().map(move |word| pattern.replace("{}", word)))
+        .flat_map(|pattern| {
+            STUDIO_WORDS
+                .iter()
+                .map(move |word| pattern.replace("{}", word))
+        })
         .collect();
     all.shuffle(&mut rng);
     all.truncate(STUDIO_COUNT);
@@ -655,9 +697,8 @@ impl Generator {
             rng: ChaCha8Rng::seed_from_u64(seed),
             index: 0,
             // 200 positive finite weights: cannot fail.
-            studio_sizes: WeightedIndex::new(weights).unwrap_or_else(|_| {
-                unreachable!("studio weights are positive and finite")
-            }),
+            studio_sizes: WeightedIndex::new(weights)
+                .unwrap_or_else(|_| unreachable!("studio weights are positive and finite")),
             studios,
         }
     }
@@ -801,8 +842,8 @@ impl Generator {
             (Format::Tv | Format::Ona, Status::Ongoing, None) => rng.random_range(1..=12),
             _ => 0,
         };
-        let first_aired = season_start(year, season)
-            .map(|start| start + Duration::days(rng.random_range(0..14)));
+        let first_aired =
+            season_start(year, season).map(|start| start + Duration::days(rng.random_range(0..14)));
         let episodes_list = (1..=episode_rows)
             .map(|number| NewEpisode {
                 number,
@@ -916,7 +957,11 @@ mod tests {
             .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(studio_names(), studio_names(), "studios do not depend on the seed");
+        assert_eq!(
+            studio_names(),
+            studio_names(),
+            "studios do not depend on the seed"
+        );
     }
 
     #[test]
@@ -932,7 +977,11 @@ mod tests {
             assert!(new.themes.len() <= 3);
             assert!((1..=2).contains(&new.studios.len()));
             assert!(new.players.len() <= 3);
-            assert!(new.players.iter().all(|p| p.embed_url.starts_with("https://player.example/")));
+            assert!(
+                new.players
+                    .iter()
+                    .all(|p| p.embed_url.starts_with("https://player.example/"))
+            );
             assert!(new.episodes.len() <= MAX_EPISODE_ROWS as usize);
             assert!(anime.score.is_none_or(|s| (0.0..=10.0).contains(&s)));
             assert!(anime.popularity >= 150);
@@ -940,7 +989,10 @@ mod tests {
             assert_eq!(numbers, (1..=numbers.len() as i32).collect::<Vec<_>>());
             if let [first, second, ..] = new.episodes.as_slice() {
                 assert_eq!(
-                    second.aired_on.zip(first.aired_on).map(|(b, a)| (b - a).num_days()),
+                    second
+                        .aired_on
+                        .zip(first.aired_on)
+                        .map(|(b, a)| (b - a).num_days()),
                     Some(7)
                 );
             }
@@ -956,8 +1008,14 @@ mod tests {
         let genres: std::collections::HashSet<&String> =
             all.iter().flat_map(|a| &a.draft.genres).collect();
         assert_eq!(genres.len(), GENRES.len());
-        let originals = all.iter().filter(|a| a.draft.title_original.is_some()).count();
-        assert!((16_000..18_000).contains(&originals), "{originals} original titles");
+        let originals = all
+            .iter()
+            .filter(|a| a.draft.title_original.is_some())
+            .count();
+        assert!(
+            (16_000..18_000).contains(&originals),
+            "{originals} original titles"
+        );
     }
 
     #[test]
@@ -975,7 +1033,11 @@ mod tests {
         // the largest studio gets about a sixth, the tenth a tenth of that.
         assert_eq!(sizes.len(), STUDIO_COUNT, "every studio has anime");
         let total: u32 = sizes.iter().sum();
-        assert!(sizes[0] * 8 > total && sizes[0] * 5 < total, "{} of {total}", sizes[0]);
+        assert!(
+            sizes[0] * 8 > total && sizes[0] * 5 < total,
+            "{} of {total}",
+            sizes[0]
+        );
         assert!(sizes[9] * 6 < sizes[0], "{sizes:?}");
         assert!(sizes[STUDIO_COUNT - 1] * 60 < sizes[0], "{sizes:?}");
     }

@@ -12,6 +12,7 @@
 //! | `player` | `id`, `anime_id`, `embed_url` (≤ 512), `translator` (≤ 128), `quality` (≤ 16), `position` | index `(anime_id, position)`; cascade |
 //! | `episode` | `id`, `anime_id`, `number`, `title` (≤ 255), `aired_on` (date) | unique `(anime_id, number)`; cascade |
 //! | `anime` | gains `title_original` (≤ 255), `age_rating` (≤ 16); loses `genres` | see "Indexes on anime" |
+//! | `anime_search` | `anime_id`, `popularity`, the three titles lowercased | see "Search" |
 //!
 //! # Indexes on `anime`
 //!
@@ -84,7 +85,7 @@ use std::collections::HashMap;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::slug;
 
@@ -138,7 +139,8 @@ const SEARCH_STATISTICS: u32 = 1_000;
 /// The expression the PostgreSQL trigram index of [`SEARCH_TABLE`] is
 /// built on (its columns are lowercased already); the search query must
 /// repeat it exactly for the planner to use the index.
-pub const PG_SEARCH_EXPRESSION: &str = "title || E'\\n' || title_english || E'\\n' || title_original";
+pub const PG_SEARCH_EXPRESSION: &str =
+    "title || E'\\n' || title_english || E'\\n' || title_original";
 
 /// A taxonomy (genre, theme or studio) and its join table.
 #[derive(Clone, Copy)]
@@ -316,7 +318,10 @@ async fn create_taxonomy(manager: &SchemaManager<'_>, taxonomy: Taxonomy) -> Res
     manager
         .create_index(
             Index::create()
-                .name(format!("idx_{}_{}_anime", taxonomy.join_table, taxonomy.key))
+                .name(format!(
+                    "idx_{}_{}_anime",
+                    taxonomy.join_table, taxonomy.key
+                ))
                 .table(join)
                 .col(key)
                 .col(Join::AnimeId)
@@ -437,20 +442,16 @@ async fn genre_page(
     conn: &impl ConnectionTrait,
     after_id: i32,
 ) -> Result<Vec<(i32, Vec<String>)>, DbErr> {
-    let rows = conn
-        .query_all_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            match conn.get_database_backend() {
-                DbBackend::Postgres => {
-                    "SELECT id, CAST(genres AS TEXT) AS genres FROM anime WHERE id > $1 ORDER BY id LIMIT $2"
-                }
-                _ => {
-                    "SELECT id, CAST(genres AS TEXT) AS genres FROM anime WHERE id > ? ORDER BY id LIMIT ?"
-                }
-            },
-            [after_id.into(), MOVE_PAGE_ROWS.into()],
-        ))
-        .await?;
+    // jsonb on PostgreSQL, text on SQLite: read both as text.
+    let page = Query::select()
+        .column(Anime::Id)
+        .expr_as(Expr::cust("CAST(genres AS TEXT)"), Alias::new("genres"))
+        .from(Anime::Table)
+        .and_where(Expr::col(Anime::Id).gt(after_id))
+        .order_by(Anime::Id, Order::Asc)
+        .limit(MOVE_PAGE_ROWS)
+        .to_owned();
+    let rows = conn.query_all(&page).await?;
     rows.into_iter()
         .map(|row| {
             let id: i32 = row.try_get("", "id")?;
@@ -528,7 +529,10 @@ async fn move_genres_to_rows(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         for (anime_id, names) in page {
             let mut seen = Vec::with_capacity(names.len());
             for (position, name) in names.iter().enumerate() {
-                let genre_id = ids[name.as_str()];
+                // Every name was inserted by the first pass.
+                let genre_id = *ids.get(name.as_str()).ok_or_else(|| {
+                    DbErr::Migration(format!("anime {anime_id}: genre {name:?} has no row"))
+                })?;
                 if seen.contains(&genre_id) {
                     continue;
                 }

@@ -133,14 +133,19 @@ mod tests {
         let name = "The Extraordinarily Long Name Of A Studio That Nobody Can Remember At All";
         let slug = slugify(name);
         assert!(slug.len() <= MAX_SLUG_LEN, "{slug}");
-        assert_eq!(slug, "the-extraordinarily-long-name-of-a-studio-that-nobody-can");
+        assert_eq!(
+            slug,
+            "the-extraordinarily-long-name-of-a-studio-that-nobody-can"
+        );
         let one_word = "x".repeat(100);
         assert_eq!(slugify(&one_word).len(), MAX_SLUG_LEN);
     }
 
     #[test]
     fn every_slug_uses_only_the_allowed_characters() {
-        for name in ["Ça va?", "日常", "🦊 Fox", "a\u{0}b", "R+", "--x--", "Ⅻ", "ﬁne"] {
+        for name in [
+            "Ça va?", "日常", "🦊 Fox", "a\u{0}b", "R+", "--x--", "Ⅻ", "ﬁne",
+        ] {
             let slug = slugify(name);
             assert!(
                 !slug.is_empty()
@@ -148,7 +153,9 @@ mod tests {
                     && !slug.starts_with('-')
                     && !slug.ends_with('-')
                     && !slug.contains("--")
-                    && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                    && slug
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
                 "{name:?} → {slug:?}"
             );
         }

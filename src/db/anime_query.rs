@@ -406,7 +406,10 @@ const MIN_TRIGRAM_CHARS: usize = 3;
 /// The search text as both backends compare it (module doc); `None` when
 /// nothing is left.
 pub fn normalize_search(text: &str) -> Option<String> {
-    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
     (!words.is_empty()).then(|| words.join(" ").to_lowercase())
 }
 
@@ -557,7 +560,10 @@ mod tests {
 
     #[test]
     fn search_text_is_trimmed_collapsed_and_lowercased() {
-        assert_eq!(normalize_search("  Sora \t NO\nkanata "), Some("sora no kanata".into()));
+        assert_eq!(
+            normalize_search("  Sora \t NO\nkanata "),
+            Some("sora no kanata".into())
+        );
         assert_eq!(normalize_search(" \u{0} \n"), None);
         assert_eq!(escape_like(r"100%_\"), r"100\%\_\\");
     }
@@ -571,11 +577,27 @@ mod tests {
         assert_eq!(popular.reversed().id_direction(), SortDirection::Desc);
         assert_eq!(AnimeSort::Title.natural().direction, SortDirection::Asc);
 
-        let sql = list_statement(DbBackend::Postgres, &AnimeFilter::default(), popular, 0, 20).to_string();
-        assert!(sql.ends_with(r#"ORDER BY "anime"."popularity" DESC, "anime"."id" ASC LIMIT 20 OFFSET 0"#), "{sql}");
-        let sql = list_statement(DbBackend::Sqlite, &AnimeFilter::default(), AnimeSort::Score.natural().reversed(), 0, 20).to_string();
+        let sql = list_statement(DbBackend::Postgres, &AnimeFilter::default(), popular, 0, 20)
+            .to_string();
+        assert!(
+            sql.ends_with(
+                r#"ORDER BY "anime"."popularity" DESC, "anime"."id" ASC LIMIT 20 OFFSET 0"#
+            ),
+            "{sql}"
+        );
+        let sql = list_statement(
+            DbBackend::Sqlite,
+            &AnimeFilter::default(),
+            AnimeSort::Score.natural().reversed(),
+            0,
+            20,
+        )
+        .to_string();
         assert!(sql.contains(r#""anime"."score" IS NOT NULL"#), "{sql}");
-        assert!(sql.contains(r#"ORDER BY "anime"."score" ASC, "anime"."id" DESC"#), "{sql}");
+        assert!(
+            sql.contains(r#"ORDER BY "anime"."score" ASC, "anime"."id" DESC"#),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -584,7 +606,14 @@ mod tests {
             min_score: Some(8.0),
             ..AnimeFilter::default()
         };
-        let sql = list_statement(DbBackend::Postgres, &filter, AnimeSort::Score.natural(), 0, 20).to_string();
+        let sql = list_statement(
+            DbBackend::Postgres,
+            &filter,
+            AnimeSort::Score.natural(),
+            0,
+            20,
+        )
+        .to_string();
         assert!(!sql.contains("IS NOT NULL"), "{sql}");
         assert!(sql.contains(r#""anime"."score" >= 8"#), "{sql}");
     }

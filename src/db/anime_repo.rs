@@ -211,7 +211,10 @@ impl AnimeRepo {
                 taxonomy::replace_links(&txn, Taxonomy::Genre, id, names).await?;
                 names.to_vec()
             }
-            None => genre_names(&txn, &[id]).await?.remove(&id).unwrap_or_default(),
+            None => genre_names(&txn, &[id])
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
         };
         txn.commit().await?;
         Ok(Some(AnimeRecord { anime, genres }))

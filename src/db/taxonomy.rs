@@ -144,8 +144,7 @@ pub async fn links_of(
     kind: Taxonomy,
     anime_ids: &[i32],
 ) -> Result<HashMap<i32, Vec<Taxon>>, DbErr> {
-    let mut out: HashMap<i32, Vec<Taxon>> =
-        anime_ids.iter().map(|&id| (id, Vec::new())).collect();
+    let mut out: HashMap<i32, Vec<Taxon>> = anime_ids.iter().map(|&id| (id, Vec::new())).collect();
     for chunk in distinct(anime_ids).chunks(MAX_IDS_PER_STATEMENT) {
         let stmt = Query::select()
             .column((j(kind), col("anime_id")))
@@ -243,7 +242,9 @@ pub async fn ensure(
 ) -> Result<HashMap<String, i32>, DbErr> {
     let mut ids = ids_by_name(conn, kind, names).await?;
     for _ in 0..CREATE_ATTEMPTS {
-        let missing: Vec<&String> = names.iter().filter(|n| !ids.contains_key(*n)).collect();
+        let mut missing: Vec<&String> = names.iter().filter(|n| !ids.contains_key(*n)).collect();
+        missing.sort_unstable();
+        missing.dedup();
         if missing.is_empty() {
             return Ok(ids);
         }
@@ -346,7 +347,10 @@ pub async fn replace_links(
         .to_owned();
     let mut linked = HashSet::new();
     for (position, name) in names.iter().enumerate() {
-        let id = ids[name];
+        // `ensure` answers for every name or fails.
+        let id = *ids
+            .get(name)
+            .ok_or_else(|| DbErr::Custom(format!("{} {name:?} has no row", kind.table())))?;
         if !linked.insert(id) {
             continue;
         }

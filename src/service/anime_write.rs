@@ -123,7 +123,8 @@ impl AnimeService {
     pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeRecord> {
         let (row, genres) = validate_draft(draft)?.into_parts(Utc::now());
         let created = self.repo.create(row, &genres).await?;
-        self.invalidate_after_write(&[created.anime.id], true).await?;
+        self.invalidate_after_write(&[created.anime.id], true)
+            .await?;
         Ok(created)
     }
 

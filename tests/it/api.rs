@@ -194,9 +194,12 @@ async fn sqlite_count_and_single_anime_match_the_database() {
 struct Catalogue {
     anime: Vec<anime::Model>,
     links: Vec<Vec<(i32, i16, String, String)>>,
-    players: Vec<(i32, i16, String, Option<String>, Option<String>)>,
+    players: Vec<PlayerRow>,
     episodes: Vec<(i32, i32, Option<String>, Option<chrono::NaiveDate>)>,
 }
+
+/// A player without its id: anime id, position, URL, translator, quality.
+type PlayerRow = (i32, i16, String, Option<String>, Option<String>);
 
 async fn catalogue(app: &TestApp) -> Catalogue {
     let db = &app.state.db;

@@ -246,7 +246,10 @@ async fn no_cache_with_no_store_loads_fresh_and_leaves_the_cache_as_it_was() {
 
     assert_eq!(statuses(&fresh), refreshed(), "{fresh}");
     assert_eq!(fresh["data"]["anime"]["title"], "Seen Once");
-    assert_eq!(stored_value(&redis, &app.key("anime:id=11"))["anime"]["title"], old);
+    assert_eq!(
+        stored_value(&redis, &app.key("anime:id=11"))["anime"]["title"],
+        old
+    );
     let next = traced(&app, query, &[]).await;
     assert_eq!(next["data"]["anime"]["title"], old, "nothing was stored");
     assert_eq!(statuses(&next)[0].0, "HIT");

@@ -81,7 +81,11 @@ fn old_genre_arrays() -> Vec<Vec<String>> {
     (0..12_345)
         .map(|i| match i % 9 {
             0 => Vec::new(),
-            1 => OLD_NAMES[..10].iter().rev().map(|s| (*s).to_owned()).collect(),
+            1 => OLD_NAMES[..10]
+                .iter()
+                .rev()
+                .map(|s| (*s).to_owned())
+                .collect(),
             2 => vec!["Drama".into(), "Drama".into(), "action".into()],
             _ => (0..1 + next(5))
                 .map(|_| OLD_NAMES[next(OLD_NAMES.len() as u64) as usize].to_owned())
@@ -106,7 +110,9 @@ async fn insert_old_anime(conn: &DatabaseConnection, arrays: &[Vec<String>]) {
         let values: Vec<String> = chunk
             .iter()
             .map(|names| {
-                let json = serde_json::to_string(names).expect("json").replace('\'', "''");
+                let json = serde_json::to_string(names)
+                    .expect("json")
+                    .replace('\'', "''");
                 format!(
                     "('Old', 'TV', 'FINISHED', 1, '{json}', 'https://img.example/x.webp', 'x', \
                      '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z')"
@@ -133,7 +139,9 @@ async fn migration_moves_every_genre_into_rows_and_back(backend: Backend) {
     insert_old_anime(&conn, &arrays).await;
 
     // Act
-    Migrator::up(&conn, None).await.expect("the catalogue migration");
+    Migrator::up(&conn, None)
+        .await
+        .expect("the catalogue migration");
 
     // Assert: every anime's names, in order, from the rows.
     let repo_rows = query_strings(
@@ -154,15 +162,25 @@ async fn migration_moves_every_genre_into_rows_and_back(backend: Backend) {
     }
     assert!(moved.is_empty(), "links of unknown anime: {moved:?}");
     let genres = query_strings(&conn, "SELECT name, slug FROM genre ORDER BY name").await;
-    let slugs: HashMap<String, String> = genres.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
-    assert_eq!(slugs.len(), OLD_NAMES.len(), "one row per distinct name: {slugs:?}");
+    let slugs: HashMap<String, String> = genres
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    assert_eq!(
+        slugs.len(),
+        OLD_NAMES.len(),
+        "one row per distinct name: {slugs:?}"
+    );
     assert_eq!(slugs["Slice of Life"], "slice-of-life");
     assert_eq!(slugs["Pokémon Battles"], "pokemon-battles");
     assert_eq!(slugs["Director's Cut"], "directors-cut");
     assert_eq!(slugs["  Spaced  "], "spaced");
     // The most used spelling keeps the plain slug; the others get numbers.
     assert_eq!(slugs["action"], "action", "{slugs:?}");
-    let mut action: Vec<&str> = ["Action", "ACTION"].iter().map(|n| slugs[*n].as_str()).collect();
+    let mut action: Vec<&str> = ["Action", "ACTION"]
+        .iter()
+        .map(|n| slugs[*n].as_str())
+        .collect();
     action.sort_unstable();
     assert_eq!(action, ["action-2", "action-3"]);
     let mut sci_fi = [slugs["Sci-Fi"].as_str(), slugs["Sci Fi"].as_str()];
@@ -219,7 +237,9 @@ async fn raw_links(app: &TestApp, kind: Taxonomy) -> BTreeMap<i32, Vec<String>> 
     );
     let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for row in query_strings(&app.state.db, &sql).await {
-        out.entry(row[0].parse().expect("id")).or_default().push(row[1].clone());
+        out.entry(row[0].parse().expect("id"))
+            .or_default()
+            .push(row[1].clone());
     }
     out
 }
@@ -243,12 +263,24 @@ async fn loaders_answer_many_anime_with_one_statement_each(backend: Backend) {
         // Assert
         assert_eq!(app.db_queries() - before, 1, "{kind:?}: statements");
         let expected = raw_links(&app, kind).await;
-        assert_eq!(loaded.len(), SEEDED as usize + 1, "every id asked for is a key");
+        assert_eq!(
+            loaded.len(),
+            SEEDED as usize + 1,
+            "every id asked for is a key"
+        );
         assert_eq!(loaded[&999_999], []);
         for id in 1..=SEEDED as i32 {
             let names: Vec<String> = loaded[&id].iter().map(|t| t.name.clone()).collect();
-            assert_eq!(names, expected.get(&id).cloned().unwrap_or_default(), "{kind:?} of {id}");
-            assert!(loaded[&id].iter().all(|t| t.slug == anigo::db::slug::slugify(&t.name)));
+            assert_eq!(
+                names,
+                expected.get(&id).cloned().unwrap_or_default(),
+                "{kind:?} of {id}"
+            );
+            assert!(
+                loaded[&id]
+                    .iter()
+                    .all(|t| t.slug == anigo::db::slug::slugify(&t.name))
+            );
         }
     }
 
@@ -262,14 +294,27 @@ async fn loaders_answer_many_anime_with_one_statement_each(backend: Backend) {
     )
     .await;
     let loaded_players: Vec<Vec<String>> = (1..=SEEDED as i32)
-        .flat_map(|id| players[&id].iter().map(move |p| vec![id.to_string(), p.embed_url.clone()]))
+        .flat_map(|id| {
+            players[&id]
+                .iter()
+                .map(move |p| vec![id.to_string(), p.embed_url.clone()])
+        })
         .collect();
     assert_eq!(loaded_players, raw_players);
-    assert!(players.values().flatten().all(|p| p.embed_url.starts_with("https://player.example/")));
+    assert!(
+        players
+            .values()
+            .flatten()
+            .all(|p| p.embed_url.starts_with("https://player.example/"))
+    );
     let mut episode_count = 0;
     for id in 1..=SEEDED as i32 {
         let numbers: Vec<i32> = episodes[&id].iter().map(|e| e.number).collect();
-        assert_eq!(numbers, (1..=numbers.len() as i32).collect::<Vec<_>>(), "episodes of {id}");
+        assert_eq!(
+            numbers,
+            (1..=numbers.len() as i32).collect::<Vec<_>>(),
+            "episodes of {id}"
+        );
         episode_count += numbers.len();
     }
     let total = query_strings(&app.state.db, "SELECT CAST(COUNT(*) AS TEXT) FROM episode").await;
@@ -285,21 +330,38 @@ async fn loaders_answer_many_anime_with_one_statement_each(backend: Backend) {
         for name in links.values().flatten() {
             *counts.entry(name.as_str()).or_default() += 1;
         }
-        assert!(taxa.windows(2).all(|w| w[0].taxon.name <= w[1].taxon.name), "by name");
+        assert!(
+            taxa.windows(2).all(|w| w[0].taxon.name <= w[1].taxon.name),
+            "by name"
+        );
         for taxon in &taxa {
-            assert_eq!(taxon.anime_count, counts.get(taxon.taxon.name.as_str()).copied().unwrap_or(0));
+            assert_eq!(
+                taxon.anime_count,
+                counts.get(taxon.taxon.name.as_str()).copied().unwrap_or(0)
+            );
         }
         let one = &taxa[taxa.len() / 2];
         let before = app.db_queries();
-        let found = repo.taxon_by_slug(kind, &one.taxon.slug).await.expect("by slug");
+        let found = repo
+            .taxon_by_slug(kind, &one.taxon.slug)
+            .await
+            .expect("by slug");
         assert_eq!(app.db_queries() - before, 1);
         assert_eq!(found.as_ref(), Some(one));
-        assert_eq!(repo.taxon_by_slug(kind, "no-such-slug").await.expect("by slug"), None);
+        assert_eq!(
+            repo.taxon_by_slug(kind, "no-such-slug")
+                .await
+                .expect("by slug"),
+            None
+        );
     }
     let genres = repo.taxa(Taxonomy::Genre).await.expect("genres");
     assert_eq!(genres.len(), 20, "the seed's genres");
     assert_eq!(repo.taxa(Taxonomy::Theme).await.expect("themes").len(), 50);
-    assert_eq!(repo.taxa(Taxonomy::Studio).await.expect("studios").len(), 200);
+    assert_eq!(
+        repo.taxa(Taxonomy::Studio).await.expect("studios").len(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -320,13 +382,21 @@ async fn a_list_of_anime_reads_its_genres_with_one_more_statement() {
 
     let before = app.db_queries();
     let popular = repo.popular(100).await.expect("popular");
-    assert_eq!(app.db_queries() - before, 2, "the rows, then all their genres");
+    assert_eq!(
+        app.db_queries() - before,
+        2,
+        "the rows, then all their genres"
+    );
     let before = app.db_queries();
     let page = repo.page(0, 100).await.expect("page");
     assert_eq!(app.db_queries() - before, 2);
 
     for record in popular.iter().chain(&page) {
-        assert_eq!(record.genres, links[&record.anime.id], "anime {}", record.anime.id);
+        assert_eq!(
+            record.genres, links[&record.anime.id],
+            "anime {}",
+            record.anime.id
+        );
     }
 }
 
@@ -370,36 +440,67 @@ async fn writes_keep_genre_rows_in_step(backend: Backend) {
     // Assert: names in the order validation leaves them (alphabetical).
     let id = created.anime.id;
     assert_eq!(created.genres, ["Cyberpunk Noir", "Drama", "Sci Fi"]);
-    assert_eq!(repo.by_id(id).await.expect("read").expect("exists").genres, created.genres);
+    assert_eq!(
+        repo.by_id(id).await.expect("read").expect("exists").genres,
+        created.genres
+    );
     let taxa = repo.taxa(Taxonomy::Genre).await.expect("genres");
     assert_eq!(taxa.len(), genres_before + 2);
-    let slug_of = |name: &str| taxa.iter().find(|t| t.taxon.name == name).map(|t| t.taxon.slug.clone());
+    let slug_of = |name: &str| {
+        taxa.iter()
+            .find(|t| t.taxon.name == name)
+            .map(|t| t.taxon.slug.clone())
+    };
     assert_eq!(slug_of("Cyberpunk Noir").as_deref(), Some("cyberpunk-noir"));
     assert_eq!(slug_of("Sci Fi").as_deref(), Some("sci-fi-2"));
     assert_eq!(slug_of("Sci-Fi").as_deref(), Some("sci-fi"));
-    assert_eq!(created.anime.title_original.as_deref(), Some("ゼクウォーツ物語"));
+    assert_eq!(
+        created.anime.title_original.as_deref(),
+        Some("ゼクウォーツ物語")
+    );
     assert_eq!(created.anime.age_rating, Some(anime::AgeRating::Pg13));
 
     // Act: a change without genres keeps them; one with genres replaces them.
     let renamed = app
         .state
         .anime
-        .update(id, AnimeChanges { title: Some("Zyxwv Quartz Saga II".into()), ..AnimeChanges::default() })
+        .update(
+            id,
+            AnimeChanges {
+                title: Some("Zyxwv Quartz Saga II".into()),
+                ..AnimeChanges::default()
+            },
+        )
         .await
         .expect("update");
     assert_eq!(renamed.genres, created.genres);
     let regenred = app
         .state
         .anime
-        .update(id, AnimeChanges { genres: Some(vec!["Drama".into(), "Action".into()]), ..AnimeChanges::default() })
+        .update(
+            id,
+            AnimeChanges {
+                genres: Some(vec!["Drama".into(), "Action".into()]),
+                ..AnimeChanges::default()
+            },
+        )
         .await
         .expect("update genres");
     assert_eq!(regenred.genres, ["Action", "Drama"]);
-    assert_eq!(raw_links(&app, Taxonomy::Genre).await[&id], ["Action", "Drama"]);
+    assert_eq!(
+        raw_links(&app, Taxonomy::Genre).await[&id],
+        ["Action", "Drama"]
+    );
     let cleared = app
         .state
         .anime
-        .update(id, AnimeChanges { genres: Some(Vec::new()), ..AnimeChanges::default() })
+        .update(
+            id,
+            AnimeChanges {
+                genres: Some(Vec::new()),
+                ..AnimeChanges::default()
+            },
+        )
         .await
         .expect("clear genres");
     assert!(cleared.genres.is_empty());
@@ -424,7 +525,10 @@ async fn writes_keep_genre_rows_in_step(backend: Backend) {
         &format!("SELECT CAST(COUNT(*) AS TEXT) FROM anime_studio WHERE anime_id = {victim}"),
     )
     .await;
-    assert_eq!(orphans[0][0], "0", "cascade ({players_before} players before)");
+    assert_eq!(
+        orphans[0][0], "0",
+        "cascade ({players_before} players before)"
+    );
 }
 
 #[tokio::test]
@@ -465,7 +569,11 @@ async fn rows(app: &TestApp) -> Vec<Row> {
     };
     all.into_iter()
         .map(|anime| Row {
-            slugs: [slugs(&genres, anime.id), slugs(&themes, anime.id), slugs(&studios, anime.id)],
+            slugs: [
+                slugs(&genres, anime.id),
+                slugs(&themes, anime.id),
+                slugs(&studios, anime.id),
+            ],
             anime,
         })
         .collect()
@@ -473,15 +581,20 @@ async fn rows(app: &TestApp) -> Vec<Row> {
 
 fn keeps(filter: &AnimeFilter, row: &Row) -> bool {
     let a = &row.anime;
-    let has = |slug: &Option<String>, slugs: &[String]| slug.as_ref().is_none_or(|s| slugs.contains(s));
+    let has =
+        |slug: &Option<String>, slugs: &[String]| slug.as_ref().is_none_or(|s| slugs.contains(s));
     has(&filter.genre, &row.slugs[0])
         && has(&filter.theme, &row.slugs[1])
         && has(&filter.studio, &row.slugs[2])
-        && filter.years.is_none_or(|r| a.year.is_some_and(|y| (r.from..=r.to).contains(&y)))
+        && filter
+            .years
+            .is_none_or(|r| a.year.is_some_and(|y| (r.from..=r.to).contains(&y)))
         && filter.season.is_none_or(|s| a.season == Some(s))
         && filter.format.is_none_or(|f| a.format == f)
         && filter.status.is_none_or(|s| a.status == s)
-        && filter.min_score.is_none_or(|m| a.score.is_some_and(|s| s >= m))
+        && filter
+            .min_score
+            .is_none_or(|m| a.score.is_some_and(|s| s >= m))
 }
 
 /// The ids `filter` keeps in `order`, computed here: the column in the
@@ -489,7 +602,11 @@ fn keeps(filter: &AnimeFilter, row: &Row) -> bool {
 /// descending in the other), rows without a score or year last.
 fn expected(all: &[Row], filter: &AnimeFilter, order: AnimeOrder) -> Vec<i32> {
     use std::cmp::Ordering;
-    let mut kept: Vec<&anime::Model> = all.iter().filter(|r| keeps(filter, r)).map(|r| &r.anime).collect();
+    let mut kept: Vec<&anime::Model> = all
+        .iter()
+        .filter(|r| keeps(filter, r))
+        .map(|r| &r.anime)
+        .collect();
     let natural = order.is_natural();
     let value = |a: &anime::Model| -> Option<f64> {
         match order.sort {
@@ -506,11 +623,25 @@ fn expected(all: &[Row], filter: &AnimeFilter, order: AnimeOrder) -> Vec<i32> {
             (None, Some(_)) => return Ordering::Greater,
             (Some(_), None) => return Ordering::Less,
             (Some(x), Some(y)) => {
-                let cmp = if order.sort == AnimeSort::Title { a.title.cmp(&b.title) } else { x.total_cmp(&y) };
-                if order.direction == SortDirection::Desc { cmp.reverse() } else { cmp }
+                let cmp = if order.sort == AnimeSort::Title {
+                    a.title.cmp(&b.title)
+                } else {
+                    x.total_cmp(&y)
+                };
+                if order.direction == SortDirection::Desc {
+                    cmp.reverse()
+                } else {
+                    cmp
+                }
             }
         };
-        by_value.then_with(|| if natural { a.id.cmp(&b.id) } else { b.id.cmp(&a.id) })
+        by_value.then_with(|| {
+            if natural {
+                a.id.cmp(&b.id)
+            } else {
+                b.id.cmp(&a.id)
+            }
+        })
     });
     kept.into_iter().map(|a| a.id).collect()
 }
@@ -537,29 +668,75 @@ async fn lists_filter_and_order_as_documented(backend: Backend) {
                 *sizes.entry(slug).or_default() += 1;
             }
         }
-        sizes.into_iter().max_by_key(|(slug, n)| (*n, (*slug).clone())).map(|(s, _)| s.clone()).expect("a studio")
+        sizes
+            .into_iter()
+            .max_by_key(|(slug, n)| (*n, (*slug).clone()))
+            .map(|(s, _)| s.clone())
+            .expect("a studio")
     };
-    let theme = all.iter().find_map(|r| r.slugs[1].first().cloned()).expect("a theme");
+    let theme = all
+        .iter()
+        .find_map(|r| r.slugs[1].first().cloned())
+        .expect("a theme");
     let filters = [
         AnimeFilter::default(),
-        AnimeFilter { genre: Some("action".into()), ..AnimeFilter::default() },
-        AnimeFilter { theme: Some(theme), ..AnimeFilter::default() },
-        AnimeFilter { studio: Some(biggest_studio), ..AnimeFilter::default() },
-        AnimeFilter { years: Some(YearRange { from: 2010, to: 2020 }), ..AnimeFilter::default() },
-        AnimeFilter { years: Some(YearRange::single(2024)), ..AnimeFilter::default() },
-        AnimeFilter { season: Some(Season::Winter), ..AnimeFilter::default() },
-        AnimeFilter { format: Some(Format::Tv), ..AnimeFilter::default() },
-        AnimeFilter { status: Some(Status::Finished), ..AnimeFilter::default() },
-        AnimeFilter { min_score: Some(7.0), ..AnimeFilter::default() },
+        AnimeFilter {
+            genre: Some("action".into()),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            theme: Some(theme),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            studio: Some(biggest_studio),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            years: Some(YearRange {
+                from: 2010,
+                to: 2020,
+            }),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            years: Some(YearRange::single(2024)),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            season: Some(Season::Winter),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            format: Some(Format::Tv),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            status: Some(Status::Finished),
+            ..AnimeFilter::default()
+        },
+        AnimeFilter {
+            min_score: Some(7.0),
+            ..AnimeFilter::default()
+        },
         AnimeFilter {
             genre: Some("comedy".into()),
             format: Some(Format::Tv),
             min_score: Some(5.0),
             ..AnimeFilter::default()
         },
-        AnimeFilter { genre: Some("no-such-genre".into()), ..AnimeFilter::default() },
+        AnimeFilter {
+            genre: Some("no-such-genre".into()),
+            ..AnimeFilter::default()
+        },
     ];
-    let sorts = [AnimeSort::Popularity, AnimeSort::Score, AnimeSort::Year, AnimeSort::Title, AnimeSort::Id];
+    let sorts = [
+        AnimeSort::Popularity,
+        AnimeSort::Score,
+        AnimeSort::Year,
+        AnimeSort::Title,
+        AnimeSort::Id,
+    ];
 
     for filter in &filters {
         let count = repo.count(filter).await.expect("count");
@@ -583,13 +760,26 @@ async fn lists_filter_and_order_as_documented(backend: Backend) {
     let want = expected(&all, &AnimeFilter::default(), order);
     let valued = all.iter().filter(|r| r.anime.score.is_some()).count() as u64;
     let before = app.db_queries();
-    let tail = repo.list(&AnimeFilter::default(), order, valued + 2, 5).await.expect("tail");
-    assert_eq!(app.db_queries() - before, 4, "valued rows, their count, NULL rows, genres");
+    let tail = repo
+        .list(&AnimeFilter::default(), order, valued + 2, 5)
+        .await
+        .expect("tail");
+    assert_eq!(
+        app.db_queries() - before,
+        4,
+        "valued rows, their count, NULL rows, genres"
+    );
     let tail: Vec<i32> = tail.iter().map(|r| r.anime.id).collect();
     assert_eq!(tail, want[valued as usize + 2..valued as usize + 7]);
     let before = app.db_queries();
-    repo.list(&AnimeFilter::default(), order, 0, 20).await.expect("first page");
-    assert_eq!(app.db_queries() - before, 2, "a first page: rows, then genres");
+    repo.list(&AnimeFilter::default(), order, 0, 20)
+        .await
+        .expect("first page");
+    assert_eq!(
+        app.db_queries() - before,
+        2,
+        "a first page: rows, then genres"
+    );
 }
 
 #[tokio::test]
@@ -611,14 +801,18 @@ async fn sqlite_lists_filter_and_order_as_documented() {
 fn expected_search(all: &[anime::Model], text: &str, limit: usize) -> Vec<i32> {
     let q = normalize_search(text).expect("text");
     let tier = |a: &anime::Model| -> Option<u8> {
-        let titles: Vec<String> = [Some(&a.title), a.title_english.as_ref(), a.title_original.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|t| t.to_ascii_lowercase())
-            .collect();
+        let titles: Vec<String> = [
+            Some(&a.title),
+            a.title_english.as_ref(),
+            a.title_original.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
         if !titles.iter().any(|t| t.contains(&q)) {
             None
-        } else if titles.iter().any(|t| *t == q) {
+        } else if titles.contains(&q) {
             Some(0)
         } else if titles.iter().any(|t| t.starts_with(&q)) {
             Some(1)
@@ -639,23 +833,67 @@ fn expected_search(all: &[anime::Model], text: &str, limit: usize) -> Vec<i32> {
 async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend) -> Vec<Vec<i32>> {
     // Arrange: one anime with known titles, on top of the seed.
     let app = TestApp::spawn(backend).await;
-    let created = app.state.anime.create(draft(&["Drama"])).await.expect("create");
+    let created = app
+        .state
+        .anime
+        .create(draft(&["Drama"]))
+        .await
+        .expect("create");
     let repo = AnimeRepo::new(app.state.db.clone());
-    let all = anime::Entity::find().all(&app.state.db).await.expect("anime");
+    let all = anime::Entity::find()
+        .all(&app.state.db)
+        .await
+        .expect("anime");
 
     // Act + Assert: each title column, any case.
-    for text in ["zyxwv QUARTZ", "  the   QUIET harbor ", "ゼクウォーツ", "Quartz Saga"] {
+    for text in [
+        "zyxwv QUARTZ",
+        "  the   QUIET harbor ",
+        "ゼクウォーツ",
+        "Quartz Saga",
+    ] {
         let found = repo.search(text, 10).await.expect("search");
-        assert_eq!(found.first().map(|r| r.anime.id), Some(created.anime.id), "{text:?}");
+        assert_eq!(
+            found.first().map(|r| r.anime.id),
+            Some(created.anime.id),
+            "{text:?}"
+        );
         assert_eq!(found[0].genres, ["Drama"]);
     }
     assert!(repo.search("   ", 10).await.expect("empty").is_empty());
-    assert!(repo.search("no title has this", 10).await.expect("none").is_empty());
-    assert!(repo.search("100%_", 10).await.expect("wildcards are literal").is_empty());
+    assert!(
+        repo.search("no title has this", 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert!(
+        repo.search("100%_", 10)
+            .await
+            .expect("wildcards are literal")
+            .is_empty()
+    );
 
     let mut answers = Vec::new();
-    for text in ["sora", "SORA NO", "kage", "the", "ka", "e", "season 2", "のかなた", "Ryū", "Tsubasa: Zero"] {
-        let got: Vec<i32> = repo.search(text, 25).await.expect("search").iter().map(|r| r.anime.id).collect();
+    for text in [
+        "sora",
+        "SORA NO",
+        "kage",
+        "the",
+        "ka",
+        "e",
+        "season 2",
+        "のかなた",
+        "Ryū",
+        "Tsubasa: Zero",
+    ] {
+        let got: Vec<i32> = repo
+            .search(text, 25)
+            .await
+            .expect("search")
+            .iter()
+            .map(|r| r.anime.id)
+            .collect();
         assert_eq!(got, expected_search(&all, text, 25), "{text:?}");
         answers.push(got);
     }
@@ -666,28 +904,72 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend)
     let id = created.anime.id;
     app.state
         .anime
-        .update(id, AnimeChanges { title: Some("Vwxyz Opal Saga".into()), ..AnimeChanges::default() })
+        .update(
+            id,
+            AnimeChanges {
+                title: Some("Vwxyz Opal Saga".into()),
+                ..AnimeChanges::default()
+            },
+        )
         .await
         .expect("rename");
-    assert!(repo.search("quartz", 10).await.expect("old title").is_empty());
-    assert_eq!(repo.search("opal saga", 10).await.expect("new title")[0].anime.id, id);
+    assert!(
+        repo.search("quartz", 10)
+            .await
+            .expect("old title")
+            .is_empty()
+    );
+    assert_eq!(
+        repo.search("opal saga", 10).await.expect("new title")[0]
+            .anime
+            .id,
+        id
+    );
     let twin = app
         .state
         .anime
-        .create(AnimeDraft { title: "Vwxyz Opal Saga".into(), popularity: 5_000_000, ..draft(&[]) })
+        .create(AnimeDraft {
+            title: "Vwxyz Opal Saga".into(),
+            popularity: 5_000_000,
+            ..draft(&[])
+        })
         .await
         .expect("a more popular twin");
-    let order: Vec<i32> = repo.search("vwxyz", 10).await.expect("both").iter().map(|r| r.anime.id).collect();
+    let order: Vec<i32> = repo
+        .search("vwxyz", 10)
+        .await
+        .expect("both")
+        .iter()
+        .map(|r| r.anime.id)
+        .collect();
     assert_eq!(order, [twin.anime.id, id], "more popular first");
     app.state
         .anime
-        .update(id, AnimeChanges { popularity: Some(6_000_000), ..AnimeChanges::default() })
+        .update(
+            id,
+            AnimeChanges {
+                popularity: Some(6_000_000),
+                ..AnimeChanges::default()
+            },
+        )
         .await
         .expect("more popular");
-    let order: Vec<i32> = repo.search("vwxyz", 10).await.expect("both").iter().map(|r| r.anime.id).collect();
+    let order: Vec<i32> = repo
+        .search("vwxyz", 10)
+        .await
+        .expect("both")
+        .iter()
+        .map(|r| r.anime.id)
+        .collect();
     assert_eq!(order, [id, twin.anime.id], "popularity followed");
     app.state.anime.delete(id).await.expect("delete");
-    let order: Vec<i32> = repo.search("vwxyz", 10).await.expect("one").iter().map(|r| r.anime.id).collect();
+    let order: Vec<i32> = repo
+        .search("vwxyz", 10)
+        .await
+        .expect("one")
+        .iter()
+        .map(|r| r.anime.id)
+        .collect();
     assert_eq!(order, [twin.anime.id]);
     answers
 }
@@ -702,10 +984,17 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance_on_both_backends(
 /// The plan of `stmt` as text: `EXPLAIN` on PostgreSQL (with sequential
 /// scans off when `force_index`, for tables too small for the planner to
 /// bother), `EXPLAIN QUERY PLAN` on SQLite.
-async fn plan(conn: &impl TransactionTrait, backend: DbBackend, stmt: &Statement, force_index: bool) -> String {
+async fn plan(
+    conn: &impl TransactionTrait,
+    backend: DbBackend,
+    stmt: &Statement,
+    force_index: bool,
+) -> String {
     let txn = conn.begin().await.expect("begin");
     if force_index && backend == DbBackend::Postgres {
-        txn.execute_unprepared("SET LOCAL enable_seqscan = off").await.expect("SET");
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await
+            .expect("SET");
     }
     let prefix = match backend {
         DbBackend::Postgres => "EXPLAIN",
@@ -713,7 +1002,11 @@ async fn plan(conn: &impl TransactionTrait, backend: DbBackend, stmt: &Statement
     };
     let values = stmt.values.clone().map(|v| v.0).unwrap_or_default();
     let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(backend, format!("{prefix} {}", stmt.sql), values))
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!("{prefix} {}", stmt.sql),
+            values,
+        ))
         .await
         .unwrap_or_else(|err| panic!("{}: {err}", stmt.sql));
     let column = match backend {
@@ -738,19 +1031,36 @@ async fn search_uses_the_trigram_index_and_the_fts_table() {
     let pg = TestApp::spawn(Backend::Postgres).await;
     let lite = TestApp::spawn(Backend::Sqlite).await;
 
-    let pg_plan = plan(&pg.state.db, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20), true).await;
-    let lite_plan = plan(&lite.state.db, DbBackend::Sqlite, &anime_query::search_statement(DbBackend::Sqlite, RARE_TEXT, 20), false).await;
+    let pg_plan = plan(
+        &pg.state.db,
+        DbBackend::Postgres,
+        &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20),
+        true,
+    )
+    .await;
+    let lite_plan = plan(
+        &lite.state.db,
+        DbBackend::Sqlite,
+        &anime_query::search_statement(DbBackend::Sqlite, RARE_TEXT, 20),
+        false,
+    )
+    .await;
 
     // Equals and starts-with from the title B-trees, the rest from the
     // trigram index or the popularity walk (at 250 rows the planner takes
     // the walk; the 100,000-row check names the trigram index). The table
     // is too small for the planner to use an index on its own: sequential
     // scans are off for this plan.
-    for index in ["idx_anime_search_title", "idx_anime_search_title_english", "idx_anime_search_title_original"] {
+    for index in [
+        "idx_anime_search_title",
+        "idx_anime_search_title_english",
+        "idx_anime_search_title_original",
+    ] {
         assert!(pg_plan.contains(index), "{index}: {pg_plan}");
     }
     assert!(
-        pg_plan.contains("idx_anime_search_trgm") || pg_plan.contains("idx_anime_search_popularity"),
+        pg_plan.contains("idx_anime_search_trgm")
+            || pg_plan.contains("idx_anime_search_popularity"),
         "{pg_plan}"
     );
     assert!(!pg_plan.contains("Seq Scan"), "{pg_plan}");
@@ -781,19 +1091,81 @@ const PLAN_ROWS: u64 = 100_000;
 fn plan_cases() -> Vec<(String, AnimeFilter, AnimeOrder, &'static [&'static str])> {
     let filters: Vec<(&str, AnimeFilter)> = vec![
         ("none", AnimeFilter::default()),
-        ("genre", AnimeFilter { genre: Some("mecha".into()), ..AnimeFilter::default() }),
-        ("theme", AnimeFilter { theme: Some("samurai".into()), ..AnimeFilter::default() }),
-        ("studio", AnimeFilter { studio: Some("tokiwa-works".into()), ..AnimeFilter::default() }),
-        ("years", AnimeFilter { years: Some(YearRange { from: 1990, to: 1995 }), ..AnimeFilter::default() }),
-        ("year", AnimeFilter { years: Some(YearRange::single(2020)), ..AnimeFilter::default() }),
-        ("season", AnimeFilter { season: Some(Season::Summer), ..AnimeFilter::default() }),
-        ("format", AnimeFilter { format: Some(Format::Music), ..AnimeFilter::default() }),
-        ("status", AnimeFilter { status: Some(Status::Upcoming), ..AnimeFilter::default() }),
-        ("min score", AnimeFilter { min_score: Some(9.0), ..AnimeFilter::default() }),
+        (
+            "genre",
+            AnimeFilter {
+                genre: Some("mecha".into()),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "theme",
+            AnimeFilter {
+                theme: Some("samurai".into()),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "studio",
+            AnimeFilter {
+                studio: Some("tokiwa-works".into()),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "years",
+            AnimeFilter {
+                years: Some(YearRange {
+                    from: 1990,
+                    to: 1995,
+                }),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "year",
+            AnimeFilter {
+                years: Some(YearRange::single(2020)),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "season",
+            AnimeFilter {
+                season: Some(Season::Summer),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "format",
+            AnimeFilter {
+                format: Some(Format::Music),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "status",
+            AnimeFilter {
+                status: Some(Status::Upcoming),
+                ..AnimeFilter::default()
+            },
+        ),
+        (
+            "min score",
+            AnimeFilter {
+                min_score: Some(9.0),
+                ..AnimeFilter::default()
+            },
+        ),
     ];
     let mut cases = Vec::new();
     for (name, filter) in filters {
-        for sort in [AnimeSort::Popularity, AnimeSort::Score, AnimeSort::Year, AnimeSort::Title] {
+        for sort in [
+            AnimeSort::Popularity,
+            AnimeSort::Score,
+            AnimeSort::Year,
+            AnimeSort::Title,
+        ] {
             for order in [sort.natural(), sort.natural().reversed()] {
                 let order_index = match sort {
                     AnimeSort::Popularity => "idx_anime_popularity_desc_id",
@@ -813,8 +1185,14 @@ fn plan_cases() -> Vec<(String, AnimeFilter, AnimeOrder, &'static [&'static str]
                     "min score" => "idx_anime_score_desc_id",
                     _ => order_index,
                 };
-                let allowed: &'static [&'static str] = Box::leak(vec![order_index, filter_index].into_boxed_slice());
-                cases.push((format!("{name} / {order:?}"), filter.clone(), order, allowed));
+                let allowed: &'static [&'static str] =
+                    Box::leak(vec![order_index, filter_index].into_boxed_slice());
+                cases.push((
+                    format!("{name} / {order:?}"),
+                    filter.clone(),
+                    order,
+                    allowed,
+                ));
             }
         }
     }
@@ -830,9 +1208,13 @@ async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
     let conn = Database::connect(&url).await.expect("connect");
     Migrator::up(&conn, None).await.expect("migrate");
     let started = Instant::now();
-    let counts = anigo::seed::insert(&conn, PLAN_ROWS, anigo::seed::DEFAULT_SEED).await.expect("seed");
+    let counts = anigo::seed::insert(&conn, PLAN_ROWS, anigo::seed::DEFAULT_SEED)
+        .await
+        .expect("seed");
     let seeded_in = started.elapsed();
-    conn.execute_unprepared("VACUUM ANALYZE").await.expect("VACUUM ANALYZE");
+    conn.execute_unprepared("VACUUM ANALYZE")
+        .await
+        .expect("VACUUM ANALYZE");
     eprintln!("seeded {counts:?} in {seeded_in:?}");
 
     // Act + Assert: each list and count statement's plan.
@@ -859,15 +1241,33 @@ async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
             // Counting most of the table: a sequential scan is the right plan.
             continue;
         }
-        let text = plan(&conn, DbBackend::Postgres, &anime_query::count_statement(DbBackend::Postgres, &filter), false).await;
+        let text = plan(
+            &conn,
+            DbBackend::Postgres,
+            &anime_query::count_statement(DbBackend::Postgres, &filter),
+            false,
+        )
+        .await;
         if text.contains("Seq Scan on anime") {
             failures.push(format!("count {name}\n{text}"));
         }
     }
     // A rare text: index ranges; a text most anime contain: the walk by
     // popularity, stopped after a page.
-    let rare = plan(&conn, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20), false).await;
-    let common = plan(&conn, DbBackend::Postgres, &anime_query::search_statement(DbBackend::Postgres, "the", 20), false).await;
+    let rare = plan(
+        &conn,
+        DbBackend::Postgres,
+        &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20),
+        false,
+    )
+    .await;
+    let common = plan(
+        &conn,
+        DbBackend::Postgres,
+        &anime_query::search_statement(DbBackend::Postgres, "the", 20),
+        false,
+    )
+    .await;
     for (text, plan, index) in [
         (RARE_TEXT, &rare, "idx_anime_search_trgm"),
         (RARE_TEXT, &rare, "idx_anime_search_title_english"),
@@ -878,7 +1278,12 @@ async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
         }
     }
     eprintln!("search plan for {RARE_TEXT:?}:\n{rare}\nsearch plan for \"the\":\n{common}");
-    assert!(failures.is_empty(), "{} plans without their index:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} plans without their index:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 
     // Search latency, uncached (distinct texts), through the repository.
     let (p50, p99, max) = search_latency(&url).await;
@@ -896,9 +1301,12 @@ const SQLITE_SEARCH_P99_BUDGET: Duration = Duration::from_millis(170);
 /// p50, p99 and max of [`search_texts`] through `AnimeRepo::search` (the
 /// matches and their genres) on the request pool of `url`.
 async fn search_latency(url: &str) -> (Duration, Duration, Duration) {
-    let config = anigo::Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.to_owned()))
-        .expect("config");
-    let (db, _) = anigo::db::connect_and_prepare(&config.database).await.expect("connect");
+    let config =
+        anigo::Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.to_owned()))
+            .expect("config");
+    let (db, _) = anigo::db::connect_and_prepare(&config.database)
+        .await
+        .expect("connect");
     let repo = AnimeRepo::new(db.clone());
     let texts = search_texts(&db).await;
     let mut took = Vec::with_capacity(texts.len());
@@ -908,7 +1316,11 @@ async fn search_latency(url: &str) -> (Duration, Duration, Duration) {
         took.push((started.elapsed(), text));
     }
     took.sort_unstable();
-    eprintln!("{} texts; slowest: {:?}", took.len(), &took[took.len().saturating_sub(5)..]);
+    eprintln!(
+        "{} texts; slowest: {:?}",
+        took.len(),
+        &took[took.len().saturating_sub(5)..]
+    );
     let at = |q: usize| took[(took.len() * q / 100).min(took.len() - 1)].0;
     (at(50), at(99), at(100))
 }
@@ -946,12 +1358,20 @@ async fn at_100k_anime_sqlite_search_uses_the_fts_table_within_budget() {
     let conn = Database::connect(&url).await.expect("connect");
     Migrator::up(&conn, None).await.expect("migrate");
     let started = Instant::now();
-    let counts = anigo::seed::insert(&conn, PLAN_ROWS, anigo::seed::DEFAULT_SEED).await.expect("seed");
+    let counts = anigo::seed::insert(&conn, PLAN_ROWS, anigo::seed::DEFAULT_SEED)
+        .await
+        .expect("seed");
     eprintln!("sqlite seeded {counts:?} in {:?}", started.elapsed());
     conn.execute_unprepared("ANALYZE").await.expect("ANALYZE");
 
     // Act
-    let text = plan(&conn, DbBackend::Sqlite, &anime_query::search_statement(DbBackend::Sqlite, "kanata", 20), false).await;
+    let text = plan(
+        &conn,
+        DbBackend::Sqlite,
+        &anime_query::search_statement(DbBackend::Sqlite, "kanata", 20),
+        false,
+    )
+    .await;
     let (p50, p99, max) = search_latency(&url).await;
 
     // Assert
@@ -963,16 +1383,103 @@ async fn at_100k_anime_sqlite_search_uses_the_fts_table_within_budget() {
 /// The common words of generated titles (and a few in kana and with
 /// macrons): each matches hundreds to tens of thousands of anime.
 const COMMON_WORDS: &[&str] = &[
-    "sora", "hoshi", "kaze no", "yume", "tsuki", "hikari", "kage", "mizu", "hana", "tetsu",
-    "kokoro", "mirai", "umi", "yoru", "honoo", "shiro", "kuro", "akatsuki", "sakura", "ryuu",
-    "kitsune", "tenshi", "akuma", "majo", "yuusha", "kishi", "ningyo", "oukoku", "gakuen",
-    "kanata", "no uta", "tsubasa", "monogatari", "senki", "kiseki", "kakumei", "yakusoku",
-    "densetsu", "no mori", "tantei", "shoujo", "no hate", "endless", "silent sky", "crimson",
-    "hidden", "the last", "broken", "golden", "wandering", "distant", "forgotten", "burning",
-    "frozen", "eternal", "little", "secret", "star", "wind", "dream", "moon", "light", "shadow",
-    "tide", "blossom", "blade", "heart", "future", "sea", "night", "flame", "kingdom", "academy",
-    "witch", "knight", "promise", "season 2", "season 3", "the movie", "final chapter", "zero",
-    "next generation", "requiem", "ソラ", "のかなた", "ものがたり", "劇場版", "ryū", "shōjo",
-    "ōkoku", "yūsha", "sora no kanata", "hikari no", "kage no", "tsuki no", "umi no", "ken no",
-    "hana no", "yume no",
+    "sora",
+    "hoshi",
+    "kaze no",
+    "yume",
+    "tsuki",
+    "hikari",
+    "kage",
+    "mizu",
+    "hana",
+    "tetsu",
+    "kokoro",
+    "mirai",
+    "umi",
+    "yoru",
+    "honoo",
+    "shiro",
+    "kuro",
+    "akatsuki",
+    "sakura",
+    "ryuu",
+    "kitsune",
+    "tenshi",
+    "akuma",
+    "majo",
+    "yuusha",
+    "kishi",
+    "ningyo",
+    "oukoku",
+    "gakuen",
+    "kanata",
+    "no uta",
+    "tsubasa",
+    "monogatari",
+    "senki",
+    "kiseki",
+    "kakumei",
+    "yakusoku",
+    "densetsu",
+    "no mori",
+    "tantei",
+    "shoujo",
+    "no hate",
+    "endless",
+    "silent sky",
+    "crimson",
+    "hidden",
+    "the last",
+    "broken",
+    "golden",
+    "wandering",
+    "distant",
+    "forgotten",
+    "burning",
+    "frozen",
+    "eternal",
+    "little",
+    "secret",
+    "star",
+    "wind",
+    "dream",
+    "moon",
+    "light",
+    "shadow",
+    "tide",
+    "blossom",
+    "blade",
+    "heart",
+    "future",
+    "sea",
+    "night",
+    "flame",
+    "kingdom",
+    "academy",
+    "witch",
+    "knight",
+    "promise",
+    "season 2",
+    "season 3",
+    "the movie",
+    "final chapter",
+    "zero",
+    "next generation",
+    "requiem",
+    "ソラ",
+    "のかなた",
+    "ものがたり",
+    "劇場版",
+    "ryū",
+    "shōjo",
+    "ōkoku",
+    "yūsha",
+    "sora no kanata",
+    "hikari no",
+    "kage no",
+    "tsuki no",
+    "umi no",
+    "ken no",
+    "hana no",
+    "yume no",
 ];
