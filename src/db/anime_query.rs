@@ -34,21 +34,26 @@
 //! lowercased; an anime matches when its title, English title or original
 //! title contains it. Matches are found and ranked in `anime_search`, the
 //! narrow copy of the lowercased titles and popularity (migration 2), and
-//! only the page returned is read from `anime`:
+//! only the page returned is read from `anime`.
+//!
+//! PostgreSQL runs one statement per tier, best tier first, until `limit`
+//! anime are found; each takes the most popular of its tier from the index
+//! that reads least (title B-trees for the first two tiers, the trigram
+//! index for the others, or the popularity index when most anime qualify):
 //!
 //! ```sql
 //! SELECT anime.* FROM (
-//!   SELECT s.anime_id, s.popularity, <tier> AS tier FROM anime_search s
-//!   WHERE (s.title || E'\n' || s.title_english || E'\n' || s.title_original) LIKE '%text%'
-//!   ORDER BY tier, s.popularity DESC, s.anime_id LIMIT 20) AS hit
-//! JOIN anime ON anime.id = hit.anime_id ORDER BY hit.tier, hit.popularity DESC, hit.anime_id
+//!   SELECT s.anime_id, s.popularity FROM anime_search s
+//!   WHERE (s.title LIKE 'text%' OR s.title_english LIKE 'text%' OR s.title_original LIKE 'text%')
+//!     AND NOT (s.title = 'text' OR …)              -- not a better tier
+//!   ORDER BY s.popularity DESC, s.anime_id LIMIT 20) AS hit
+//! JOIN anime ON anime.id = hit.anime_id ORDER BY hit.popularity DESC, hit.anime_id
 //! ```
 //!
-//! PostgreSQL finds the candidates with the pg_trgm index on that
-//! expression; SQLite with the FTS5 trigram table (`anime_search MATCH
-//! '"text"'`; texts under 3 characters, which a trigram index cannot look
-//! up, scan the table with `LIKE`). Both rank the same way, so the two
-//! backends answer alike:
+//! SQLite ranks every match of the FTS5 trigram table in one statement
+//! (`anime_search MATCH '"text"'`; texts under 3 characters, which a
+//! trigram index cannot look up, scan the table with `LIKE`). Both order
+//! the same way, so the two backends answer alike:
 //!
 //! 0. a title equals the text; 1. a title starts with it; 2. a word of a
 //!    title starts with it; 3. it is elsewhere in a title;
@@ -444,53 +449,57 @@ fn rank_expression(table: &str, p2: &str, p3: &str, p4: &str) -> String {
     )
 }
 
-/// The statement of [`search`] for an already normalized `text` (see the
-/// module doc): SQLite's or PostgreSQL's.
-pub fn search_statement(backend: DbBackend, text: &str, limit: u64) -> Statement {
+/// Relevance tiers (module doc), best first.
+const TIERS: u8 = 4;
+
+/// The statements of [`search`] for an already normalized `text`, in the
+/// order it runs them: on PostgreSQL one per tier (it stops once `limit`
+/// anime are found), on SQLite one.
+pub fn search_statements(backend: DbBackend, text: &str, limit: u64) -> Vec<Statement> {
     let escaped = escape_like(text);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     match backend {
-        DbBackend::Postgres => pg_search(text, &escaped, limit),
-        _ => sqlite_search(text, &escaped, limit),
+        DbBackend::Postgres => (0..TIERS)
+            .map(|tier| pg_tier(tier, text, &escaped, limit))
+            .collect(),
+        _ => vec![sqlite_search(text, &escaped, limit)],
     }
 }
 
-/// PostgreSQL: the best `limit` rows by popularity of each tier's
-/// condition, four subqueries that the planner answers from whichever
-/// index reads less (the title B-trees for "equals" and "starts with", the
-/// trigram index for the other two; for a text most anime contain, the
-/// popularity index, walked until `limit` rows qualify), then ranked. The
-/// overall best `limit` are among them: a row missing from its own tier's
-/// best has `limit` rows of that tier or better before it. No `ESCAPE`:
-/// PostgreSQL's default escape is `\`, and without the clause a prefix
-/// pattern becomes a B-tree range.
-fn pg_search(text: &str, escaped: &str, limit: i64) -> Statement {
+/// PostgreSQL: the `limit` most popular anime of exactly one tier, from
+/// whichever index reads less: the title B-trees for "equals" and "starts
+/// with", the trigram index for "a word starts with" and "anywhere" (and
+/// for a text most anime contain, the popularity index, walked until
+/// `limit` rows qualify; the planner picks by the statistics). Tiers run
+/// best first and stop at `limit` anime, so a common word ("sora") is
+/// answered by its "starts with" tier and never ranks the thousands of
+/// titles that merely contain it. No `ESCAPE`: PostgreSQL's default
+/// escape is `\`, and without the clause a prefix pattern becomes a
+/// B-tree range.
+fn pg_tier(tier: u8, text: &str, escaped: &str, limit: i64) -> Statement {
     let titles = ["s.title", "s.title_english", "s.title_original"];
     let any = |test: &dyn Fn(&str) -> String| {
         let tests: Vec<String> = titles.iter().map(|t| test(t)).collect();
         format!("({})", tests.join(" OR "))
     };
-    let branch = |condition: String| {
-        format!(
-            "(SELECT s.anime_id, s.popularity, s.title, s.title_english, s.title_original \
-             FROM {SEARCH_TABLE} s WHERE {condition} ORDER BY s.popularity DESC, s.anime_id LIMIT $5)"
-        )
-    };
+    // Each tier's condition; a row belongs to the first it meets.
+    let conditions = [
+        any(&|t| format!("{t} = $1")),
+        any(&|t| format!("{t} LIKE $2")),
+        format!("({PG_SEARCH_EXPRESSION}) LIKE $3"),
+        format!("({PG_SEARCH_EXPRESSION}) LIKE $4"),
+    ];
+    let tier = usize::from(tier).min(conditions.len() - 1);
+    let mut condition = conditions[tier].clone();
+    for better in &conditions[..tier] {
+        condition.push_str(&format!(" AND NOT {better}"));
+    }
     let sql = format!(
         "SELECT anime.* FROM ( \
-           SELECT c.anime_id, c.popularity, \
-             CASE WHEN {c_equals} THEN 0 WHEN {c_starts} THEN 1 WHEN {c_word} THEN 2 ELSE 3 END AS tier \
-           FROM ({equals} UNION {starts} UNION {word} UNION {anywhere}) AS c \
-           ORDER BY tier, c.popularity DESC, c.anime_id LIMIT $5) AS hit \
+           SELECT s.anime_id, s.popularity FROM {SEARCH_TABLE} s WHERE {condition} \
+           ORDER BY s.popularity DESC, s.anime_id LIMIT $5) AS hit \
          JOIN anime ON anime.id = hit.anime_id \
-         ORDER BY hit.tier, hit.popularity DESC, hit.anime_id",
-        equals = branch(any(&|t| format!("{t} = $1"))),
-        starts = branch(any(&|t| format!("{t} LIKE $2"))),
-        word = branch(format!("({PG_SEARCH_EXPRESSION}) LIKE $3")),
-        anywhere = branch(format!("({PG_SEARCH_EXPRESSION}) LIKE $4")),
-        c_equals = any(&|t| format!("{} = $1", t.replacen("s.", "c.", 1))),
-        c_starts = any(&|t| format!("{} LIKE $2", t.replacen("s.", "c.", 1))),
-        c_word = any(&|t| format!("{} LIKE $3", t.replacen("s.", "c.", 1))),
+         ORDER BY hit.popularity DESC, hit.anime_id"
     );
     let values: Vec<Value> = vec![
         text.to_owned().into(),
@@ -548,10 +557,32 @@ pub async fn search(
     let Some(text) = normalize_search(text) else {
         return Ok(Vec::new());
     };
-    anime::Entity::find()
-        .from_raw_sql(search_statement(conn.get_database_backend(), &text, limit))
-        .all(conn)
-        .await
+    let mut found: Vec<anime::Model> = Vec::new();
+    let backend = conn.get_database_backend();
+    let mut tier = 0;
+    while (found.len() as u64) < limit && tier < TIERS {
+        let wanted = limit - found.len() as u64;
+        let statement = match backend {
+            DbBackend::Postgres => pg_tier(tier, &text, &escape_like(&text), wanted as i64),
+            _ => sqlite_search(&text, &escape_like(&text), wanted as i64),
+        };
+        let rows = anime::Entity::find()
+            .from_raw_sql(statement)
+            .all(conn)
+            .await?;
+        // A title renamed between two tiers' statements could come twice.
+        for row in rows {
+            if !found.iter().any(|seen| seen.id == row.id) {
+                found.push(row);
+            }
+        }
+        tier = match backend {
+            DbBackend::Postgres => tier + 1,
+            // One statement ranks every tier.
+            _ => TIERS,
+        };
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -1022,6 +1022,21 @@ async fn plan(
     text
 }
 
+/// The plans of every statement a search for `text` runs, one after the
+/// other (see [`plan`]).
+async fn search_plan(
+    conn: &impl TransactionTrait,
+    backend: DbBackend,
+    text: &str,
+    force_index: bool,
+) -> String {
+    let mut plans = Vec::new();
+    for stmt in anime_query::search_statements(backend, text, 20) {
+        plans.push(plan(conn, backend, &stmt, force_index).await);
+    }
+    plans.join("\n---\n")
+}
+
 /// A text no title contains: each search branch then reads the index that
 /// narrows it most.
 const RARE_TEXT: &str = "zqxv";
@@ -1031,20 +1046,8 @@ async fn search_uses_the_trigram_index_and_the_fts_table() {
     let pg = TestApp::spawn(Backend::Postgres).await;
     let lite = TestApp::spawn(Backend::Sqlite).await;
 
-    let pg_plan = plan(
-        &pg.state.db,
-        DbBackend::Postgres,
-        &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20),
-        true,
-    )
-    .await;
-    let lite_plan = plan(
-        &lite.state.db,
-        DbBackend::Sqlite,
-        &anime_query::search_statement(DbBackend::Sqlite, RARE_TEXT, 20),
-        false,
-    )
-    .await;
+    let pg_plan = search_plan(&pg.state.db, DbBackend::Postgres, RARE_TEXT, true).await;
+    let lite_plan = search_plan(&lite.state.db, DbBackend::Sqlite, RARE_TEXT, false).await;
 
     // Equals and starts-with from the title B-trees, the rest from the
     // trigram index or the popularity walk (at 250 rows the planner takes
@@ -1254,20 +1257,8 @@ async fn at_100k_anime_every_list_shape_and_search_use_an_index() {
     }
     // A rare text: index ranges; a text most anime contain: the walk by
     // popularity, stopped after a page.
-    let rare = plan(
-        &conn,
-        DbBackend::Postgres,
-        &anime_query::search_statement(DbBackend::Postgres, RARE_TEXT, 20),
-        false,
-    )
-    .await;
-    let common = plan(
-        &conn,
-        DbBackend::Postgres,
-        &anime_query::search_statement(DbBackend::Postgres, "the", 20),
-        false,
-    )
-    .await;
+    let rare = search_plan(&conn, DbBackend::Postgres, RARE_TEXT, false).await;
+    let common = search_plan(&conn, DbBackend::Postgres, "the", false).await;
     for (text, plan, index) in [
         (RARE_TEXT, &rare, "idx_anime_search_trgm"),
         (RARE_TEXT, &rare, "idx_anime_search_title_english"),
@@ -1365,13 +1356,7 @@ async fn at_100k_anime_sqlite_search_uses_the_fts_table_within_budget() {
     conn.execute_unprepared("ANALYZE").await.expect("ANALYZE");
 
     // Act
-    let text = plan(
-        &conn,
-        DbBackend::Sqlite,
-        &anime_query::search_statement(DbBackend::Sqlite, "kanata", 20),
-        false,
-    )
-    .await;
+    let text = search_plan(&conn, DbBackend::Sqlite, "kanata", false).await;
     let (p50, p99, max) = search_latency(&url).await;
 
     // Assert
