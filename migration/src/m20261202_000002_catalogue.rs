@@ -58,11 +58,16 @@
 //! 20 ms for ASCII words).
 //!
 //! - PostgreSQL: a table with `pg_trgm` and one GIN trigram index over the
-//!   three titles joined by newlines: one index to keep up per write and
-//!   one index scan per search, instead of three and a BitmapOr; the
-//!   newline keeps a match from spanning two titles (search texts never
-//!   contain one). Inserts are copied once per statement (a transition
-//!   table), updates of the copied columns per row.
+//!   three titles joined by newlines (for "a word starts with" and
+//!   "anywhere": one trigram index to keep up per write instead of three;
+//!   the newline keeps a match from spanning two titles, as search texts
+//!   never contain one); a `text_pattern_ops` B-tree per title (for
+//!   "equals" and "starts with", where a common word's trigrams would match
+//!   thousands of rows); `(popularity DESC, anime_id)` (for a text most
+//!   titles contain: walking the most popular first finds a page sooner).
+//!   The search runs one tier at a time (`db::anime_query`). Inserts are
+//!   copied once per statement (a transition table), updates of the copied
+//!   columns per row.
 //! - SQLite: an FTS5 table with the `trigram` tokenizer (substring matching,
 //!   case-insensitive, like `LIKE '%…%'`; the bundled SQLite is 3.51) and
 //!   `popularity UNINDEXED`, rowid = anime id, kept by three triggers.
