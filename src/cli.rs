@@ -100,11 +100,16 @@ impl Cli {
                     .await
                     .context("applying migrations before seeding")?;
                 let started = Instant::now();
-                let inserted = seed::insert(&conn, count, seed)
+                let counts = seed::insert(&conn, count, seed)
                     .await
                     .context("inserting anime")?;
                 tracing::info!(
-                    inserted,
+                    inserted = counts.anime,
+                    genre_links = counts.anime_genres,
+                    theme_links = counts.anime_themes,
+                    studio_links = counts.anime_studios,
+                    players = counts.players,
+                    episodes = counts.episodes,
                     seed,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "Seed finished"

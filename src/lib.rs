@@ -49,11 +49,11 @@
 //! | [`graphql`] | schema, query root, API types, cache loader, document limits and value checks before execution, error codes |
 //! | [`service`] | use cases and their cached queries, independent of GraphQL |
 //! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
-//! | [`db`] | connecting (with start-up retries), migrating, the guarded `Database` handle (circuit breaker, timeouts) every query goes through, and every SQL query (`AnimeRepo`) |
-//! | [`entities`] | sea-orm entities |
+//! | [`db`] | connecting (with start-up retries), migrating, the guarded `Database` handle (circuit breaker, timeouts) every query goes through, and every SQL query (`AnimeRepo`: records with genres, batch relation loaders, the catalogue list, count and search, taxonomies) |
+//! | [`entities`] | sea-orm entities: anime, genres, themes, studios and their links, players, episodes |
 //! | [`error`] | `AppError` and the GraphQL error codes |
 //! | [`metrics`] | Prometheus metric names and `/metrics` rendering |
-//! | [`seed`] | deterministic demo data |
+//! | [`seed`] | deterministic demo data: anime with genres, themes, studios, players and episodes |
 
 pub mod app;
 pub mod cache;

@@ -1,6 +1,6 @@
 //! The only code that formats cache keys:
 //! `{namespace}:{version}:{prefix}:{params}`, e.g.
-//! `anigo:v2:popular:limit=20`.
+//! `anigo:v3:popular:limit=20`.
 //!
 //! The namespace (`CACHE_NAMESPACE`, default `anigo`) keeps our keys apart
 //! from anything else in the same Redis. [`VALUE_VERSION`] changes whenever
@@ -11,8 +11,10 @@ use super::policy::Resolver;
 
 /// Version of the stored value format. Bump it when a cached type's JSON
 /// shape changes (a field added, renamed or retyped). v2: values wrapped
-/// in the generation envelope (`envelope.rs`).
-pub const VALUE_VERSION: &str = "v2";
+/// in the generation envelope (`envelope.rs`). v3: anime are
+/// `{"anime": {row}, "genres": [names]}` (`db::AnimeRecord`; genres are
+/// rows of their own) and the row has `title_original` and `age_rating`.
+pub const VALUE_VERSION: &str = "v3";
 
 /// Default namespace.
 pub const DEFAULT_NAMESPACE: &str = "anigo";
@@ -151,15 +153,15 @@ mod tests {
         let keys = KeySpace::new("anigo");
         assert_eq!(
             keys.key(Resolver::PopularAnime, "limit=20"),
-            "anigo:v2:popular:limit=20"
+            "anigo:v3:popular:limit=20"
         );
         assert_eq!(
             keys.key(Resolver::AnimePage, "page=3:per_page=20"),
-            "anigo:v2:anime_paginated:page=3:per_page=20"
+            "anigo:v3:anime_paginated:page=3:per_page=20"
         );
         assert_eq!(
             keys.key(Resolver::AnimeCount, "all"),
-            "anigo:v2:anime_count:all"
+            "anigo:v3:anime_count:all"
         );
     }
 
@@ -168,12 +170,12 @@ mod tests {
         let keys = KeySpace::new("anigo");
         assert_eq!(
             keys.scoped_pattern("popular:*").as_deref(),
-            Ok("anigo:v2:popular:*")
+            Ok("anigo:v3:popular:*")
         );
-        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v2:*"));
+        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v3:*"));
         assert_eq!(
             keys.scoped_pattern("*:*:*").as_deref(),
-            Ok("anigo:v2:*:*:*")
+            Ok("anigo:v3:*:*:*")
         );
         for bad in [
             "",
@@ -182,7 +184,7 @@ mod tests {
             "popular/*",
             "a\\*",
             "[a-z]*",
-            "anigo:v2:popular:*",
+            "anigo:v3:popular:*",
             "x y",
             "é*",
         ] {

@@ -295,12 +295,12 @@ mod tests {
         let tier = LocalTier::new(150_000, 0);
         let epoch = tier.epoch();
         tier.insert(
-            Arc::from("anigo:v2:anime:id=3"),
+            Arc::from("anigo:v3:anime:id=3"),
             entry("anime:3", 1_300),
             epoch,
         )
         .await;
-        assert!(tier.get("anigo:v2:anime:id=3").await.is_some());
+        assert!(tier.get("anigo:v3:anime:id=3").await.is_some());
     }
 
     #[tokio::test]

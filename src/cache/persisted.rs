@@ -2,7 +2,7 @@
 //! client can send a 64-character hash instead of the document.
 //!
 //! Texts live in this instance's memory (bounded) and in Redis under
-//! `{ns}:v2:apq:{sha256}` for a week, so every instance learns a text
+//! `{ns}:v3:apq:{sha256}` for a week, so every instance learns a text
 //! registered on any of them.
 //! Only texts that parsed and validated are stored (the caller's rule), so
 //! the store cannot be filled with arbitrary bytes. Without Redis, texts

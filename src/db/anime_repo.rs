@@ -1,16 +1,42 @@
-//! Every sea-orm query on the `anime` table. Methods are named after the
-//! query they run; callers above (`service`) never see SQL. Queries run on
-//! the guarded [`Database`], so each one fails fast while the database is
-//! known to be down.
+//! Every query of the catalogue, behind one facade. Methods are named
+//! after the query they run; callers above (`service`) never see SQL.
+//! Queries run on the guarded [`Database`], so each one fails fast while
+//! the database is known to be down.
+//!
+//! Every method that returns anime returns [`AnimeRecord`]s: the row plus
+//! its genre names, read for a whole list with one more statement
+//! (`… WHERE anime_id IN (…)`), never one per anime. The batch loaders
+//! (`genres_of`, `players_of`, …) take many anime ids at once and answer
+//! with one statement each, grouped by anime id, each anime's rows in its
+//! own order: what a DataLoader needs. The list, count and search SQL is in
+//! [`anime_query`](super::anime_query); the taxonomy SQL in
+//! [`taxonomy`](super::taxonomy).
+
+use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
+use serde::{Deserialize, Serialize};
 
 use super::Database;
+use super::anime_query::{self, AnimeFilter, AnimeOrder};
+use super::taxonomy::{self, MAX_IDS_PER_STATEMENT, Taxon, TaxonCount, Taxonomy};
 use crate::entities::anime::{self, Entity as Anime};
+use crate::entities::{episode, player};
 use crate::error::Result;
+
+/// One anime as the read API returns it: the row and its genre names in
+/// the anime's own order (what `Anime.genres` shows). This is the cached
+/// JSON shape of every anime value (`cache::key::VALUE_VERSION` v3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnimeRecord {
+    /// The `anime` row.
+    pub anime: anime::Model,
+    /// Genre names, by position.
+    pub genres: Vec<String>,
+}
 
 /// Reads and writes the anime catalogue. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
@@ -26,52 +52,172 @@ impl AnimeRepo {
 
     /// The `limit` most popular anime: `ORDER BY popularity DESC, id ASC`
     /// (served by `idx_anime_popularity_desc_id`).
-    pub async fn popular(&self, limit: u64) -> Result<Vec<anime::Model>> {
-        Ok(Anime::find()
+    pub async fn popular(&self, limit: u64) -> Result<Vec<AnimeRecord>> {
+        let rows = Anime::find()
             .order_by_desc(anime::Column::Popularity)
             .order_by_asc(anime::Column::Id)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await?;
+        records(&self.db, rows).await
     }
 
     /// One page in id order: rows `offset .. offset + limit`.
-    pub async fn page(&self, offset: u64, limit: u64) -> Result<Vec<anime::Model>> {
-        Ok(Anime::find()
+    pub async fn page(&self, offset: u64, limit: u64) -> Result<Vec<AnimeRecord>> {
+        let rows = Anime::find()
             .order_by_asc(anime::Column::Id)
             .offset(offset)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await?;
+        records(&self.db, rows).await
     }
 
-    /// Number of anime in the catalogue.
-    pub async fn count(&self) -> Result<u64> {
-        Ok(Anime::find().count(&self.db).await?)
+    /// Rows `offset .. offset + limit` of the anime `filter` keeps, in
+    /// `order` (one statement, plus one for genres; see `anime_query` for
+    /// the last pages of a score or year order).
+    pub async fn list(
+        &self,
+        filter: &AnimeFilter,
+        order: AnimeOrder,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<AnimeRecord>> {
+        let rows = anime_query::list(&self.db, filter, order, offset, limit).await?;
+        records(&self.db, rows).await
+    }
+
+    /// Number of anime `filter` keeps (the whole catalogue for the default).
+    pub async fn count(&self, filter: &AnimeFilter) -> Result<u64> {
+        Ok(anime_query::count(&self.db, filter).await?)
+    }
+
+    /// Up to `limit` anime whose title, English or original title contains
+    /// `text` (case-insensitive), most relevant first, then most popular,
+    /// then by id (see `anime_query`).
+    pub async fn search(&self, text: &str, limit: u64) -> Result<Vec<AnimeRecord>> {
+        let rows = anime_query::search(&self.db, text, limit).await?;
+        records(&self.db, rows).await
     }
 
     /// One anime by id.
-    pub async fn by_id(&self, id: i32) -> Result<Option<anime::Model>> {
-        Ok(Anime::find_by_id(id).one(&self.db).await?)
+    pub async fn by_id(&self, id: i32) -> Result<Option<AnimeRecord>> {
+        let Some(row) = Anime::find_by_id(id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        Ok(records(&self.db, vec![row]).await?.pop())
     }
 
-    /// Inserts an anime and returns it with its id.
-    pub async fn create(&self, row: anime::ActiveModel) -> Result<anime::Model> {
-        Ok(row.insert(&self.db).await?)
+    /// The genres of each of `anime_ids` (id, name, slug), in each anime's
+    /// order; every id asked for is a key. One statement.
+    pub async fn genres_of(&self, anime_ids: &[i32]) -> Result<HashMap<i32, Vec<Taxon>>> {
+        Ok(taxonomy::links_of(&self.db, Taxonomy::Genre, anime_ids).await?)
     }
 
-    /// Applies `change` to the anime `id`; `None` when there is none.
+    /// The themes of each of `anime_ids`, as [`Self::genres_of`].
+    pub async fn themes_of(&self, anime_ids: &[i32]) -> Result<HashMap<i32, Vec<Taxon>>> {
+        Ok(taxonomy::links_of(&self.db, Taxonomy::Theme, anime_ids).await?)
+    }
+
+    /// The studios of each of `anime_ids`, as [`Self::genres_of`].
+    pub async fn studios_of(&self, anime_ids: &[i32]) -> Result<HashMap<i32, Vec<Taxon>>> {
+        Ok(taxonomy::links_of(&self.db, Taxonomy::Studio, anime_ids).await?)
+    }
+
+    /// The players of each of `anime_ids`, by position; every id asked for
+    /// is a key. One statement (`idx_player_anime_position`).
+    pub async fn players_of(&self, anime_ids: &[i32]) -> Result<HashMap<i32, Vec<player::Model>>> {
+        let mut out: HashMap<i32, Vec<player::Model>> =
+            anime_ids.iter().map(|&id| (id, Vec::new())).collect();
+        for chunk in taxonomy::distinct(anime_ids).chunks(MAX_IDS_PER_STATEMENT) {
+            let rows = player::Entity::find()
+                .filter(player::Column::AnimeId.is_in(chunk.iter().copied()))
+                .order_by_asc(player::Column::AnimeId)
+                .order_by_asc(player::Column::Position)
+                .order_by_asc(player::Column::Id)
+                .all(&self.db)
+                .await?;
+            for row in rows {
+                out.entry(row.anime_id).or_default().push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The episodes of each of `anime_ids`, by number; every id asked for
+    /// is a key. One statement (`idx_episode_anime_number`).
+    pub async fn episodes_of(
+        &self,
+        anime_ids: &[i32],
+    ) -> Result<HashMap<i32, Vec<episode::Model>>> {
+        let mut out: HashMap<i32, Vec<episode::Model>> =
+            anime_ids.iter().map(|&id| (id, Vec::new())).collect();
+        for chunk in taxonomy::distinct(anime_ids).chunks(MAX_IDS_PER_STATEMENT) {
+            let rows = episode::Entity::find()
+                .filter(episode::Column::AnimeId.is_in(chunk.iter().copied()))
+                .order_by_asc(episode::Column::AnimeId)
+                .order_by_asc(episode::Column::Number)
+                .all(&self.db)
+                .await?;
+            for row in rows {
+                out.entry(row.anime_id).or_default().push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every genre, theme or studio with its number of anime, by name. One
+    /// statement.
+    pub async fn taxa(&self, kind: Taxonomy) -> Result<Vec<TaxonCount>> {
+        Ok(taxonomy::all_counted(&self.db, kind).await?)
+    }
+
+    /// The genre, theme or studio with this slug, with its number of anime.
+    /// One statement.
+    pub async fn taxon_by_slug(&self, kind: Taxonomy, slug: &str) -> Result<Option<TaxonCount>> {
+        Ok(taxonomy::by_slug(&self.db, kind, slug).await?)
+    }
+
+    /// Inserts an anime with its genres (names; missing ones are created)
+    /// in one transaction and returns it with its id.
+    pub async fn create(&self, row: anime::ActiveModel, genres: &[String]) -> Result<AnimeRecord> {
+        let txn = self.db.begin().await?;
+        let anime = row.insert(&txn).await?;
+        taxonomy::replace_links(&txn, Taxonomy::Genre, anime.id, genres).await?;
+        txn.commit().await?;
+        Ok(AnimeRecord {
+            anime,
+            genres: genres.to_vec(),
+        })
+    }
+
+    /// Applies `change` to the anime `id` and, when given, replaces its
+    /// genres, in one transaction; `None` when there is no such anime.
     pub async fn update(
         &self,
         id: i32,
         change: impl FnOnce(&mut anime::ActiveModel),
-    ) -> Result<Option<anime::Model>> {
-        let Some(current) = Anime::find_by_id(id).one(&self.db).await? else {
+        genres: Option<&[String]>,
+    ) -> Result<Option<AnimeRecord>> {
+        let txn = self.db.begin().await?;
+        let Some(current) = Anime::find_by_id(id).one(&txn).await? else {
             return Ok(None);
         };
         let mut row = current.into_active_model();
         change(&mut row);
-        Ok(Some(row.update(&self.db).await?))
+        let anime = row.update(&txn).await?;
+        let genres = match genres {
+            Some(names) => {
+                taxonomy::replace_links(&txn, Taxonomy::Genre, id, names).await?;
+                names.to_vec()
+            }
+            None => genre_names(&txn, &[id])
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
+        };
+        txn.commit().await?;
+        Ok(Some(AnimeRecord { anime, genres }))
     }
 
     /// The smallest and largest anime id (`None` for an empty catalogue):
@@ -118,8 +264,38 @@ impl AnimeRepo {
             .await?)
     }
 
-    /// Deletes the anime `id`; whether it existed.
+    /// Deletes the anime `id` (its links, players and episodes go with it:
+    /// the foreign keys cascade); whether it existed.
     pub async fn delete(&self, id: i32) -> Result<bool> {
         Ok(Anime::delete_by_id(id).exec(&self.db).await?.rows_affected > 0)
     }
+}
+
+/// Genre names of `anime_ids`, by position.
+async fn genre_names(
+    conn: &impl ConnectionTrait,
+    anime_ids: &[i32],
+) -> Result<HashMap<i32, Vec<String>>> {
+    Ok(taxonomy::links_of(conn, Taxonomy::Genre, anime_ids)
+        .await?
+        .into_iter()
+        .map(|(id, taxa)| (id, taxa.into_iter().map(|t| t.name).collect()))
+        .collect())
+}
+
+/// `rows` with their genre names: one statement for all of them (none for
+/// an empty list).
+async fn records(conn: &impl ConnectionTrait, rows: Vec<anime::Model>) -> Result<Vec<AnimeRecord>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i32> = rows.iter().map(|row| row.id).collect();
+    let mut genres = genre_names(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|anime| AnimeRecord {
+            genres: genres.remove(&anime.id).unwrap_or_default(),
+            anime,
+        })
+        .collect())
 }

@@ -1,4 +1,6 @@
-//! The `anime` table.
+//! The `anime` table: one anime and its scalar fields. Genres, themes and
+//! studios are rows of their own (`genre`, …) joined through `anime_genre`,
+//! …; players and episodes belong to one anime each.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,8 @@ pub struct Model {
     pub title: String,
     /// Official English title, when there is one.
     pub title_english: Option<String>,
+    /// Title in the original language and script (Japanese, usually).
+    pub title_original: Option<String>,
     /// Release format (TV series, film, …).
     pub format: Format,
     /// Episode count; unknown for some ongoing and upcoming shows.
@@ -28,9 +32,8 @@ pub struct Model {
     pub score: Option<f64>,
     /// Number of members who list the anime: the order of `popularAnime`.
     pub popularity: i32,
-    /// Genre names, stored as a JSON array.
-    #[sea_orm(column_type = "JsonBinary")]
-    pub genres: Genres,
+    /// Age rating, when known.
+    pub age_rating: Option<AgeRating>,
     /// Cover picture.
     pub picture_url: String,
     /// Plot summary.
@@ -41,10 +44,6 @@ pub struct Model {
     /// When the row was last changed.
     pub updated_at: DateTimeUtc,
 }
-
-/// Genre names as a JSON array (portable across PostgreSQL and SQLite).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
-pub struct Genres(pub Vec<String>);
 
 /// Release format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
@@ -106,8 +105,112 @@ pub enum Season {
     Fall,
 }
 
-/// No relations yet.
+/// Age rating (the MPAA-like scale anime sites use). Stored as these
+/// strings; the GraphQL enum uses the same names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum AgeRating {
+    /// All ages.
+    #[sea_orm(string_value = "G")]
+    #[serde(rename = "G")]
+    G,
+    /// Children (parental guidance suggested).
+    #[sea_orm(string_value = "PG")]
+    #[serde(rename = "PG")]
+    Pg,
+    /// Teens 13 or older.
+    #[sea_orm(string_value = "PG_13")]
+    #[serde(rename = "PG_13")]
+    Pg13,
+    /// 17+ (violence and profanity).
+    #[sea_orm(string_value = "R")]
+    #[serde(rename = "R")]
+    R,
+    /// Mild nudity.
+    #[sea_orm(string_value = "R_PLUS")]
+    #[serde(rename = "R_PLUS")]
+    RPlus,
+    /// Hentai.
+    #[sea_orm(string_value = "RX")]
+    #[serde(rename = "RX")]
+    Rx,
+}
+
+impl AgeRating {
+    /// The label sites show: `G`, `PG`, `PG-13`, `R`, `R+`, `Rx`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::G => "G",
+            Self::Pg => "PG",
+            Self::Pg13 => "PG-13",
+            Self::R => "R",
+            Self::RPlus => "R+",
+            Self::Rx => "Rx",
+        }
+    }
+}
+
+/// What an anime has: its players and episodes, and its rows in the join
+/// tables (through which it has genres, themes and studios).
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// Its video players.
+    #[sea_orm(has_many = "super::player::Entity")]
+    Player,
+    /// Its episodes.
+    #[sea_orm(has_many = "super::episode::Entity")]
+    Episode,
+    /// Its `anime_genre` rows.
+    #[sea_orm(has_many = "super::anime_genre::Entity")]
+    AnimeGenre,
+    /// Its `anime_theme` rows.
+    #[sea_orm(has_many = "super::anime_theme::Entity")]
+    AnimeTheme,
+    /// Its `anime_studio` rows.
+    #[sea_orm(has_many = "super::anime_studio::Entity")]
+    AnimeStudio,
+}
+
+impl Related<super::player::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Player.def()
+    }
+}
+
+impl Related<super::episode::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Episode.def()
+    }
+}
+
+impl Related<super::genre::Entity> for Entity {
+    fn to() -> RelationDef {
+        super::anime_genre::Relation::Genre.def()
+    }
+
+    fn via() -> Option<RelationDef> {
+        Some(super::anime_genre::Relation::Anime.def().rev())
+    }
+}
+
+impl Related<super::theme::Entity> for Entity {
+    fn to() -> RelationDef {
+        super::anime_theme::Relation::Theme.def()
+    }
+
+    fn via() -> Option<RelationDef> {
+        Some(super::anime_theme::Relation::Anime.def().rev())
+    }
+}
+
+impl Related<super::studio::Entity> for Entity {
+    fn to() -> RelationDef {
+        super::anime_studio::Relation::Studio.def()
+    }
+
+    fn via() -> Option<RelationDef> {
+        Some(super::anime_studio::Relation::Anime.def().rev())
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

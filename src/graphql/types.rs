@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_graphql::{Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use crate::db::AnimeRecord;
 use crate::entities::anime;
 use crate::service::PageResult;
 
@@ -19,38 +20,38 @@ pub struct Anime {
 
 /// Values that hold anime records, by position.
 trait Records: Send + Sync {
-    fn record(&self, index: usize) -> &anime::Model;
+    fn record(&self, index: usize) -> &AnimeRecord;
 }
 
-impl Records for anime::Model {
-    fn record(&self, _index: usize) -> &anime::Model {
+impl Records for AnimeRecord {
+    fn record(&self, _index: usize) -> &AnimeRecord {
         self
     }
 }
 
-impl Records for Vec<anime::Model> {
-    fn record(&self, index: usize) -> &anime::Model {
+impl Records for Vec<AnimeRecord> {
+    fn record(&self, index: usize) -> &AnimeRecord {
         &self[index]
     }
 }
 
 impl Records for PageResult {
-    fn record(&self, index: usize) -> &anime::Model {
+    fn record(&self, index: usize) -> &AnimeRecord {
         &self.items[index]
     }
 }
 
 impl Anime {
     /// One record of its own (a write's result).
-    pub fn owned(model: anime::Model) -> Self {
+    pub fn owned(record: AnimeRecord) -> Self {
         Self {
-            source: Arc::new(model),
+            source: Arc::new(record),
             index: 0,
         }
     }
 
     /// Every record of a shared list, in order.
-    pub fn all_of(list: &Arc<Vec<anime::Model>>) -> Vec<Self> {
+    pub fn all_of(list: &Arc<Vec<AnimeRecord>>) -> Vec<Self> {
         (0..list.len())
             .map(|index| Self {
                 source: Arc::clone(list) as Arc<dyn Records>,
@@ -59,8 +60,12 @@ impl Anime {
             .collect()
     }
 
-    fn model(&self) -> &anime::Model {
+    fn record(&self) -> &AnimeRecord {
         self.source.record(self.index)
+    }
+
+    fn model(&self) -> &anime::Model {
+        &self.record().anime
     }
 }
 
@@ -116,9 +121,10 @@ impl Anime {
         self.model().popularity
     }
 
-    /// Genre names, alphabetical.
+    /// Genre names, in the anime's own order (alphabetical for anime
+    /// written through this API).
     async fn genres(&self) -> &[String] {
-        &self.model().genres.0
+        &self.record().genres
     }
 
     /// Cover picture URL.

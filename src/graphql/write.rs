@@ -90,7 +90,7 @@ impl CatalogMutation {
             .create(input.into())
             .await
             .map_err(|err| err.into_field_error(ctx))?;
-        tracing::info!(id = created.id, "Anime created");
+        tracing::info!(id = created.anime.id, "Anime created");
         Ok(Anime::owned(created))
     }
 
@@ -158,6 +158,10 @@ impl From<CreateAnimeInput> for AnimeDraft {
         Self {
             title: input.title,
             title_english: input.title_english,
+            // Not in the GraphQL input yet (the catalogue's API work adds
+            // them): a created anime has neither.
+            title_original: None,
+            age_rating: None,
             format: input.format.into(),
             episodes: input.episodes,
             status: input.status.into(),
@@ -186,6 +190,8 @@ impl From<UpdateAnimeInput> for AnimeChanges {
         Self {
             title: input.title,
             title_english: change(input.title_english),
+            title_original: None,
+            age_rating: None,
             format: input.format.map(Into::into),
             episodes: change(input.episodes),
             status: input.status.map(Into::into),

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, CachedQuery, Resolver};
-use crate::db::AnimeRepo;
-use crate::entities::anime;
+use crate::db::{AnimeFilter, AnimeRecord, AnimeRepo};
 use crate::error::{AppError, Result};
 
 /// The catalogue's use cases (reads here, writes in `anime_write`). Cheap
@@ -52,7 +51,7 @@ pub struct PageResult {
     /// Number of anime in the catalogue when the page was read.
     pub total: u64,
     /// The anime on the page (empty past the end).
-    pub items: Vec<anime::Model>,
+    pub items: Vec<AnimeRecord>,
 }
 
 /// `popularAnime(limit)`: most members first, ties by id.
@@ -62,7 +61,7 @@ pub struct PopularAnime {
 }
 
 impl CachedQuery for PopularAnime {
-    type Output = Vec<anime::Model>;
+    type Output = Vec<AnimeRecord>;
     const RESOLVER: Resolver = Resolver::PopularAnime;
 
     fn params(&self) -> String {
@@ -93,7 +92,7 @@ impl CachedQuery for AnimePage {
 
     async fn load(&self) -> Result<Self::Output> {
         let request = self.request;
-        let total = self.repo.count().await?;
+        let total = self.repo.count(&AnimeFilter::default()).await?;
         let items = if request.offset() >= total {
             Vec::new()
         } else {
@@ -121,7 +120,7 @@ impl CachedQuery for AnimeCount {
     }
 
     async fn load(&self) -> Result<Self::Output> {
-        self.repo.count().await
+        self.repo.count(&AnimeFilter::default()).await
     }
 }
 
@@ -133,7 +132,7 @@ pub struct AnimeById {
 }
 
 impl CachedQuery for AnimeById {
-    type Output = Option<anime::Model>;
+    type Output = Option<AnimeRecord>;
     const RESOLVER: Resolver = Resolver::Anime;
 
     fn params(&self) -> String {

@@ -19,7 +19,8 @@ use sea_orm::ActiveValue::{NotSet, Set};
 
 use super::AnimeService;
 use crate::cache::Resolver;
-use crate::entities::anime::{self, Format, Genres, Season, Status};
+use crate::db::AnimeRecord;
+use crate::entities::anime::{self, AgeRating, Format, Season, Status};
 use crate::error::{AppError, Result};
 
 /// A new anime, as the client sent it (validated by [`AnimeService::create`]),
@@ -30,6 +31,10 @@ pub struct AnimeDraft {
     pub title: String,
     /// English title, up to 255 characters.
     pub title_english: Option<String>,
+    /// Original-language title, up to 255 characters.
+    pub title_original: Option<String>,
+    /// Age rating.
+    pub age_rating: Option<AgeRating>,
     /// Release format.
     pub format: Format,
     /// Episode count, 0-10,000.
@@ -60,6 +65,10 @@ pub struct AnimeChanges {
     pub title: Option<String>,
     /// New English title, or clear it.
     pub title_english: Option<Option<String>>,
+    /// New original-language title, or clear it.
+    pub title_original: Option<Option<String>>,
+    /// New age rating, or clear it.
+    pub age_rating: Option<Option<AgeRating>>,
     /// New format.
     pub format: Option<Format>,
     /// New episode count, or clear it.
@@ -83,12 +92,15 @@ pub struct AnimeChanges {
 }
 
 impl AnimeDraft {
-    /// The row to insert, created and updated `at` (id left to the database).
-    pub fn into_row(self, at: chrono::DateTime<Utc>) -> anime::ActiveModel {
-        anime::ActiveModel {
+    /// The row to insert, created and updated `at` (id left to the
+    /// database), and the genre names, which are rows of their own.
+    pub fn into_parts(self, at: chrono::DateTime<Utc>) -> (anime::ActiveModel, Vec<String>) {
+        let row = anime::ActiveModel {
             id: NotSet,
             title: Set(self.title),
             title_english: Set(self.title_english),
+            title_original: Set(self.title_original),
+            age_rating: Set(self.age_rating),
             format: Set(self.format),
             episodes: Set(self.episodes),
             status: Set(self.status),
@@ -96,30 +108,34 @@ impl AnimeDraft {
             year: Set(self.year),
             score: Set(self.score),
             popularity: Set(self.popularity),
-            genres: Set(Genres(self.genres)),
             picture_url: Set(self.picture_url),
             synopsis: Set(self.synopsis),
             created_at: Set(at),
             updated_at: Set(at),
-        }
+        };
+        (row, self.genres)
     }
 }
 
 impl AnimeService {
-    /// Inserts an anime, then invalidates what it changes.
-    pub async fn create(&self, draft: AnimeDraft) -> Result<anime::Model> {
-        let row = validate_draft(draft)?.into_row(Utc::now());
-        let created = self.repo.create(row).await?;
-        self.invalidate_after_write(&[created.id], true).await?;
+    /// Inserts an anime with its genres (one transaction; a genre name
+    /// without a row gets one), then invalidates what it changes.
+    pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeRecord> {
+        let (row, genres) = validate_draft(draft)?.into_parts(Utc::now());
+        let created = self.repo.create(row, &genres).await?;
+        self.invalidate_after_write(&[created.anime.id], true)
+            .await?;
         Ok(created)
     }
 
-    /// Applies `changes` to anime `id`, then invalidates what they change.
-    pub async fn update(&self, id: i32, changes: AnimeChanges) -> Result<anime::Model> {
-        let changes = validate_changes(changes)?;
+    /// Applies `changes` to anime `id` (its row and, when given, its
+    /// genres, in one transaction), then invalidates what they change.
+    pub async fn update(&self, id: i32, mut changes: AnimeChanges) -> Result<AnimeRecord> {
+        changes = validate_changes(changes)?;
+        let genres = changes.genres.take();
         let updated = self
             .repo
-            .update(id, |row| apply(row, changes))
+            .update(id, |row| apply(row, changes), genres.as_deref())
             .await?
             .ok_or_else(|| AppError::NotFound(format!("anime {id}")))?;
         self.invalidate_after_write(&[id], false).await?;
@@ -169,6 +185,12 @@ fn apply(row: &mut anime::ActiveModel, changes: AnimeChanges) {
     if let Some(v) = changes.title_english {
         row.title_english = Set(v);
     }
+    if let Some(v) = changes.title_original {
+        row.title_original = Set(v);
+    }
+    if let Some(v) = changes.age_rating {
+        row.age_rating = Set(v);
+    }
     if let Some(v) = changes.format {
         row.format = Set(v);
     }
@@ -189,9 +211,6 @@ fn apply(row: &mut anime::ActiveModel, changes: AnimeChanges) {
     }
     if let Some(v) = changes.popularity {
         row.popularity = Set(v);
-    }
-    if let Some(v) = changes.genres {
-        row.genres = Set(Genres(v));
     }
     if let Some(v) = changes.picture_url {
         row.picture_url = Set(v);
@@ -231,6 +250,15 @@ fn validate_draft(mut draft: AnimeDraft) -> Result<AnimeDraft> {
             .transpose(),
     ) {
         draft.title_english = title;
+    }
+    if let Some(title) = problems.check(
+        draft
+            .title_original
+            .as_deref()
+            .map(|t| text("input.titleOriginal", t, 1, 255))
+            .transpose(),
+    ) {
+        draft.title_original = title;
     }
     problems.check(check_range(&EPISODES, draft.episodes));
     problems.check(check_range(&YEAR, draft.year));
@@ -272,6 +300,19 @@ fn validate_changes(mut changes: AnimeChanges) -> Result<AnimeChanges> {
             .transpose(),
     ) {
         changes.title_english = title;
+    }
+    if let Some(title) = problems.check(
+        changes
+            .title_original
+            .as_ref()
+            .map(|t| {
+                t.as_deref()
+                    .map(|t| text("input.titleOriginal", t, 1, 255))
+                    .transpose()
+            })
+            .transpose(),
+    ) {
+        changes.title_original = title;
     }
     problems.check(check_range(&EPISODES, changes.episodes.flatten()));
     problems.check(check_range(&YEAR, changes.year.flatten()));
@@ -388,6 +429,8 @@ mod tests {
         AnimeDraft {
             title: " Title ".into(),
             title_english: None,
+            title_original: None,
+            age_rating: None,
             format: Format::Tv,
             episodes: Some(12),
             status: Status::Finished,

@@ -1,7 +1,8 @@
 //! Every query, on PostgreSQL and on SQLite, against seeded data.
 
-use anigo::entities::anime;
-use sea_orm::{EntityTrait, QueryOrder};
+use anigo::db::AnimeRepo;
+use anigo::entities::{anime, episode, player};
+use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, Statement};
 use serde_json::json;
 
 use crate::common::{Backend, SEEDED, TestApp, id_of};
@@ -128,7 +129,15 @@ async fn count_and_single_anime_match_the_database(backend: Backend) {
     assert_eq!(anime["year"], json!(sample.year));
     assert_eq!(anime["score"], json!(sample.score));
     assert_eq!(anime["popularity"], json!(sample.popularity));
-    assert_eq!(anime["genres"], json!(sample.genres.0));
+    let genres: Vec<String> = AnimeRepo::new(app.state.db.clone())
+        .genres_of(&[sample.id])
+        .await
+        .expect("genres")[&sample.id]
+        .iter()
+        .map(|genre| genre.name.clone())
+        .collect();
+    assert!(!genres.is_empty());
+    assert_eq!(anime["genres"], json!(genres));
     assert_eq!(anime["synopsis"], json!(sample.synopsis));
     assert!(
         anime["createdAt"]
@@ -178,14 +187,92 @@ async fn sqlite_count_and_single_anime_match_the_database() {
     count_and_single_anime_match_the_database(Backend::Sqlite).await;
 }
 
+/// Every seeded row of a database in a backend-neutral form: anime rows,
+/// each taxonomy's links as (anime id, position, name, slug), players and
+/// episodes without their surrogate ids.
+#[derive(Debug, PartialEq)]
+struct Catalogue {
+    anime: Vec<anime::Model>,
+    links: Vec<Vec<(i32, i16, String, String)>>,
+    players: Vec<PlayerRow>,
+    episodes: Vec<(i32, i32, Option<String>, Option<chrono::NaiveDate>)>,
+}
+
+/// A player without its id: anime id, position, URL, translator, quality.
+type PlayerRow = (i32, i16, String, Option<String>, Option<String>);
+
+async fn catalogue(app: &TestApp) -> Catalogue {
+    let db = &app.state.db;
+    let mut links = Vec::new();
+    for (table, join, key) in [
+        ("genre", "anime_genre", "genre_id"),
+        ("theme", "anime_theme", "theme_id"),
+        ("studio", "anime_studio", "studio_id"),
+    ] {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT j.anime_id, j.position, t.name, t.slug FROM {join} j \
+                     JOIN {table} t ON t.id = j.{key} ORDER BY j.anime_id, j.position"
+                ),
+            ))
+            .await
+            .expect("links");
+        links.push(
+            rows.iter()
+                .map(|row| {
+                    (
+                        row.try_get("", "anime_id").expect("anime_id"),
+                        row.try_get("", "position").expect("position"),
+                        row.try_get("", "name").expect("name"),
+                        row.try_get("", "slug").expect("slug"),
+                    )
+                })
+                .collect(),
+        );
+    }
+    let players = player::Entity::find()
+        .order_by_asc(player::Column::AnimeId)
+        .order_by_asc(player::Column::Position)
+        .all(db)
+        .await
+        .expect("players")
+        .into_iter()
+        .map(|p| (p.anime_id, p.position, p.embed_url, p.translator, p.quality))
+        .collect();
+    let episodes = episode::Entity::find()
+        .order_by_asc(episode::Column::AnimeId)
+        .order_by_asc(episode::Column::Number)
+        .all(db)
+        .await
+        .expect("episodes")
+        .into_iter()
+        .map(|e| (e.anime_id, e.number, e.title, e.aired_on))
+        .collect();
+    Catalogue {
+        anime: all_anime(app).await,
+        links,
+        players,
+        episodes,
+    }
+}
+
 #[tokio::test]
 async fn the_same_seed_gives_the_same_catalogue_on_both_databases() {
+    // Arrange
     let pg = TestApp::spawn(Backend::Postgres).await;
     let lite = TestApp::spawn(Backend::Sqlite).await;
-    let strip = |rows: Vec<anime::Model>| -> Vec<(String, i32, Vec<String>)> {
-        rows.into_iter()
-            .map(|a| (a.title, a.popularity, a.genres.0))
-            .collect()
-    };
-    assert_eq!(strip(all_anime(&pg).await), strip(all_anime(&lite).await));
+
+    // Act
+    let (pg, lite) = (catalogue(&pg).await, catalogue(&lite).await);
+
+    // Assert: every table, row for row.
+    assert_eq!(pg.anime.len(), SEEDED as usize);
+    assert!(pg.links.iter().all(|rows| !rows.is_empty()));
+    assert!(!pg.players.is_empty() && !pg.episodes.is_empty());
+    assert_eq!(pg.anime, lite.anime);
+    assert_eq!(pg.links, lite.links);
+    assert_eq!(pg.players, lite.players);
+    assert_eq!(pg.episodes, lite.episodes);
 }

@@ -419,11 +419,12 @@ async fn an_invalid_input_object_reports_every_invalid_field() {
 
 #[tokio::test]
 async fn a_database_failure_is_internal_with_a_request_id_and_no_sql() {
-    // Arrange: a working app whose table then disappears under it.
+    // Arrange: a working app whose table then disappears under it (with
+    // the foreign keys of the tables that refer to it).
     let app = TestApp::spawn(Backend::Postgres).await;
     app.state
         .db
-        .execute_unprepared("DROP TABLE anime")
+        .execute_unprepared("DROP TABLE anime CASCADE")
         .await
         .expect("dropping the table");
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestApp, TestSettings};
+use crate::common::{Backend, LIST_LOAD_STATEMENTS, TestApp, TestSettings};
 use crate::support::RedisServer;
 
 /// Every cached resolver: (query, key after the namespace, policy TTL in s).
@@ -174,7 +174,7 @@ async fn an_expired_entry_is_loaded_from_the_database_again() {
     assert_eq!(trace(&body)[0].1, "MISS");
     assert_eq!(
         app.db_queries(),
-        cached + 1,
+        cached + LIST_LOAD_STATEMENTS,
         "exactly one load after expiry"
     );
 }
@@ -321,7 +321,7 @@ async fn concurrent_identical_cold_requests_load_once() {
 
     assert_eq!(
         app.db_queries() - before,
-        1,
+        LIST_LOAD_STATEMENTS,
         "eight concurrent cold requests, one load"
     );
     for body in &bodies {

@@ -17,6 +17,10 @@ use crate::support;
 /// page of 10, so paging arithmetic has an uneven end.
 pub(crate) const SEEDED: u64 = 250;
 
+/// Statements of one database load of a list of anime (`popularAnime`, a
+/// page): the rows, then the genre names of all of them.
+pub(crate) const LIST_LOAD_STATEMENTS: u64 = 2;
+
 /// Which database the app runs on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Backend {

@@ -63,6 +63,18 @@ async fn postgres_cancels_a_request_statement_past_the_statement_timeout() {
 }
 
 #[tokio::test]
+async fn the_request_pool_plans_each_statement_for_its_own_values() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+
+    let mode = setting(&app.state.db, "plan_cache_mode").await;
+
+    assert_eq!(
+        mode, "force_custom_plan",
+        "no generic plans for searches and filters"
+    );
+}
+
+#[tokio::test]
 async fn migrations_and_seeding_run_without_the_statement_timeout() {
     let url = support::fresh_database_url();
     let config = anigo::Config::from_lookup(|name| match name {

@@ -13,6 +13,7 @@ mod batch_load;
 mod browser;
 mod cache;
 mod cache_directives;
+mod catalogue;
 mod contract;
 mod db;
 mod deploy;

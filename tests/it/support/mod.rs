@@ -80,9 +80,15 @@ pub(crate) fn shared_redis() -> &'static RedisServer {
 /// URL of a brand-new, empty database: on the server named by
 /// `TEST_DATABASE_URL` if that is set, otherwise on [`shared_postgres`].
 pub(crate) fn fresh_database_url() -> String {
+    fresh_database_url_with("")
+}
+
+/// [`fresh_database_url`] with `options` appended to `CREATE DATABASE`
+/// (say, `TEMPLATE template0 LC_CTYPE 'C.UTF-8'`).
+pub(crate) fn fresh_database_url_with(options: &str) -> String {
     match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => create_database_at(url.trim()),
-        _ => shared_postgres().create_database(),
+        Ok(url) if !url.trim().is_empty() => create_database_at(url.trim(), options),
+        _ => create_database_at(&shared_postgres().admin_url(), options),
     }
 }
 
@@ -106,7 +112,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// Creates a uniquely named database through the server at `admin_url` (any
 /// database on it we may connect to) and returns the new database's URL.
-fn create_database_at(admin_url: &str) -> String {
+fn create_database_at(admin_url: &str, options: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,7 +129,7 @@ fn create_database_at(admin_url: &str) -> String {
     // options all come from the URL (for our own server: 127.0.0.1, postgres).
     let output = Command::new(&psql)
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c"])
-        .arg(format!("CREATE DATABASE \"{name}\""))
+        .arg(format!("CREATE DATABASE \"{name}\" {options}"))
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())
         .output()

@@ -112,7 +112,7 @@ impl PostgresServer {
 
     /// Creates a new, uniquely named database with `psql` and returns its URL.
     pub(crate) fn create_database(&self) -> String {
-        create_database_at(&self.admin_url())
+        create_database_at(&self.admin_url(), "")
     }
 
     /// PID of the running postmaster; panics if it is stopped.

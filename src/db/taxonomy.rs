@@ -1,0 +1,365 @@
+//! Genres, themes and studios: the three taxonomies share one shape
+//! (`id`, `name`, `slug`, a join table with `position`), so their SQL is
+//! written once here, for a [`Taxonomy`], and [`AnimeRepo`](super::AnimeRepo)
+//! names them.
+//!
+//! Reads are one statement each, whatever the number of anime (up to
+//! [`MAX_IDS_PER_STATEMENT`], which no DataLoader batch reaches). Writes
+//! run inside the caller's transaction: [`replace_links`] creates missing
+//! names (with their slugs) and replaces one anime's links.
+
+use std::collections::{HashMap, HashSet};
+
+use migration::slug;
+use sea_orm::sea_query::{
+    Alias, Condition, Expr, ExprTrait, Func, OnConflict, Order, Query, SelectStatement,
+};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use serde::{Deserialize, Serialize};
+
+/// Ids per `IN (…)` list: far below SQLite's 32,766 and PostgreSQL's
+/// 65,535 bind parameters. A larger request is split into several
+/// statements (never the case for a DataLoader batch).
+pub const MAX_IDS_PER_STATEMENT: usize = 10_000;
+
+/// Attempts at creating missing names when concurrent writers take the
+/// same slug at the same moment (each retry re-reads what is taken).
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Which taxonomy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Taxonomy {
+    /// `genre`, `anime_genre`.
+    Genre,
+    /// `theme`, `anime_theme`.
+    Theme,
+    /// `studio`, `anime_studio`.
+    Studio,
+}
+
+impl Taxonomy {
+    /// Every taxonomy.
+    pub const ALL: [Self; 3] = [Self::Genre, Self::Theme, Self::Studio];
+
+    /// Its table.
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Genre => "genre",
+            Self::Theme => "theme",
+            Self::Studio => "studio",
+        }
+    }
+
+    /// Its join table with `anime`.
+    pub fn join_table(self) -> &'static str {
+        match self {
+            Self::Genre => "anime_genre",
+            Self::Theme => "anime_theme",
+            Self::Studio => "anime_studio",
+        }
+    }
+
+    /// Its key column in the join table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Genre => "genre_id",
+            Self::Theme => "theme_id",
+            Self::Studio => "studio_id",
+        }
+    }
+}
+
+/// One genre, theme or studio.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, FromQueryResult)]
+pub struct Taxon {
+    /// Its id in its table.
+    pub id: i32,
+    /// Display name.
+    pub name: String,
+    /// URL key (`slice-of-life`).
+    pub slug: String,
+}
+
+/// A taxon with the number of anime that have it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaxonCount {
+    /// The taxon.
+    pub taxon: Taxon,
+    /// Anime linked to it.
+    pub anime_count: u64,
+}
+
+#[derive(FromQueryResult)]
+struct LinkRow {
+    anime_id: i32,
+    id: i32,
+    name: String,
+    slug: String,
+}
+
+#[derive(FromQueryResult)]
+struct CountRow {
+    id: i32,
+    name: String,
+    slug: String,
+    anime_count: i64,
+}
+
+impl From<CountRow> for TaxonCount {
+    fn from(row: CountRow) -> Self {
+        Self {
+            taxon: Taxon {
+                id: row.id,
+                name: row.name,
+                slug: row.slug,
+            },
+            anime_count: u64::try_from(row.anime_count).unwrap_or_default(),
+        }
+    }
+}
+
+fn t(kind: Taxonomy) -> Alias {
+    Alias::new(kind.table())
+}
+
+fn j(kind: Taxonomy) -> Alias {
+    Alias::new(kind.join_table())
+}
+
+fn col(name: &'static str) -> Alias {
+    Alias::new(name)
+}
+
+/// The taxa of each of `anime_ids`, each anime's in its own order:
+///
+/// ```sql
+/// SELECT j.anime_id, t.id, t.name, t.slug FROM anime_genre j
+/// JOIN genre t ON t.id = j.genre_id
+/// WHERE j.anime_id IN (…) ORDER BY j.anime_id, j.position
+/// ```
+///
+/// Every id asked for is a key of the result (with no taxa: empty).
+pub async fn links_of(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    anime_ids: &[i32],
+) -> Result<HashMap<i32, Vec<Taxon>>, DbErr> {
+    let mut out: HashMap<i32, Vec<Taxon>> = anime_ids.iter().map(|&id| (id, Vec::new())).collect();
+    for chunk in distinct(anime_ids).chunks(MAX_IDS_PER_STATEMENT) {
+        let stmt = Query::select()
+            .column((j(kind), col("anime_id")))
+            .column((t(kind), col("id")))
+            .column((t(kind), col("name")))
+            .column((t(kind), col("slug")))
+            .from(j(kind))
+            .inner_join(
+                t(kind),
+                Expr::col((t(kind), col("id"))).equals((j(kind), col(kind.key()))),
+            )
+            .and_where(Expr::col((j(kind), col("anime_id"))).is_in(chunk.iter().copied()))
+            .order_by((j(kind), col("anime_id")), Order::Asc)
+            .order_by((j(kind), col("position")), Order::Asc)
+            .to_owned();
+        let rows = LinkRow::find_by_statement(conn.get_database_backend().build(&stmt))
+            .all(conn)
+            .await?;
+        for row in rows {
+            out.entry(row.anime_id).or_default().push(Taxon {
+                id: row.id,
+                name: row.name,
+                slug: row.slug,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `ids` without repeats, in first-seen order.
+pub(crate) fn distinct(ids: &[i32]) -> Vec<i32> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
+/// `SELECT t.id, t.name, t.slug, COUNT(j.anime_id) … LEFT JOIN … GROUP BY`.
+fn counted(kind: Taxonomy) -> SelectStatement {
+    Query::select()
+        .column((t(kind), col("id")))
+        .column((t(kind), col("name")))
+        .column((t(kind), col("slug")))
+        .expr_as(
+            Func::count(Expr::col((j(kind), col("anime_id")))),
+            col("anime_count"),
+        )
+        .from(t(kind))
+        .left_join(
+            j(kind),
+            Expr::col((j(kind), col(kind.key()))).equals((t(kind), col("id"))),
+        )
+        .group_by_col((t(kind), col("id")))
+        .group_by_col((t(kind), col("name")))
+        .group_by_col((t(kind), col("slug")))
+        .to_owned()
+}
+
+/// Every taxon of `kind` with its anime count, by name (then id), in one
+/// statement.
+pub async fn all_counted(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+) -> Result<Vec<TaxonCount>, DbErr> {
+    let stmt = counted(kind)
+        .order_by((t(kind), col("name")), Order::Asc)
+        .order_by((t(kind), col("id")), Order::Asc)
+        .to_owned();
+    let rows = CountRow::find_by_statement(conn.get_database_backend().build(&stmt))
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().map(TaxonCount::from).collect())
+}
+
+/// The taxon of `kind` whose slug is `slug`, with its anime count.
+pub async fn by_slug(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    slug: &str,
+) -> Result<Option<TaxonCount>, DbErr> {
+    let stmt = counted(kind)
+        .and_where(Expr::col((t(kind), col("slug"))).eq(slug))
+        .to_owned();
+    let row = CountRow::find_by_statement(conn.get_database_backend().build(&stmt))
+        .one(conn)
+        .await?;
+    Ok(row.map(TaxonCount::from))
+}
+
+/// The ids of `names` in `kind`'s table, creating the missing ones (with
+/// [`slug::slugify`], `-2`… on a collision). Names are compared exactly.
+/// Meant to run inside a transaction.
+pub async fn ensure(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    names: &[String],
+) -> Result<HashMap<String, i32>, DbErr> {
+    let mut ids = ids_by_name(conn, kind, names).await?;
+    for _ in 0..CREATE_ATTEMPTS {
+        let mut missing: Vec<&String> = names.iter().filter(|n| !ids.contains_key(*n)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let mut taken = taken_slugs(conn, kind, &missing).await?;
+        let mut insert = Query::insert()
+            .into_table(t(kind))
+            .columns([col("name"), col("slug")])
+            // A concurrent writer may create the same name (or take the
+            // same slug) first: skip the row and look again.
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .to_owned();
+        for name in &missing {
+            let slug = slug::unique_slug(&slug::slugify(name), |s| taken.contains(s));
+            taken.insert(slug.clone());
+            insert
+                .values([name.as_str().into(), slug.into()])
+                .map_err(|err| DbErr::Custom(format!("building an INSERT: {err}")))?;
+        }
+        conn.execute(&insert).await?;
+        let names: Vec<String> = missing.into_iter().cloned().collect();
+        ids.extend(ids_by_name(conn, kind, &names).await?);
+    }
+    if names.iter().all(|n| ids.contains_key(n)) {
+        Ok(ids)
+    } else {
+        Err(DbErr::Custom(format!(
+            "could not create {} names after {CREATE_ATTEMPTS} attempts",
+            kind.table()
+        )))
+    }
+}
+
+async fn ids_by_name(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    names: &[String],
+) -> Result<HashMap<String, i32>, DbErr> {
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = Query::select()
+        .columns([col("id"), col("name"), col("slug")])
+        .from(t(kind))
+        .and_where(Expr::col(col("name")).is_in(names.iter().map(String::as_str)))
+        .to_owned();
+    let rows = Taxon::find_by_statement(conn.get_database_backend().build(&stmt))
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.name, row.id)).collect())
+}
+
+/// The slugs that the slugs of `names` could collide with: each base slug
+/// and its numbered variants.
+async fn taken_slugs(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    names: &[&String],
+) -> Result<HashSet<String>, DbErr> {
+    let mut any = Condition::any();
+    for name in names {
+        let base = slug::slugify(name);
+        any = any
+            .add(Expr::col(col("slug")).eq(base.as_str()))
+            .add(Expr::col(col("slug")).like(format!("{base}-%")));
+    }
+    let stmt = Query::select()
+        .column(col("slug"))
+        .from(t(kind))
+        .cond_where(any)
+        .to_owned();
+    let rows = conn.query_all(&stmt).await?;
+    rows.into_iter()
+        .map(|row| row.try_get::<String>("", "slug"))
+        .collect()
+}
+
+/// Replaces the links of anime `anime_id` to `kind` with `names`, in that
+/// order, creating names that have no row yet. Meant to run inside the
+/// transaction that writes the anime row.
+pub async fn replace_links(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    anime_id: i32,
+    names: &[String],
+) -> Result<(), DbErr> {
+    conn.execute(
+        &Query::delete()
+            .from_table(j(kind))
+            .and_where(Expr::col(col("anime_id")).eq(anime_id))
+            .to_owned(),
+    )
+    .await?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let ids = ensure(conn, kind, names).await?;
+    let mut insert = Query::insert()
+        .into_table(j(kind))
+        .columns([col("anime_id"), col(kind.key()), col("position")])
+        .to_owned();
+    let mut linked = HashSet::new();
+    for (position, name) in names.iter().enumerate() {
+        // `ensure` answers for every name or fails.
+        let id = *ids
+            .get(name)
+            .ok_or_else(|| DbErr::Custom(format!("{} {name:?} has no row", kind.table())))?;
+        if !linked.insert(id) {
+            continue;
+        }
+        let position = i16::try_from(position)
+            .map_err(|_| DbErr::Custom(format!("more than {} {} names", i16::MAX, kind.table())))?;
+        insert
+            .values([anime_id.into(), id.into(), position.into()])
+            .map_err(|err| DbErr::Custom(format!("building an INSERT: {err}")))?;
+    }
+    conn.execute(&insert).await?;
+    Ok(())
+}
