@@ -2,15 +2,10 @@
 //! invalidation of every cached entry the write can have changed, on every
 //! instance, before the write returns.
 //!
-//! | write | invalidated tags |
-//! |---|---|
-//! | create | `anime:{id}` (a cached "not found"), `popular`, `anime_paginated`, `anime_count` |
-//! | update | `anime:{id}`, `popular`, `anime_paginated` |
-//! | delete | `anime:{id}`, `popular`, `anime_paginated`, `anime_count` |
-//!
-//! Lists and pages are invalidated as a whole (one generation each): a
-//! change can move an anime in or out of any popular list, and a create or
-//! delete shifts every later page. That is coarse but O(1) per write.
+//! The tags each write bumps are in [`super::tags`]: lists and pages are
+//! invalidated as a whole (one generation each), since a change can move an
+//! anime in or out of any list and a create or delete shifts every later
+//! page. That is coarse but O(1) per write.
 
 use std::ops::RangeInclusive;
 
@@ -18,7 +13,7 @@ use chrono::Utc;
 use sea_orm::ActiveValue::{NotSet, Set};
 
 use super::AnimeService;
-use crate::cache::Resolver;
+use super::tags::{self, AnimeWrite};
 use crate::db::AnimeRecord;
 use crate::entities::anime::{self, AgeRating, Format, Season, Status};
 use crate::error::{AppError, Result};
@@ -123,7 +118,7 @@ impl AnimeService {
     pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeRecord> {
         let (row, genres) = validate_draft(draft)?.into_parts(Utc::now());
         let created = self.repo.create(row, &genres).await?;
-        self.invalidate_after_write(&[created.anime.id], true)
+        self.invalidate_after_write(&[created.anime.id], AnimeWrite::CreatedOrDeleted)
             .await?;
         Ok(created)
     }
@@ -133,12 +128,15 @@ impl AnimeService {
     pub async fn update(&self, id: i32, mut changes: AnimeChanges) -> Result<AnimeRecord> {
         changes = validate_changes(changes)?;
         let genres = changes.genres.take();
+        let kind = AnimeWrite::Updated {
+            has_relation_changes: genres.is_some(),
+        };
         let updated = self
             .repo
             .update(id, |row| apply(row, changes), genres.as_deref())
             .await?
             .ok_or_else(|| AppError::NotFound(format!("anime {id}")))?;
-        self.invalidate_after_write(&[id], false).await?;
+        self.invalidate_after_write(&[id], kind).await?;
         Ok(updated)
     }
 
@@ -147,35 +145,24 @@ impl AnimeService {
         if !self.repo.delete(id).await? {
             return Err(AppError::NotFound(format!("anime {id}")));
         }
-        self.invalidate_after_write(&[id], true).await
+        self.invalidate_after_write(&[id], AnimeWrite::CreatedOrDeleted)
+            .await
     }
 
     /// Invalidates `ids` as if each had been written (for changes made to
     /// the database outside the service). Returns the tags invalidated.
     pub async fn invalidate(&self, ids: &[i32]) -> Result<u64> {
-        self.cache.invalidate(tags_for(ids, true)).await
+        self.cache
+            .invalidate(tags::for_anime_write(ids, AnimeWrite::CreatedOrDeleted))
+            .await
     }
 
-    async fn invalidate_after_write(&self, ids: &[i32], changes_count: bool) -> Result<()> {
+    async fn invalidate_after_write(&self, ids: &[i32], kind: AnimeWrite) -> Result<()> {
         self.cache
-            .invalidate(tags_for(ids, changes_count))
+            .invalidate(tags::for_anime_write(ids, kind))
             .await
             .map(drop)
     }
-}
-
-/// The invalidation tags of a write touching `ids`.
-fn tags_for(ids: &[i32], changes_count: bool) -> Vec<String> {
-    let mut tags: Vec<String> = ids
-        .iter()
-        .map(|id| format!("{}:{id}", Resolver::Anime.prefix()))
-        .collect();
-    tags.push(Resolver::PopularAnime.prefix().to_owned());
-    tags.push(Resolver::AnimePage.prefix().to_owned());
-    if changes_count {
-        tags.push(Resolver::AnimeCount.prefix().to_owned());
-    }
-    tags
 }
 
 fn apply(row: &mut anime::ActiveModel, changes: AnimeChanges) {
@@ -412,18 +399,6 @@ fn picture_url(value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn writes_invalidate_the_right_tags() {
-        assert_eq!(
-            tags_for(&[7], false),
-            ["anime:7", "popular", "anime_paginated"]
-        );
-        assert_eq!(
-            tags_for(&[7], true),
-            ["anime:7", "popular", "anime_paginated", "anime_count"]
-        );
-    }
 
     fn draft() -> AnimeDraft {
         AnimeDraft {

@@ -5,6 +5,7 @@
 
 pub mod anime;
 pub mod anime_write;
+pub mod tags;
 
 pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
