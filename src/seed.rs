@@ -39,6 +39,7 @@ use sea_orm::{
 };
 
 use crate::db::Taxonomy;
+use crate::db::relations::{EpisodeDraft, PlayerDraft};
 use crate::db::taxonomy;
 use crate::entities::anime::{self, AgeRating, Format, Season, Status};
 use crate::service::AnimeDraft;
@@ -106,8 +107,8 @@ pub async fn insert(db: &DatabaseConnection, count: u64, seed: u64) -> Result<Se
             let new = generator.next_anime();
             for (links, names, ids) in [
                 (&mut tables.genres, &new.draft.genres, &genre_ids),
-                (&mut tables.themes, &new.themes, &theme_ids),
-                (&mut tables.studios, &new.studios, &studio_ids),
+                (&mut tables.themes, &new.draft.themes, &theme_ids),
+                (&mut tables.studios, &new.draft.studios, &studio_ids),
             ] {
                 for (position, name) in names.iter().enumerate() {
                     let taxon = *ids
@@ -116,7 +117,7 @@ pub async fn insert(db: &DatabaseConnection, count: u64, seed: u64) -> Result<Se
                     links.push(vec![id.into(), taxon.into(), (position as i16).into()]);
                 }
             }
-            for (position, player) in new.players.iter().enumerate() {
+            for (position, player) in new.draft.players.iter().enumerate() {
                 tables.players.push(vec![
                     id.into(),
                     player.embed_url.clone().into(),
@@ -125,7 +126,7 @@ pub async fn insert(db: &DatabaseConnection, count: u64, seed: u64) -> Result<Se
                     (position as i16).into(),
                 ]);
             }
-            for episode in &new.episodes {
+            for episode in &new.draft.episode_list {
                 tables.episodes.push(vec![
                     id.into(),
                     episode.number.into(),
@@ -273,40 +274,10 @@ pub struct Generator {
 /// insertion time and what only the seed writes for now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewAnime {
-    /// The anime's fields and genres.
+    /// The anime's fields and relations.
     pub draft: AnimeDraft,
     /// Insertion time (derived from the index, not the clock).
     pub created_at: DateTime<Utc>,
-    /// Theme names, 0-3.
-    pub themes: Vec<String>,
-    /// Studio names, 1-2.
-    pub studios: Vec<String>,
-    /// Video players, 0-3.
-    pub players: Vec<NewPlayer>,
-    /// Episodes, numbered from 1.
-    pub episodes: Vec<NewEpisode>,
-}
-
-/// A generated video player.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewPlayer {
-    /// `https://player.example/embed/…`.
-    pub embed_url: String,
-    /// Translator, for most.
-    pub translator: Option<String>,
-    /// Quality label, for most.
-    pub quality: Option<String>,
-}
-
-/// A generated episode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewEpisode {
-    /// From 1.
-    pub number: i32,
-    /// "Episode N".
-    pub title: Option<String>,
-    /// A week after the one before.
-    pub aired_on: Option<NaiveDate>,
 }
 
 /// Romaji title words with their katakana, and their tails in hiragana.
@@ -823,7 +794,7 @@ impl Generator {
         } else {
             let count = weighted(rng, &[(0, 15), (1, 35), (2, 30), (3, 20)]);
             (0..count)
-                .map(|_| NewPlayer {
+                .map(|_| PlayerDraft {
                     embed_url: format!("https://player.example/embed/{:016x}", rng.random::<u64>()),
                     translator: rng
                         .random_bool(0.9)
@@ -844,8 +815,8 @@ impl Generator {
         };
         let first_aired =
             season_start(year, season).map(|start| start + Duration::days(rng.random_range(0..14)));
-        let episodes_list = (1..=episode_rows)
-            .map(|number| NewEpisode {
+        let episode_list = (1..=episode_rows)
+            .map(|number| EpisodeDraft {
                 number,
                 title: Some(format!("Episode {number}")),
                 aired_on: first_aired.map(|day| day + Duration::weeks(i64::from(number - 1))),
@@ -877,14 +848,14 @@ impl Generator {
                 score,
                 popularity,
                 genres,
+                themes,
+                studios,
+                players,
+                episode_list,
                 picture_url,
                 synopsis,
             },
             created_at,
-            themes,
-            studios,
-            players,
-            episodes: episodes_list,
         }
     }
 }
@@ -974,20 +945,21 @@ mod tests {
             assert!((400..=1200).contains(&chars), "{chars} characters");
             assert!((1..=5).contains(&anime.genres.len()));
             assert!(anime.genres.is_sorted());
-            assert!(new.themes.len() <= 3);
-            assert!((1..=2).contains(&new.studios.len()));
-            assert!(new.players.len() <= 3);
+            assert!(anime.themes.len() <= 3);
+            assert!((1..=2).contains(&anime.studios.len()));
+            assert!(anime.players.len() <= 3);
             assert!(
-                new.players
+                anime
+                    .players
                     .iter()
                     .all(|p| p.embed_url.starts_with("https://player.example/"))
             );
-            assert!(new.episodes.len() <= MAX_EPISODE_ROWS as usize);
+            assert!(anime.episode_list.len() <= MAX_EPISODE_ROWS as usize);
             assert!(anime.score.is_none_or(|s| (0.0..=10.0).contains(&s)));
             assert!(anime.popularity >= 150);
-            let numbers: Vec<i32> = new.episodes.iter().map(|e| e.number).collect();
+            let numbers: Vec<i32> = anime.episode_list.iter().map(|e| e.number).collect();
             assert_eq!(numbers, (1..=numbers.len() as i32).collect::<Vec<_>>());
-            if let [first, second, ..] = new.episodes.as_slice() {
+            if let [first, second, ..] = anime.episode_list.as_slice() {
                 assert_eq!(
                     second
                         .aired_on
@@ -1023,7 +995,7 @@ mod tests {
         let mut generator = Generator::new(DEFAULT_SEED);
         let mut sizes: HashMap<String, u32> = HashMap::new();
         for _ in 0..20_000 {
-            for studio in generator.next_anime().studios {
+            for studio in generator.next_anime().draft.studios {
                 *sizes.entry(studio).or_default() += 1;
             }
         }

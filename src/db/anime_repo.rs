@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Database;
 use super::anime_query::{self, AnimeFilter, AnimeOrder};
+use super::relations::RelationWrites;
 use super::taxonomy::{self, MAX_IDS_PER_STATEMENT, Taxon, TaxonCount, Taxonomy};
 use crate::entities::anime::{self, Entity as Anime};
 use crate::entities::{episode, player};
@@ -178,26 +179,32 @@ impl AnimeRepo {
         Ok(taxonomy::by_slug(&self.db, kind, slug).await?)
     }
 
-    /// Inserts an anime with its genres (names; missing ones are created)
-    /// in one transaction and returns it with its id.
-    pub async fn create(&self, row: anime::ActiveModel, genres: &[String]) -> Result<AnimeRecord> {
+    /// Inserts an anime with its relations (genre, theme and studio names,
+    /// missing ones created; players; episodes) in one transaction and
+    /// returns it with its id.
+    pub async fn create(
+        &self,
+        row: anime::ActiveModel,
+        relations: &RelationWrites,
+    ) -> Result<AnimeRecord> {
         let txn = self.db.begin().await?;
         let anime = row.insert(&txn).await?;
-        taxonomy::replace_links(&txn, Taxonomy::Genre, anime.id, genres).await?;
+        relations.apply(&txn, anime.id).await?;
         txn.commit().await?;
         Ok(AnimeRecord {
             anime,
-            genres: genres.to_vec(),
+            genres: relations.genres.clone().unwrap_or_default(),
         })
     }
 
-    /// Applies `change` to the anime `id` and, when given, replaces its
-    /// genres, in one transaction; `None` when there is no such anime.
+    /// Applies `change` to the anime `id` and replaces the relations
+    /// `relations` names, in one transaction; `None` when there is no such
+    /// anime.
     pub async fn update(
         &self,
         id: i32,
         change: impl FnOnce(&mut anime::ActiveModel),
-        genres: Option<&[String]>,
+        relations: &RelationWrites,
     ) -> Result<Option<AnimeRecord>> {
         let txn = self.db.begin().await?;
         let Some(current) = Anime::find_by_id(id).one(&txn).await? else {
@@ -206,11 +213,9 @@ impl AnimeRepo {
         let mut row = current.into_active_model();
         change(&mut row);
         let anime = row.update(&txn).await?;
-        let genres = match genres {
-            Some(names) => {
-                taxonomy::replace_links(&txn, Taxonomy::Genre, id, names).await?;
-                names.to_vec()
-            }
+        relations.apply(&txn, id).await?;
+        let genres = match &relations.genres {
+            Some(names) => names.clone(),
             None => genre_names(&txn, &[id])
                 .await?
                 .remove(&id)

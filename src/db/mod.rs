@@ -7,6 +7,7 @@
 //! | [`database`] | [`Database`]: the request pool behind the breaker and a client-side bound; error classification |
 //! | [`breaker`] | the circuit breaker's states and its background prober |
 //! | [`startup`] | reaching the database at start-up, with retries and the real cause |
+//! | [`relations`] | writing an anime's players and episodes; the relation writes of one anime write |
 //! | [`anime_repo`] | `AnimeRepo`, the facade of every catalogue query; `AnimeRecord`; the batch relation loaders |
 //! | [`anime_query`] | the list, count and search SQL: filters, orders, ranking, matched to the indexes |
 //! | [`taxonomy`] | genres, themes and studios: links of many anime at once, counts, by slug, creating names on write |
@@ -15,6 +16,7 @@ pub mod anime_query;
 pub mod anime_repo;
 pub mod breaker;
 pub mod database;
+pub mod relations;
 pub mod startup;
 pub mod taxonomy;
 

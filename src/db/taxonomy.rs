@@ -363,3 +363,126 @@ pub async fn replace_links(
     conn.execute(&insert).await?;
     Ok(())
 }
+
+/// Why a taxon write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TaxonWriteError {
+    /// Another genre (theme, studio) has this name already.
+    #[error("the name is taken")]
+    NameTaken,
+    /// Another genre (theme, studio) has this slug already.
+    #[error("the slug is taken")]
+    SlugTaken,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Creates a genre (theme, studio) named `name`, with the slug derived from
+/// it (`-2`… on a collision). Refuses a name that exists.
+pub async fn create(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    name: &str,
+) -> Result<Taxon, TaxonWriteError> {
+    let names = [name.to_owned()];
+    if !ids_by_name(conn, kind, &names).await?.is_empty() {
+        return Err(TaxonWriteError::NameTaken);
+    }
+    let ids = ensure(conn, kind, &names).await?;
+    let id = ids.get(name).copied().ok_or(TaxonWriteError::NameTaken)?;
+    by_id(conn, kind, id)
+        .await?
+        .ok_or(TaxonWriteError::Db(DbErr::RecordNotFound(format!(
+            "{} {id} right after creating it",
+            kind.table()
+        ))))
+}
+
+/// Renames the genre (theme, studio) `slug` to `name` and, when given, moves
+/// it to `new_slug`; `None` when there is no such slug. The slug stays as it
+/// is unless asked: links to `/genre/<slug>` keep working after a rename.
+pub async fn rename(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    slug: &str,
+    name: &str,
+    new_slug: Option<&str>,
+) -> Result<Option<Taxon>, TaxonWriteError> {
+    let Some(current) = by_slug(conn, kind, slug).await? else {
+        return Ok(None);
+    };
+    let id = current.taxon.id;
+    let others = ids_by_name(conn, kind, &[name.to_owned()]).await?;
+    if others.get(name).is_some_and(|other| *other != id) {
+        return Err(TaxonWriteError::NameTaken);
+    }
+    let slug_after = new_slug.unwrap_or(slug);
+    if slug_after != slug && by_slug(conn, kind, slug_after).await?.is_some() {
+        return Err(TaxonWriteError::SlugTaken);
+    }
+    conn.execute(
+        &Query::update()
+            .table(t(kind))
+            .value(col("name"), name)
+            .value(col("slug"), slug_after)
+            .and_where(Expr::col(col("id")).eq(id))
+            .to_owned(),
+    )
+    .await?;
+    Ok(Some(Taxon {
+        id,
+        name: name.to_owned(),
+        slug: slug_after.to_owned(),
+    }))
+}
+
+/// Deletes the genre (theme, studio) `slug` (its links go with it: the
+/// foreign keys cascade) and returns the ids of the anime that had it;
+/// `None` when there is no such slug. Meant to run inside a transaction,
+/// so that the returned ids are exactly the links it removed.
+pub async fn delete(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    slug: &str,
+) -> Result<Option<(Taxon, Vec<i32>)>, DbErr> {
+    let Some(current) = by_slug(conn, kind, slug).await? else {
+        return Ok(None);
+    };
+    let id = current.taxon.id;
+    let members = conn
+        .query_all(
+            &Query::select()
+                .column(col("anime_id"))
+                .from(j(kind))
+                .and_where(Expr::col(col(kind.key())).eq(id))
+                .to_owned(),
+        )
+        .await?
+        .into_iter()
+        .map(|row| row.try_get::<i32>("", "anime_id"))
+        .collect::<Result<Vec<i32>, DbErr>>()?;
+    conn.execute(
+        &Query::delete()
+            .from_table(t(kind))
+            .and_where(Expr::col(col("id")).eq(id))
+            .to_owned(),
+    )
+    .await?;
+    Ok(Some((current.taxon, members)))
+}
+
+async fn by_id(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    id: i32,
+) -> Result<Option<Taxon>, DbErr> {
+    let stmt = Query::select()
+        .columns([col("id"), col("name"), col("slug")])
+        .from(t(kind))
+        .and_where(Expr::col(col("id")).eq(id))
+        .to_owned();
+    Taxon::find_by_statement(conn.get_database_backend().build(&stmt))
+        .one(conn)
+        .await
+}

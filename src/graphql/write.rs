@@ -9,6 +9,7 @@ use super::admin::{AdminGuard, ClearResult};
 use super::query::parse_id;
 use super::types::{Anime, AnimeFormat, AnimeSeason, AnimeStatus};
 use crate::app::AppState;
+use crate::db::relations::PlayerDraft;
 use crate::error::AppError;
 use crate::service::{AnimeChanges, AnimeDraft};
 
@@ -34,9 +35,23 @@ pub struct CreateAnimeInput {
     /// Members count, at least 0.
     #[graphql(default)]
     pub popularity: i32,
-    /// Up to 10 genres of 1-40 characters.
+    /// Original-language title, up to 255 characters.
+    pub title_original: Option<String>,
+    /// Up to 10 genres of 1-40 characters (a name that is no genre yet
+    /// becomes one).
     #[graphql(default)]
     pub genres: Vec<String>,
+    /// Up to 10 themes of 1-64 characters, in order (new names become
+    /// themes).
+    #[graphql(default)]
+    pub themes: Vec<String>,
+    /// Up to 10 studios of 1-64 characters, in order (new names become
+    /// studios).
+    #[graphql(default)]
+    pub studios: Vec<String>,
+    /// Up to 20 video players, in order.
+    #[graphql(default)]
+    pub players: Vec<PlayerInput>,
     /// http(s) URL of the cover picture.
     pub picture_url: String,
     /// Plot summary, up to 10000 characters.
@@ -65,12 +80,41 @@ pub struct UpdateAnimeInput {
     pub score: MaybeUndefined<f64>,
     /// New members count.
     pub popularity: Option<i32>,
-    /// New genres.
+    /// New original-language title (`null` clears it).
+    pub title_original: MaybeUndefined<String>,
+    /// New genres (replace the list).
     pub genres: Option<Vec<String>>,
+    /// New themes (replace the list).
+    pub themes: Option<Vec<String>>,
+    /// New studios (replace the list).
+    pub studios: Option<Vec<String>>,
+    /// New video players (replace the list).
+    pub players: Option<Vec<PlayerInput>>,
     /// New cover picture URL.
     pub picture_url: Option<String>,
     /// New synopsis.
     pub synopsis: Option<String>,
+}
+
+/// A video player of an anime.
+#[derive(InputObject)]
+pub struct PlayerInput {
+    /// http(s) embed URL, up to 512 characters.
+    pub embed_url: String,
+    /// Who translated or dubbed it, up to 128 characters.
+    pub translator: Option<String>,
+    /// Quality label such as `1080p`, up to 16 characters.
+    pub quality: Option<String>,
+}
+
+impl From<PlayerInput> for PlayerDraft {
+    fn from(input: PlayerInput) -> Self {
+        Self {
+            embed_url: input.embed_url,
+            translator: input.translator,
+            quality: input.quality,
+        }
+    }
 }
 
 /// Catalogue writes.
@@ -158,9 +202,8 @@ impl From<CreateAnimeInput> for AnimeDraft {
         Self {
             title: input.title,
             title_english: input.title_english,
-            // Not in the GraphQL input yet (the catalogue's API work adds
-            // them): a created anime has neither.
-            title_original: None,
+            title_original: input.title_original,
+            // Not in the GraphQL input yet: a created anime has none.
             age_rating: None,
             format: input.format.into(),
             episodes: input.episodes,
@@ -170,6 +213,10 @@ impl From<CreateAnimeInput> for AnimeDraft {
             score: input.score,
             popularity: input.popularity,
             genres: input.genres,
+            themes: input.themes,
+            studios: input.studios,
+            players: input.players.into_iter().map(Into::into).collect(),
+            episode_list: Vec::new(),
             picture_url: input.picture_url,
             synopsis: input.synopsis,
         }
@@ -190,7 +237,7 @@ impl From<UpdateAnimeInput> for AnimeChanges {
         Self {
             title: input.title,
             title_english: change(input.title_english),
-            title_original: None,
+            title_original: change(input.title_original),
             age_rating: None,
             format: input.format.map(Into::into),
             episodes: change(input.episodes),
@@ -200,6 +247,12 @@ impl From<UpdateAnimeInput> for AnimeChanges {
             score: change(input.score),
             popularity: input.popularity,
             genres: input.genres,
+            themes: input.themes,
+            studios: input.studios,
+            players: input
+                .players
+                .map(|players| players.into_iter().map(Into::into).collect()),
+            episode_list: None,
             picture_url: input.picture_url,
             synopsis: input.synopsis,
         }

@@ -15,6 +15,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use super::AnimeService;
 use super::tags::{self, AnimeWrite};
 use crate::db::AnimeRecord;
+use crate::db::relations::{EpisodeDraft, PlayerDraft, RelationWrites};
 use crate::entities::anime::{self, AgeRating, Format, Season, Status};
 use crate::error::{AppError, Result};
 
@@ -46,6 +47,14 @@ pub struct AnimeDraft {
     pub popularity: i32,
     /// Up to 10 distinct genres of 1-40 characters.
     pub genres: Vec<String>,
+    /// Up to 10 distinct themes of 1-64 characters.
+    pub themes: Vec<String>,
+    /// Up to 10 distinct studios of 1-64 characters.
+    pub studios: Vec<String>,
+    /// Up to 20 video players.
+    pub players: Vec<PlayerDraft>,
+    /// Up to 2,000 episodes, numbers distinct and at least 1.
+    pub episode_list: Vec<EpisodeDraft>,
     /// http(s) URL, up to 512 characters.
     pub picture_url: String,
     /// Up to 10,000 characters.
@@ -80,6 +89,14 @@ pub struct AnimeChanges {
     pub popularity: Option<i32>,
     /// New genres.
     pub genres: Option<Vec<String>>,
+    /// New themes.
+    pub themes: Option<Vec<String>>,
+    /// New studios.
+    pub studios: Option<Vec<String>>,
+    /// New video players.
+    pub players: Option<Vec<PlayerDraft>>,
+    /// New episodes.
+    pub episode_list: Option<Vec<EpisodeDraft>>,
     /// New picture URL.
     pub picture_url: Option<String>,
     /// New synopsis.
@@ -88,8 +105,8 @@ pub struct AnimeChanges {
 
 impl AnimeDraft {
     /// The row to insert, created and updated `at` (id left to the
-    /// database), and the genre names, which are rows of their own.
-    pub fn into_parts(self, at: chrono::DateTime<Utc>) -> (anime::ActiveModel, Vec<String>) {
+    /// database), and its relations, which are rows of their own.
+    pub fn into_parts(self, at: chrono::DateTime<Utc>) -> (anime::ActiveModel, RelationWrites) {
         let row = anime::ActiveModel {
             id: NotSet,
             title: Set(self.title),
@@ -108,7 +125,27 @@ impl AnimeDraft {
             created_at: Set(at),
             updated_at: Set(at),
         };
-        (row, self.genres)
+        let relations = RelationWrites {
+            genres: Some(self.genres),
+            themes: Some(self.themes),
+            studios: Some(self.studios),
+            players: Some(self.players),
+            episodes: Some(self.episode_list),
+        };
+        (row, relations)
+    }
+}
+
+impl AnimeChanges {
+    /// The relation writes these changes make, taken out of them.
+    fn take_relations(&mut self) -> RelationWrites {
+        RelationWrites {
+            genres: self.genres.take(),
+            themes: self.themes.take(),
+            studios: self.studios.take(),
+            players: self.players.take(),
+            episodes: self.episode_list.take(),
+        }
     }
 }
 
@@ -116,8 +153,8 @@ impl AnimeService {
     /// Inserts an anime with its genres (one transaction; a genre name
     /// without a row gets one), then invalidates what it changes.
     pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeRecord> {
-        let (row, genres) = validate_draft(draft)?.into_parts(Utc::now());
-        let created = self.repo.create(row, &genres).await?;
+        let (row, relations) = validate_draft(draft)?.into_parts(Utc::now());
+        let created = self.repo.create(row, &relations).await?;
         self.invalidate_after_write(&[created.anime.id], AnimeWrite::CreatedOrDeleted)
             .await?;
         Ok(created)
@@ -127,13 +164,13 @@ impl AnimeService {
     /// genres, in one transaction), then invalidates what they change.
     pub async fn update(&self, id: i32, mut changes: AnimeChanges) -> Result<AnimeRecord> {
         changes = validate_changes(changes)?;
-        let genres = changes.genres.take();
+        let relations = changes.take_relations();
         let kind = AnimeWrite::Updated {
-            has_relation_changes: genres.is_some(),
+            has_relation_changes: relations.changes_taxonomy(),
         };
         let updated = self
             .repo
-            .update(id, |row| apply(row, changes), genres.as_deref())
+            .update(id, |row| apply(row, changes), &relations)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("anime {id}")))?;
         self.invalidate_after_write(&[id], kind).await?;
@@ -254,6 +291,20 @@ fn validate_draft(mut draft: AnimeDraft) -> Result<AnimeDraft> {
     if let Some(genres) = problems.check(genres(std::mem::take(&mut draft.genres))) {
         draft.genres = genres;
     }
+    if let Some(themes) = problems.check(names("input.themes", std::mem::take(&mut draft.themes))) {
+        draft.themes = themes;
+    }
+    if let Some(studios) =
+        problems.check(names("input.studios", std::mem::take(&mut draft.studios)))
+    {
+        draft.studios = studios;
+    }
+    if let Some(players) = problems.check(players(std::mem::take(&mut draft.players))) {
+        draft.players = players;
+    }
+    if let Some(episodes) = problems.check(episode_list(std::mem::take(&mut draft.episode_list))) {
+        draft.episode_list = episodes;
+    }
     if let Some(url) = problems.check(picture_url(&draft.picture_url)) {
         draft.picture_url = url;
     }
@@ -307,6 +358,32 @@ fn validate_changes(mut changes: AnimeChanges) -> Result<AnimeChanges> {
     problems.check(check_range(&POPULARITY, changes.popularity));
     if let Some(genres) = problems.check(changes.genres.take().map(genres).transpose()) {
         changes.genres = genres;
+    }
+    if let Some(themes) = problems.check(
+        changes
+            .themes
+            .take()
+            .map(|list| names("input.themes", list))
+            .transpose(),
+    ) {
+        changes.themes = themes;
+    }
+    if let Some(studios) = problems.check(
+        changes
+            .studios
+            .take()
+            .map(|list| names("input.studios", list))
+            .transpose(),
+    ) {
+        changes.studios = studios;
+    }
+    if let Some(players) = problems.check(changes.players.take().map(players).transpose()) {
+        changes.players = players;
+    }
+    if let Some(episodes) =
+        problems.check(changes.episode_list.take().map(episode_list).transpose())
+    {
+        changes.episode_list = episodes;
     }
     if let Some(url) = problems.check(changes.picture_url.as_deref().map(picture_url).transpose()) {
         changes.picture_url = url;
@@ -382,6 +459,128 @@ fn genres(genres: Vec<String>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// At most this many themes or studios per anime, as for genres.
+const MAX_NAMES: usize = 10;
+
+/// At most this many video players per anime.
+const MAX_PLAYERS: usize = 20;
+
+/// At most this many episode rows per anime (the longest-running series
+/// have about 1,200 episodes).
+const MAX_EPISODES: usize = 2_000;
+
+/// Theme or studio names: up to [`MAX_NAMES`] of 1-64 characters,
+/// trimmed, duplicates dropped, in the order given.
+fn names(argument: &'static str, names: Vec<String>) -> Result<Vec<String>> {
+    if names.len() > MAX_NAMES {
+        return Err(AppError::bad_input(
+            argument,
+            format!(
+                "{argument} may hold at most {MAX_NAMES} names (got {})",
+                names.len()
+            ),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in &names {
+        let name = text(argument, name, 1, 64)?;
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Video players: up to [`MAX_PLAYERS`], each an http(s) embed URL of at
+/// most 512 characters, a translator of at most 128 and a quality label of
+/// at most 16.
+fn players(players: Vec<PlayerDraft>) -> Result<Vec<PlayerDraft>> {
+    const ARGUMENT: &str = "input.players";
+    if players.len() > MAX_PLAYERS {
+        return Err(AppError::bad_input(
+            ARGUMENT,
+            format!(
+                "{ARGUMENT} may hold at most {MAX_PLAYERS} players (got {})",
+                players.len()
+            ),
+        ));
+    }
+    players
+        .into_iter()
+        .map(|player| {
+            let embed_url = player.embed_url.trim();
+            let is_url = embed_url.len() <= 512
+                && url::Url::parse(embed_url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !is_url {
+                return Err(AppError::bad_input(
+                    ARGUMENT,
+                    "input.players: embedUrl must be an http(s) URL of at most 512 characters",
+                ));
+            }
+            Ok(PlayerDraft {
+                embed_url: embed_url.to_owned(),
+                translator: player
+                    .translator
+                    .map(|t| text(ARGUMENT, &t, 1, 128))
+                    .transpose()?,
+                quality: player
+                    .quality
+                    .map(|q| text(ARGUMENT, &q, 1, 16))
+                    .transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// Episodes: up to [`MAX_EPISODES`], numbers at least 1 and distinct,
+/// titles of at most 255 characters; sorted by number.
+fn episode_list(mut episodes: Vec<EpisodeDraft>) -> Result<Vec<EpisodeDraft>> {
+    const ARGUMENT: &str = "input.episodeList";
+    if episodes.len() > MAX_EPISODES {
+        return Err(AppError::bad_input(
+            ARGUMENT,
+            format!(
+                "{ARGUMENT} may hold at most {MAX_EPISODES} episodes (got {})",
+                episodes.len()
+            ),
+        ));
+    }
+    episodes.sort_by_key(|episode| episode.number);
+    if let Some(first) = episodes.first()
+        && first.number < 1
+    {
+        return Err(AppError::bad_input(
+            ARGUMENT,
+            format!(
+                "{ARGUMENT}: episode numbers start at 1 (got {})",
+                first.number
+            ),
+        ));
+    }
+    if let Some(pair) = episodes
+        .windows(2)
+        .find(|pair| pair[0].number == pair[1].number)
+    {
+        return Err(AppError::bad_input(
+            ARGUMENT,
+            format!("{ARGUMENT}: episode {} is listed twice", pair[0].number),
+        ));
+    }
+    episodes
+        .into_iter()
+        .map(|episode| {
+            Ok(EpisodeDraft {
+                title: episode
+                    .title
+                    .map(|t| text(ARGUMENT, &t, 1, 255))
+                    .transpose()?,
+                ..episode
+            })
+        })
+        .collect()
+}
+
 fn picture_url(value: &str) -> Result<String> {
     let trimmed = value.trim();
     let is_valid = trimmed.len() <= 512
@@ -414,6 +613,10 @@ mod tests {
             score: Some(8.0),
             popularity: 10,
             genres: vec!["Drama".into()],
+            themes: Vec::new(),
+            studios: Vec::new(),
+            players: Vec::new(),
+            episode_list: Vec::new(),
             picture_url: "https://img.example/x.webp".into(),
             synopsis: "A story.".into(),
         }

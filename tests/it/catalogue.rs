@@ -418,6 +418,10 @@ fn draft(genres: &[&str]) -> AnimeDraft {
         score: Some(7.5),
         popularity: 4_000_000,
         genres: genres.iter().map(|g| (*g).to_owned()).collect(),
+        themes: Vec::new(),
+        studios: Vec::new(),
+        players: Vec::new(),
+        episode_list: Vec::new(),
         picture_url: "https://img.example/q.webp".into(),
         synopsis: "A story.".into(),
     }
