@@ -2,7 +2,9 @@
 //! output), its key prefix and its TTL.
 //!
 //! Defaults are the old backend's: popular 60 s, paginated 300 s, count
-//! 600 s; `anime(id)` 300 s. Each TTL can be overridden with its
+//! 600 s; `anime(id)` 300 s. The catalogue's: lists, searches and each
+//! relation of an anime 300 s, the taxonomy (genres, themes, studios with
+//! their counts) 600 s. Each TTL can be overridden with its
 //! `CACHE_TTL_*` variable (seconds); 0 turns caching off for that resolver.
 //! Adding a cached resolver means adding a [`Resolver`] variant here and a
 //! `CachedQuery` implementation next to its database load.
@@ -20,15 +22,42 @@ pub enum Resolver {
     AnimeCount,
     /// `anime(id)`.
     Anime,
+    /// `animeList(filter, sort, page, perPage)` and the pages of
+    /// `genre(slug) { anime }` (theme, studio alike).
+    AnimeList,
+    /// `genres`, `themes`, `studios` and `genre(slug)` (theme, studio):
+    /// each taxonomy with its anime counts.
+    Taxonomy,
+    /// `searchAnime(query, limit)`.
+    AnimeSearch,
+    /// `Anime.genreList`: one anime's genres (ids, named through the
+    /// cached taxonomy).
+    AnimeGenres,
+    /// `Anime.themes`.
+    AnimeThemes,
+    /// `Anime.studios`.
+    AnimeStudios,
+    /// `Anime.players`.
+    AnimePlayers,
+    /// `Anime.episodeList`.
+    AnimeEpisodes,
 }
 
 impl Resolver {
     /// Every cached resolver, in a fixed order (index = position).
-    pub const ALL: [Resolver; 4] = [
+    pub const ALL: [Resolver; 12] = [
         Self::PopularAnime,
         Self::AnimePage,
         Self::AnimeCount,
         Self::Anime,
+        Self::AnimeList,
+        Self::Taxonomy,
+        Self::AnimeSearch,
+        Self::AnimeGenres,
+        Self::AnimeThemes,
+        Self::AnimeStudios,
+        Self::AnimePlayers,
+        Self::AnimeEpisodes,
     ];
 
     /// The GraphQL field name, as in logs ("Cache HIT: popularAnime").
@@ -38,6 +67,14 @@ impl Resolver {
             Self::AnimePage => "animePage",
             Self::AnimeCount => "animeCount",
             Self::Anime => "anime",
+            Self::AnimeList => "animeList",
+            Self::Taxonomy => "taxonomy",
+            Self::AnimeSearch => "searchAnime",
+            Self::AnimeGenres => "Anime.genreList",
+            Self::AnimeThemes => "Anime.themes",
+            Self::AnimeStudios => "Anime.studios",
+            Self::AnimePlayers => "Anime.players",
+            Self::AnimeEpisodes => "Anime.episodeList",
         }
     }
 
@@ -48,6 +85,14 @@ impl Resolver {
             Self::AnimePage => "anime_paginated",
             Self::AnimeCount => "anime_count",
             Self::Anime => "anime",
+            Self::AnimeList => "anime_list",
+            Self::Taxonomy => "taxonomy",
+            Self::AnimeSearch => "anime_search",
+            Self::AnimeGenres => "anime_genres",
+            Self::AnimeThemes => "anime_themes",
+            Self::AnimeStudios => "anime_studios",
+            Self::AnimePlayers => "anime_players",
+            Self::AnimeEpisodes => "anime_episodes",
         }
     }
 
@@ -58,6 +103,14 @@ impl Resolver {
             Self::AnimePage => Duration::from_secs(300),
             Self::AnimeCount => Duration::from_secs(600),
             Self::Anime => Duration::from_secs(300),
+            Self::AnimeList => Duration::from_secs(300),
+            Self::Taxonomy => Duration::from_secs(600),
+            Self::AnimeSearch => Duration::from_secs(300),
+            Self::AnimeGenres
+            | Self::AnimeThemes
+            | Self::AnimeStudios
+            | Self::AnimePlayers
+            | Self::AnimeEpisodes => Duration::from_secs(300),
         }
     }
 
@@ -68,6 +121,14 @@ impl Resolver {
             Self::AnimePage => "CACHE_TTL_ANIME_PAGINATED",
             Self::AnimeCount => "CACHE_TTL_ANIME_COUNT",
             Self::Anime => "CACHE_TTL_ANIME",
+            Self::AnimeList => "CACHE_TTL_ANIME_LIST",
+            Self::Taxonomy => "CACHE_TTL_TAXONOMY",
+            Self::AnimeSearch => "CACHE_TTL_ANIME_SEARCH",
+            Self::AnimeGenres => "CACHE_TTL_ANIME_GENRES",
+            Self::AnimeThemes => "CACHE_TTL_ANIME_THEMES",
+            Self::AnimeStudios => "CACHE_TTL_ANIME_STUDIOS",
+            Self::AnimePlayers => "CACHE_TTL_ANIME_PLAYERS",
+            Self::AnimeEpisodes => "CACHE_TTL_ANIME_EPISODES",
         }
     }
 

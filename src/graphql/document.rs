@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use super::errors::{coded_error, parse_error};
 use super::limits::{alias_count, check_aliases, check_expanded_fields, expanded_field_count};
 use super::values;
-use crate::cache::{Resolver, ResponseKey};
+use crate::cache::ResponseKey;
 use crate::config::GraphqlConfig;
 use crate::error::code;
 
@@ -418,6 +418,24 @@ pub fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) 
     }
 }
 
+/// The public query fields whose every read goes through the cache (and
+/// whose responses may therefore be kept): the anime reads and the
+/// catalogue's lists, taxonomy and search. `randomAnime` is not one.
+pub const CACHED_ROOT_FIELDS: &[&str] = &[
+    "popularAnime",
+    "animePage",
+    "animeCount",
+    "anime",
+    "animeList",
+    "genres",
+    "themes",
+    "studios",
+    "genre",
+    "theme",
+    "studio",
+    "searchAnime",
+];
+
 /// Whether the response of `document` run as `operation_name` may be kept
 /// and shared: a query whose every root field (through fragments) is a
 /// cached public resolver or `__typename`. Admin fields, introspection and
@@ -439,7 +457,7 @@ fn only_cached_fields(document: &ExecutableDocument, set: &SelectionSet, depth: 
     set.items.iter().all(|selection| match &selection.node {
         Selection::Field(field) => {
             let name = field.node.name.node.as_str();
-            name == "__typename" || Resolver::ALL.iter().any(|r| r.name() == name)
+            name == "__typename" || CACHED_ROOT_FIELDS.contains(&name)
         }
         Selection::InlineFragment(fragment) => {
             only_cached_fields(document, &fragment.node.selection_set.node, depth + 1)

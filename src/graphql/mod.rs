@@ -10,6 +10,7 @@ pub mod errors;
 pub mod limits;
 pub mod loader;
 pub mod query;
+pub mod taxonomy;
 pub mod types;
 pub mod values;
 pub mod write;
@@ -26,7 +27,11 @@ use crate::app::AppState;
 // every client's generated types show.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(query::CatalogQuery, admin::AdminQuery);
+pub struct QueryRoot(
+    query::CatalogQuery,
+    taxonomy::TaxonomyQuery,
+    admin::AdminQuery,
+);
 
 /// The mutation root (admin only): catalogue writes and cache
 /// administration.

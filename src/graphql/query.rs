@@ -95,7 +95,7 @@ impl CatalogQuery {
     }
 }
 
-fn state<'a>(ctx: &Context<'a>) -> Result<&'a AppState> {
+pub(super) fn state<'a>(ctx: &Context<'a>) -> Result<&'a AppState> {
     // Registered once in `build_schema`; absent only in a miswired test.
     ctx.data::<AppState>().map_err(|_| {
         AppError::Internal(anyhow::anyhow!("AppState missing from schema data")).extend()

@@ -6,8 +6,10 @@
 pub mod anime;
 pub mod anime_write;
 pub mod tags;
+pub mod taxonomy;
 
 pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
+pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};
