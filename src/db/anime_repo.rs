@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::Database;
 use super::anime_query::{self, AnimeFilter, AnimeOrder};
 use super::relations::RelationWrites;
-use super::taxonomy::{self, MAX_IDS_PER_STATEMENT, Taxon, TaxonCount, Taxonomy};
+use super::taxonomy::{self, MAX_IDS_PER_STATEMENT, Taxon, TaxonCount, TaxonWriteError, Taxonomy};
 use crate::entities::anime::{self, Entity as Anime};
 use crate::entities::{episode, player};
 use crate::error::Result;
@@ -267,6 +267,48 @@ impl AnimeRepo {
             .into_tuple()
             .one(&self.db)
             .await?)
+    }
+
+    /// Creates the genre (theme, studio) `name`; see [`taxonomy::create`].
+    pub async fn create_taxon(
+        &self,
+        kind: Taxonomy,
+        name: &str,
+    ) -> std::result::Result<TaxonCount, TaxonWriteError> {
+        let txn = self.db.begin().await?;
+        let created = taxonomy::create(&txn, kind, name).await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    /// Renames the genre (theme, studio) `slug`, in one transaction; the
+    /// taxon after the rename and the ids of its anime, `None` when there
+    /// is no such slug. See [`taxonomy::rename`].
+    pub async fn rename_taxon(
+        &self,
+        kind: Taxonomy,
+        slug: &str,
+        name: &str,
+        new_slug: Option<&str>,
+    ) -> std::result::Result<Option<(TaxonCount, Vec<i32>)>, TaxonWriteError> {
+        let txn = self.db.begin().await?;
+        let renamed = taxonomy::rename(&txn, kind, slug, name, new_slug).await?;
+        txn.commit().await?;
+        Ok(renamed)
+    }
+
+    /// Deletes the genre (theme, studio) `slug` with its links, in one
+    /// transaction; the taxon as it was and the ids of the anime that had
+    /// it, `None` when there is no such slug.
+    pub async fn delete_taxon(
+        &self,
+        kind: Taxonomy,
+        slug: &str,
+    ) -> Result<Option<(TaxonCount, Vec<i32>)>> {
+        let txn = self.db.begin().await?;
+        let deleted = taxonomy::delete(&txn, kind, slug).await?;
+        txn.commit().await?;
+        Ok(deleted)
     }
 
     /// Deletes the anime `id` (its links, players and episodes go with it:

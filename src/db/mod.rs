@@ -39,7 +39,7 @@ pub use anime_repo::{AnimeRecord, AnimeRepo};
 pub use breaker::BreakerState;
 pub use database::Database;
 pub use startup::connect_for_maintenance;
-pub use taxonomy::{Taxon, TaxonCount, Taxonomy};
+pub use taxonomy::{Taxon, TaxonCount, TaxonWriteError, Taxonomy};
 
 /// Statement counter, fed by sea-orm's metric callback. Tests use it to
 /// prove a read did or did not reach the database; latency and failures go

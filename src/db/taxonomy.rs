@@ -384,31 +384,37 @@ pub async fn create(
     conn: &impl ConnectionTrait,
     kind: Taxonomy,
     name: &str,
-) -> Result<Taxon, TaxonWriteError> {
+) -> Result<TaxonCount, TaxonWriteError> {
     let names = [name.to_owned()];
     if !ids_by_name(conn, kind, &names).await?.is_empty() {
         return Err(TaxonWriteError::NameTaken);
     }
     let ids = ensure(conn, kind, &names).await?;
     let id = ids.get(name).copied().ok_or(TaxonWriteError::NameTaken)?;
-    by_id(conn, kind, id)
+    let taxon = by_id(conn, kind, id)
         .await?
         .ok_or(TaxonWriteError::Db(DbErr::RecordNotFound(format!(
             "{} {id} right after creating it",
             kind.table()
-        ))))
+        ))))?;
+    Ok(TaxonCount {
+        taxon,
+        anime_count: 0,
+    })
 }
 
 /// Renames the genre (theme, studio) `slug` to `name` and, when given, moves
 /// it to `new_slug`; `None` when there is no such slug. The slug stays as it
 /// is unless asked: links to `/genre/<slug>` keep working after a rename.
+/// Returns the taxon as it is now and the ids of the anime that have it.
+/// Meant to run inside a transaction.
 pub async fn rename(
     conn: &impl ConnectionTrait,
     kind: Taxonomy,
     slug: &str,
     name: &str,
     new_slug: Option<&str>,
-) -> Result<Option<Taxon>, TaxonWriteError> {
+) -> Result<Option<(TaxonCount, Vec<i32>)>, TaxonWriteError> {
     let Some(current) = by_slug(conn, kind, slug).await? else {
         return Ok(None);
     };
@@ -430,46 +436,60 @@ pub async fn rename(
             .to_owned(),
     )
     .await?;
-    Ok(Some(Taxon {
-        id,
-        name: name.to_owned(),
-        slug: slug_after.to_owned(),
-    }))
+    let members = member_ids(conn, kind, id).await?;
+    let renamed = TaxonCount {
+        taxon: Taxon {
+            id,
+            name: name.to_owned(),
+            slug: slug_after.to_owned(),
+        },
+        anime_count: current.anime_count,
+    };
+    Ok(Some((renamed, members)))
 }
 
 /// Deletes the genre (theme, studio) `slug` (its links go with it: the
-/// foreign keys cascade) and returns the ids of the anime that had it;
-/// `None` when there is no such slug. Meant to run inside a transaction,
-/// so that the returned ids are exactly the links it removed.
+/// foreign keys cascade) and returns it as it was, with the ids of the
+/// anime that had it; `None` when there is no such slug. Meant to run
+/// inside a transaction, so that the returned ids are exactly the links it
+/// removed.
 pub async fn delete(
     conn: &impl ConnectionTrait,
     kind: Taxonomy,
     slug: &str,
-) -> Result<Option<(Taxon, Vec<i32>)>, DbErr> {
+) -> Result<Option<(TaxonCount, Vec<i32>)>, DbErr> {
     let Some(current) = by_slug(conn, kind, slug).await? else {
         return Ok(None);
     };
-    let id = current.taxon.id;
-    let members = conn
-        .query_all(
-            &Query::select()
-                .column(col("anime_id"))
-                .from(j(kind))
-                .and_where(Expr::col(col(kind.key())).eq(id))
-                .to_owned(),
-        )
-        .await?
-        .into_iter()
-        .map(|row| row.try_get::<i32>("", "anime_id"))
-        .collect::<Result<Vec<i32>, DbErr>>()?;
+    let members = member_ids(conn, kind, current.taxon.id).await?;
     conn.execute(
         &Query::delete()
             .from_table(t(kind))
-            .and_where(Expr::col(col("id")).eq(id))
+            .and_where(Expr::col(col("id")).eq(current.taxon.id))
             .to_owned(),
     )
     .await?;
-    Ok(Some((current.taxon, members)))
+    Ok(Some((current, members)))
+}
+
+/// The ids of the anime linked to taxon `id`, in id order.
+async fn member_ids(
+    conn: &impl ConnectionTrait,
+    kind: Taxonomy,
+    id: i32,
+) -> Result<Vec<i32>, DbErr> {
+    conn.query_all(
+        &Query::select()
+            .column(col("anime_id"))
+            .from(j(kind))
+            .and_where(Expr::col(col(kind.key())).eq(id))
+            .order_by(col("anime_id"), Order::Asc)
+            .to_owned(),
+    )
+    .await?
+    .into_iter()
+    .map(|row| row.try_get::<i32>("", "anime_id"))
+    .collect()
 }
 
 async fn by_id(

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod loader;
 pub mod query;
 pub mod taxonomy;
+pub mod taxonomy_write;
 pub mod types;
 pub mod values;
 pub mod write;
@@ -37,7 +38,11 @@ pub struct QueryRoot(
 /// administration.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(write::CatalogMutation, admin::AdminMutation);
+pub struct MutationRoot(
+    write::CatalogMutation,
+    taxonomy_write::TaxonomyMutation,
+    admin::AdminMutation,
+);
 
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

@@ -401,7 +401,7 @@ fn validate_changes(mut changes: AnimeChanges) -> Result<AnimeChanges> {
     Ok(changes)
 }
 
-fn text(argument: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
+pub(super) fn text(argument: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
     let trimmed = value.trim();
     let length = trimmed.chars().count();
     if length < min || length > max || trimmed.chars().any(char::is_control) {

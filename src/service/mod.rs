@@ -7,6 +7,7 @@ pub mod anime;
 pub mod anime_write;
 pub mod tags;
 pub mod taxonomy;
+pub mod taxonomy_write;
 
 pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,

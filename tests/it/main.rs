@@ -26,5 +26,6 @@ mod http;
 mod lifecycle;
 mod limits;
 mod random;
+mod taxonomy_writes;
 mod topologies;
 mod two_tier;
