@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Result};
 
+use super::catalogue::{AnimeList, AnimeSort, SortOrder, anime_list, of_taxon};
 use super::loader::load;
 use super::query::state;
 use crate::db::{TaxonCount, Taxonomy};
@@ -78,6 +79,29 @@ macro_rules! taxon_type {
             #[doc = concat!("Number of anime with this ", $noun, ".")]
             async fn anime_count(&self) -> u64 {
                 self.entry().anime_count
+            }
+
+            #[doc = concat!(
+                        "One page of the anime with this ", $noun,
+                        ": `animeList(filter: {", $noun, ": slug})`, with the same sort, ",
+                        "order and paging (its `total` is `animeCount`). Cached up to 300 s."
+                    )]
+            #[graphql(complexity = "per_page.clamp(1, 100) as usize * child_complexity + 5")]
+            async fn anime(
+                &self,
+                ctx: &Context<'_>,
+                #[graphql(
+                    default_with = "AnimeSort::Popularity",
+                    desc = "What to order by (then by id)."
+                )]
+                sort: AnimeSort,
+                #[graphql(desc = "Direction; the sort's natural direction when absent.")]
+                order: Option<SortOrder>,
+                #[graphql(default = 1, desc = "Page number, from 1.")] page: i64,
+                #[graphql(default = 20, desc = "Anime per page, 1 to 100.")] per_page: i64,
+            ) -> Result<AnimeList> {
+                let filter = of_taxon(Self::KIND, &self.entry().taxon.slug);
+                anime_list(ctx, Ok(filter), sort, order, page, per_page).await
             }
         }
     };
