@@ -156,16 +156,22 @@ impl AnimeFilterInput {
     }
 }
 
-/// One page of a filtered, ordered list of anime.
+/// One page of a filtered, ordered list of anime. (For the complexity
+/// limit the page's own numbers cost nothing: the field that returns it
+/// counts `perPage` times its selection, plus 5.)
 #[derive(SimpleObject)]
 pub struct AnimeList {
     /// Number of anime the filter keeps (all pages).
+    #[graphql(complexity = 0)]
     pub total: u64,
     /// This page's number (1-based).
+    #[graphql(complexity = 0)]
     pub page: u64,
     /// Items per page, as requested.
+    #[graphql(complexity = 0)]
     pub per_page: u64,
     /// Whether a later page has items.
+    #[graphql(complexity = 0)]
     pub has_next_page: bool,
     /// The anime on this page, in the list's order; empty past the last
     /// page.

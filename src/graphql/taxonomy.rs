@@ -138,6 +138,12 @@ async fn one(ctx: &Context<'_>, kind: Taxonomy, slug: &str) -> Result<Option<Tax
         .map(|entry| TaxonSource::Single(Arc::new(entry))))
 }
 
+/// How many entries a `genres`, `themes` or `studios` list counts as for
+/// the complexity limit: about the number of genres, so that a page of
+/// anime under every taxon of a list is paid for per taxon (the seeded
+/// catalogue has 20 genres, 50 themes and 200 studios).
+const LISTED_TAXA: usize = 20;
+
 /// The genres, themes and studios.
 #[derive(Default)]
 pub struct TaxonomyQuery;
@@ -145,18 +151,27 @@ pub struct TaxonomyQuery;
 #[Object]
 impl TaxonomyQuery {
     /// Every genre with its anime count, by name. Cached up to 600 s.
+    /// For the complexity limit the list counts as 20 genres (each
+    /// `anime` page under it is paid 20 times).
+    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
     async fn genres(&self, ctx: &Context<'_>) -> Result<Vec<Genre>> {
         let list = list(ctx, Taxonomy::Genre).await?;
         Ok(TaxonSource::all_of(&list).map(Genre).collect())
     }
 
     /// Every theme with its anime count, by name. Cached up to 600 s.
+    /// For the complexity limit the list counts as 20 themes (each
+    /// `anime` page under it is paid 20 times).
+    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
     async fn themes(&self, ctx: &Context<'_>) -> Result<Vec<Theme>> {
         let list = list(ctx, Taxonomy::Theme).await?;
         Ok(TaxonSource::all_of(&list).map(Theme).collect())
     }
 
     /// Every studio with its anime count, by name. Cached up to 600 s.
+    /// For the complexity limit the list counts as 20 studios (each
+    /// `anime` page under it is paid 20 times).
+    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
     async fn studios(&self, ctx: &Context<'_>) -> Result<Vec<Studio>> {
         let list = list(ctx, Taxonomy::Studio).await?;
         Ok(TaxonSource::all_of(&list).map(Studio).collect())
