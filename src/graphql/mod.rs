@@ -5,6 +5,7 @@
 //! query to the loader, and map the result to API types.
 
 pub mod admin;
+pub mod catalogue;
 pub mod document;
 pub mod errors;
 pub mod limits;
@@ -30,6 +31,7 @@ use crate::app::AppState;
 #[graphql(name = "Query")]
 pub struct QueryRoot(
     query::CatalogQuery,
+    catalogue::CatalogueQuery,
     taxonomy::TaxonomyQuery,
     admin::AdminQuery,
 );

@@ -5,16 +5,17 @@ use std::ops::RangeInclusive;
 
 use async_graphql::{Context, ErrorExtensions, ID, Object, Result, ResultExt};
 
+use super::catalogue::AnimeFilterInput;
 use super::loader::load;
 use super::types::{Anime, AnimePage};
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::service::PageRequest;
+use crate::service::{CountQuery, PageRequest};
 
 /// Allowed `limit` and `perPage`. Arguments are read as 64-bit integers
 /// (still `Int` in the schema) so that an out-of-range literal such as
 /// `99999999999` gets our message naming the argument, not a parse error.
-const PAGE_SIZE: RangeInclusive<i64> = 1..=100;
+pub(super) const PAGE_SIZE: RangeInclusive<i64> = 1..=100;
 
 /// Allowed `limit` of `randomAnime`: a handful of picks for a "discover"
 /// panel, not a way to page through the catalogue.
@@ -55,9 +56,24 @@ impl CatalogQuery {
         Ok(AnimePage::from(result))
     }
 
-    /// Number of anime in the catalogue. Cached up to 600 s.
-    async fn anime_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        Ok(*load(ctx, state(ctx)?.anime.count()).await?)
+    /// Number of anime in the catalogue, or that `filter` keeps (the
+    /// `total` of `animeList` with the same filter). Cached up to 600 s.
+    async fn anime_count(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which anime to count (as `animeList`'s); all of them when absent.")]
+        filter: Option<AnimeFilterInput>,
+    ) -> Result<u64> {
+        let service = &state(ctx)?.anime;
+        let Some(filter) = filter else {
+            return Ok(*load(ctx, service.count()).await?);
+        };
+        let filter = filter.check().map_err(|err| err.into_field_error(ctx))?;
+        Ok(match service.count_matching(filter) {
+            CountQuery::All(query) => *load(ctx, query).await?,
+            CountQuery::Filtered(query) => *load(ctx, query).await?,
+            CountQuery::Nothing => 0,
+        })
     }
 
     /// `limit` (1 to 20) random anime, different on each call. Each anime
@@ -103,7 +119,7 @@ pub(super) fn state<'a>(ctx: &Context<'a>) -> Result<&'a AppState> {
 }
 
 /// Checks an integer argument against its allowed range.
-fn in_range(
+pub(super) fn in_range(
     argument: &'static str,
     value: i64,
     allowed: RangeInclusive<i64>,

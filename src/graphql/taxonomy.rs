@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Result};
 
+use super::catalogue::{AnimeList, AnimeSort, SortOrder, anime_list, of_taxon};
 use super::loader::load;
 use super::query::state;
 use crate::db::{TaxonCount, Taxonomy};
@@ -79,6 +80,29 @@ macro_rules! taxon_type {
             async fn anime_count(&self) -> u64 {
                 self.entry().anime_count
             }
+
+            #[doc = concat!(
+                        "One page of the anime with this ", $noun,
+                        ": `animeList(filter: {", $noun, ": slug})`, with the same sort, ",
+                        "order and paging (its `total` is `animeCount`). Cached up to 300 s."
+                    )]
+            #[graphql(complexity = "per_page.clamp(1, 100) as usize * child_complexity + 5")]
+            async fn anime(
+                &self,
+                ctx: &Context<'_>,
+                #[graphql(
+                    default_with = "AnimeSort::Popularity",
+                    desc = "What to order by (then by id)."
+                )]
+                sort: AnimeSort,
+                #[graphql(desc = "Direction; the sort's natural direction when absent.")]
+                order: Option<SortOrder>,
+                #[graphql(default = 1, desc = "Page number, from 1.")] page: i64,
+                #[graphql(default = 20, desc = "Anime per page, 1 to 100.")] per_page: i64,
+            ) -> Result<AnimeList> {
+                let filter = of_taxon(Self::KIND, &self.entry().taxon.slug);
+                anime_list(ctx, Ok(filter), sort, order, page, per_page).await
+            }
         }
     };
 }
@@ -114,6 +138,12 @@ async fn one(ctx: &Context<'_>, kind: Taxonomy, slug: &str) -> Result<Option<Tax
         .map(|entry| TaxonSource::Single(Arc::new(entry))))
 }
 
+/// How many entries a `genres`, `themes` or `studios` list counts as for
+/// the complexity limit: about the number of genres, so that a page of
+/// anime under every taxon of a list is paid for per taxon (the seeded
+/// catalogue has 20 genres, 50 themes and 200 studios).
+const LISTED_TAXA: usize = 20;
+
 /// The genres, themes and studios.
 #[derive(Default)]
 pub struct TaxonomyQuery;
@@ -121,18 +151,27 @@ pub struct TaxonomyQuery;
 #[Object]
 impl TaxonomyQuery {
     /// Every genre with its anime count, by name. Cached up to 600 s.
+    /// For the complexity limit the list counts as 20 genres (each
+    /// `anime` page under it is paid 20 times).
+    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
     async fn genres(&self, ctx: &Context<'_>) -> Result<Vec<Genre>> {
         let list = list(ctx, Taxonomy::Genre).await?;
         Ok(TaxonSource::all_of(&list).map(Genre).collect())
     }
 
     /// Every theme with its anime count, by name. Cached up to 600 s.
+    /// For the complexity limit the list counts as 20 themes (each
+    /// `anime` page under it is paid 20 times).
+    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
     async fn themes(&self, ctx: &Context<'_>) -> Result<Vec<Theme>> {
         let list = list(ctx, Taxonomy::Theme).await?;
         Ok(TaxonSource::all_of(&list).map(Theme).collect())
     }
 
     /// Every studio with its anime count, by name. Cached up to 600 s.
+    /// For the complexity limit the list counts as 20 studios (each
+    /// `anime` page under it is paid 20 times).
+    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
     async fn studios(&self, ctx: &Context<'_>) -> Result<Vec<Studio>> {
         let list = list(ctx, Taxonomy::Studio).await?;
         Ok(TaxonSource::all_of(&list).map(Studio).collect())

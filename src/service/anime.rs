@@ -43,12 +43,15 @@ impl PageRequest {
     }
 }
 
-/// One page of anime in id order, with the total it was cut from.
+/// One page of anime with the total it was cut from: of the catalogue in
+/// id order (`animePage`), or of the anime a filter keeps in an order
+/// (`animeList`, see `catalogue`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PageResult {
     /// The request this page answers.
     pub request: PageRequest,
-    /// Number of anime in the catalogue when the page was read.
+    /// Number of anime in the catalogue (or that the list's filter keeps)
+    /// when the page was read.
     pub total: u64,
     /// The anime on the page (empty past the end).
     pub items: Vec<AnimeRecord>,

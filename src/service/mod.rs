@@ -5,6 +5,7 @@
 
 pub mod anime;
 pub mod anime_write;
+pub mod catalogue;
 pub mod tags;
 pub mod taxonomy;
 pub mod taxonomy_write;
@@ -13,4 +14,5 @@ pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
+pub use catalogue::{AnimeList, CountQuery, FilteredAnimeCount};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};
