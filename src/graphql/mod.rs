@@ -10,6 +10,7 @@ pub mod errors;
 pub mod limits;
 pub mod loader;
 pub mod query;
+pub mod search;
 pub mod taxonomy;
 pub mod types;
 pub mod values;
@@ -30,6 +31,7 @@ use crate::app::AppState;
 pub struct QueryRoot(
     query::CatalogQuery,
     taxonomy::TaxonomyQuery,
+    search::SearchQuery,
     admin::AdminQuery,
 );
 

@@ -103,7 +103,7 @@ pub(super) fn state<'a>(ctx: &Context<'a>) -> Result<&'a AppState> {
 }
 
 /// Checks an integer argument against its allowed range.
-fn in_range(
+pub(super) fn in_range(
     argument: &'static str,
     value: i64,
     allowed: RangeInclusive<i64>,

@@ -5,6 +5,7 @@
 
 pub mod anime;
 pub mod anime_write;
+pub mod search;
 pub mod tags;
 pub mod taxonomy;
 
@@ -12,4 +13,5 @@ pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
+pub use search::{SearchAnime, SearchText};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};
