@@ -24,7 +24,12 @@
 //!    entry's lifetime in Redis (its TTL plus the stale window), so at most
 //!    twice the budget of entries of the resolver exist in Redis at any
 //!    time. Beyond the budget, values are served but not stored (counted as
-//!    `not_admitted`); a budget of 0 stores none.
+//!    `not_admitted`); a budget of 0 stores none. The early and
+//!    stale-while-revalidate refreshes of a stored entry replace it and are
+//!    not counted. Such a refused miss may still be part of a whole
+//!    response kept by this instance (`cache::response`, bounded by
+//!    `CACHE_RESPONSE_MAX_BYTES`): the refusal is only known after the
+//!    answer.
 //!
 //! A client that repeats each text twice passes the doorkeeper; the budget
 //! is what bounds that one.

@@ -585,6 +585,7 @@ impl Cache {
             // A refresh stores before it answers: the client's next plain
             // read (on this instance, or through Redis on any) finds what it
             // just loaded rather than the value it asked to replace.
+            let refreshed = self.within_budget(refreshed).await;
             self.write_back(refreshed, epoch).await;
         }
         results
@@ -1017,6 +1018,7 @@ impl Cache {
         let cache = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let writes = cache.within_budget(writes).await;
             cache.write_back(writes, epoch).await;
         });
     }
@@ -1027,11 +1029,7 @@ impl Cache {
     /// the local tier.
     async fn write_back(&self, writes: Vec<(QueryKey, Loaded, Option<String>)>, epoch: u64) {
         let inner = &*self.inner;
-        if !self.is_redis_trusted() {
-            return;
-        }
-        let writes = self.within_budget(writes).await;
-        if writes.is_empty() {
+        if writes.is_empty() || !self.is_redis_trusted() {
             return;
         }
         let names: Vec<fred::types::Key> = writes
@@ -1115,12 +1113,19 @@ impl Cache {
     /// budget of `CACHE_SEARCH_MAX_ENTRIES` per window across instances
     /// ([`admission`]): one `INCRBY` per resolver on the window's counter.
     /// The others are dropped (their leases freed) and counted as not
-    /// admitted; so are all of them if the counter cannot be read.
+    /// admitted; so are all of them if the counter cannot be read. Applied
+    /// to the write-backs of misses and `no-cache` refreshes, not to the
+    /// early and stale-while-revalidate refreshes of an entry already
+    /// stored, which replace it rather than add one.
     async fn within_budget(
         &self,
         writes: Vec<(QueryKey, Loaded, Option<String>)>,
     ) -> Vec<(QueryKey, Loaded, Option<String>)> {
         let inner = &*self.inner;
+        if !self.is_redis_trusted() {
+            // Nothing is written anyway (`write_back`).
+            return writes;
+        }
         let mut resolvers: Vec<(Resolver, u64)> = Vec::new();
         for (key, ..) in &writes {
             if key.admission() == Admission::Bounded {
