@@ -578,6 +578,11 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
             "CACHE_CLIENT_DIRECTIVES",
             defaults.is_client_directives_enabled,
         )?,
+        search_max_entries: env.parse(
+            "CACHE_SEARCH_MAX_ENTRIES",
+            defaults.search_max_entries,
+            "a whole number of entries (0: searches are never stored)",
+        )?,
     })
 }
 

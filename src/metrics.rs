@@ -57,6 +57,10 @@ pub const CACHE_REFRESHES_TOTAL: &str = "anigo_cache_refreshes_total";
 pub const CACHE_LOADS_TOTAL: &str = "anigo_cache_loads_total";
 /// Write-backs dropped because too many were pending.
 pub const CACHE_DROPPED_WRITES_TOTAL: &str = "anigo_cache_dropped_writes_total";
+/// Loaded values not stored because the resolver's admission refused them
+/// (`searchAnime`: a text's first sighting, or the per-window budget
+/// `CACHE_SEARCH_MAX_ENTRIES` spent), by resolver.
+pub const CACHE_NOT_ADMITTED_TOTAL: &str = "anigo_cache_not_admitted_total";
 /// Counter: response fast path lookups and stores, by `outcome` (hit, miss,
 /// stored, bypass).
 pub const RESPONSE_CACHE_TOTAL: &str = "anigo_response_cache_total";
@@ -167,6 +171,10 @@ fn describe() {
         "Cache write-backs dropped under pressure"
     );
     describe_counter!(
+        CACHE_NOT_ADMITTED_TOTAL,
+        "Loaded values not stored because admission refused them (search texts seen once, or the search budget spent)"
+    );
+    describe_counter!(
         RESPONSE_CACHE_TOTAL,
         "Response fast path: requests answered from a kept response (hit), executed (miss), responses kept (stored), lookups skipped while the cache was untrusted (bypass)"
     );
@@ -187,6 +195,7 @@ pub fn render(state: &AppState) -> String {
         metrics::counter!(CACHE_REFRESHES_TOTAL, &label).absolute(stats.refreshes);
         metrics::counter!(CACHE_LOADS_TOTAL, &label).absolute(stats.loads);
         metrics::counter!(CACHE_DROPPED_WRITES_TOTAL, &label).absolute(stats.dropped_writes);
+        metrics::counter!(CACHE_NOT_ADMITTED_TOTAL, &label).absolute(stats.not_admitted);
     }
     let responses = state.cache.stats().response_snapshot();
     for (outcome, count) in [

@@ -68,6 +68,16 @@ impl KeySpace {
         format!("{}lease:{rest}", self.versioned_prefix)
     }
 
+    /// The counter of entries of `resolver` written in budget window
+    /// `window` (`cache::admission`).
+    pub fn admission_key(&self, resolver: Resolver, window: u64) -> String {
+        format!(
+            "{}admitted:{}:{window}",
+            self.versioned_prefix,
+            resolver.prefix()
+        )
+    }
+
     /// The key holding the text of an automatic persisted query, by the
     /// hex SHA-256 of that text.
     pub fn persisted_query_key(&self, sha256_hex: &str) -> String {

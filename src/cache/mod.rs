@@ -15,7 +15,9 @@
 //!    caller (XFetch) and expired ones served stale while one refresh runs or
 //!    while the database fails;
 //! 4. fresh values are written back in the background, in one pipeline,
-//!    after checking that no invalidation happened while they were loading.
+//!    after checking that no invalidation happened while they were loading
+//!    (values of resolvers whose keys are free client input, searches, only
+//!    when they pass [`admission`]).
 //!
 //! A read whose request said `Cache-Control: no-cache` ([`directive`]) skips
 //! steps 1 and 2: it loads (once per process with the other refreshes of
@@ -28,6 +30,7 @@
 //! | file | owns |
 //! |---|---|
 //! | [`policy`] | per-resolver name, prefix and TTL |
+//! | [`admission`] | which search misses are stored: doorkeeper and budget |
 //! | [`admin`] | pattern clears, namespace clears, the admin stats report |
 //! | [`directive`] | the request's `Cache-Control` / `Pragma` directives |
 //! | [`envelope`] | the stored value format (generation, expiry, load time) |
@@ -41,6 +44,7 @@
 //! | [`stats`] | hit/miss/error counters per resolver |
 
 pub mod admin;
+pub mod admission;
 pub mod directive;
 pub mod envelope;
 pub mod invalidation;
@@ -63,6 +67,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared, join_all};
 use tokio::sync::Semaphore;
 
+use self::admission::{Admission, Doorkeeper};
 use self::envelope::{Meta, new_generation, now_ms};
 use self::local::{LocalEntry, LocalTier};
 use self::query::Loaded;
@@ -114,6 +119,13 @@ pub struct CacheConfig {
     /// no-cache` / `no-store` (and `Pragma: no-cache`) are honoured. Off,
     /// the headers are ignored, so no client can force database loads.
     pub is_client_directives_enabled: bool,
+    /// `CACHE_SEARCH_MAX_ENTRIES`: the budget of search entries
+    /// ([`Admission::Bounded`] resolvers) written to Redis per window
+    /// across all instances (0: searches are never stored), and the number
+    /// of recently missed search keys each instance remembers per
+    /// doorkeeper generation (at most [`MAX_DOORKEEPER_ENTRIES`]). See
+    /// [`admission`].
+    pub search_max_entries: u64,
 }
 
 impl Default for CacheConfig {
@@ -129,6 +141,7 @@ impl Default for CacheConfig {
             stale_while_revalidate: Duration::from_secs(10),
             stale_if_error: Duration::from_secs(600),
             is_client_directives_enabled: true,
+            search_max_entries: 10_000,
         }
     }
 }
@@ -152,6 +165,15 @@ const LEASE_POLL: Duration = Duration::from_millis(10);
 /// together do not expire together.
 const JITTER_FRACTION: f64 = 0.05;
 const MAX_JITTER: Duration = Duration::from_secs(30);
+
+/// Most search keys a doorkeeper generation remembers (about 16 bytes
+/// each), whatever `CACHE_SEARCH_MAX_ENTRIES` says.
+pub const MAX_DOORKEEPER_ENTRIES: u64 = 100_000;
+
+/// Longest a doorkeeper generation lasts: a search is stored when it misses
+/// twice within about this long (or within the last two generations' worth
+/// of distinct searches, when they are busier).
+const DOORKEEPER_WINDOW: Duration = Duration::from_secs(300);
 
 /// XFetch's beta: 1.0 refreshes early with a probability that rises as
 /// expiry nears, scaled by how long the load takes.
@@ -243,6 +265,8 @@ struct Inner {
     acks: Mutex<HashMap<String, invalidation::AckWait>>,
     /// Automatic persisted query texts.
     persisted: persisted::PersistedQueries,
+    /// Search keys missed recently ([`admission`]).
+    doorkeeper: Doorkeeper,
 }
 
 /// How a Redis entry looked at lookup time.
@@ -266,11 +290,19 @@ struct Pending<'k> {
     generation: Option<String>,
     /// An expired value that may stand in if the load fails.
     fallback: Option<(SharedValue, Meta)>,
+    /// Whether a value it loads may be stored: false when the key's
+    /// admission refused it ([`admission`]); it is then served like a
+    /// `no-store` read (and never kept as part of a whole response).
+    is_admitted: bool,
 }
 
 impl Cache {
     /// A cache over `redis` with `config`.
     pub fn new(redis: RedisStore, config: CacheConfig) -> Self {
+        let doorkeeper = Doorkeeper::new(
+            usize::try_from(config.search_max_entries.min(MAX_DOORKEEPER_ENTRIES)).unwrap_or(1),
+            DOORKEEPER_WINDOW,
+        );
         let cache = Self {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&config.namespace),
@@ -287,6 +319,7 @@ impl Cache {
                 probe: Mutex::new(None),
                 acks: Mutex::new(HashMap::new()),
                 persisted: persisted::PersistedQueries::default(),
+                doorkeeper,
             }),
         };
         cache.drop_local_tier_on_reconnect();
@@ -429,6 +462,7 @@ impl Cache {
                                     status: CacheStatus::Miss,
                                     generation,
                                     fallback: Some((value, meta)),
+                                    is_admitted: true,
                                 });
                             }
                             Found::Missing => {
@@ -438,6 +472,7 @@ impl Cache {
                                     status: CacheStatus::Miss,
                                     generation,
                                     fallback: None,
+                                    is_admitted: true,
                                 });
                             }
                         }
@@ -446,6 +481,7 @@ impl Cache {
             }
         }
 
+        self.admit(&mut pending);
         self.ensure_generations(&mut pending).await;
 
         // Misses of resolvers that load in batches: one load per resolver.
@@ -457,9 +493,13 @@ impl Cache {
             let fill = if item.key.directives().has_no_cache {
                 Fill::Refresh {
                     is_stored: item.status == CacheStatus::Refresh
-                        && !item.key.directives().has_no_store,
+                        && !item.key.directives().has_no_store
+                        && item.is_admitted,
                 }
-            } else if item.status == CacheStatus::Miss && !item.key.directives().has_no_store {
+            } else if item.status == CacheStatus::Miss
+                && !item.key.directives().has_no_store
+                && item.is_admitted
+            {
                 Fill::Leased
             } else {
                 // A bypass, or a `no-store` miss: holding the lease would
@@ -478,14 +518,15 @@ impl Cache {
         for (item, filled, is_writer) in loads {
             let key = item.key;
             let is_fill = matches!(item.status, CacheStatus::Miss | CacheStatus::Refresh);
+            let is_admitted = item.is_admitted;
             let fetched = match filled {
                 Ok(filled) => {
                     if let Filled::Loaded(loaded) = &filled {
                         // Only misses and refreshes are written back (a
                         // bypass means Redis is down or caching is off),
                         // only by the caller that ran the load, and never
-                        // for `no-store`.
-                        if is_fill && is_writer && !key.directives().has_no_store {
+                        // for `no-store` or a value admission refused.
+                        if is_fill && is_writer && is_admitted && !key.directives().has_no_store {
                             let write = (key.clone(), loaded.clone(), item.generation.clone());
                             if item.status == CacheStatus::Refresh {
                                 refreshed.push(write);
@@ -494,7 +535,9 @@ impl Cache {
                             }
                         }
                     }
-                    let expires_at_ms = if is_fill {
+                    // Not admitted: nothing holds it, so nothing built
+                    // from it (a whole response) may be kept either.
+                    let expires_at_ms = if is_fill && is_admitted {
                         now_ms() + as_ms(self.fresh_ttl(key, &filled))
                     } else {
                         0
@@ -542,6 +585,7 @@ impl Cache {
             // A refresh stores before it answers: the client's next plain
             // read (on this instance, or through Redis on any) finds what it
             // just loaded rather than the value it asked to replace.
+            let refreshed = self.within_budget(refreshed).await;
             self.write_back(refreshed, epoch).await;
         }
         results
@@ -561,6 +605,22 @@ impl Cache {
         }
     }
 
+    /// Applies the doorkeeper ([`admission`]) to the misses and refreshes of
+    /// [`Admission::Bounded`] keys that would be stored: the first sighting
+    /// of a key is served but not stored.
+    fn admit(&self, pending: &mut [Pending<'_>]) {
+        for item in pending.iter_mut() {
+            if item.key.admission() == Admission::Bounded
+                && matches!(item.status, CacheStatus::Miss | CacheStatus::Refresh)
+                && !item.key.directives().has_no_store
+                && !self.inner.doorkeeper.admit(item.key.key())
+            {
+                item.is_admitted = false;
+                self.record(item.key, Event::NotAdmitted, "Cache NOT ADMITTED");
+            }
+        }
+    }
+
     /// Gives every miss and refresh that will be stored a concrete
     /// generation to fill under. A miss whose tag had no generation key
     /// (first fill, or the key was evicted) gets one created now, before its
@@ -574,6 +634,7 @@ impl Cache {
             matches!(item.status, CacheStatus::Miss | CacheStatus::Refresh)
                 && item.generation.is_none()
                 && !item.key.directives().has_no_store
+                && item.is_admitted
         };
         let mut keys: Vec<&str> = pending
             .iter()
@@ -957,6 +1018,7 @@ impl Cache {
         let cache = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let writes = cache.within_budget(writes).await;
             cache.write_back(writes, epoch).await;
         });
     }
@@ -967,7 +1029,7 @@ impl Cache {
     /// the local tier.
     async fn write_back(&self, writes: Vec<(QueryKey, Loaded, Option<String>)>, epoch: u64) {
         let inner = &*self.inner;
-        if !self.is_redis_trusted() {
+        if writes.is_empty() || !self.is_redis_trusted() {
             return;
         }
         let names: Vec<fred::types::Key> = writes
@@ -1047,6 +1109,86 @@ impl Cache {
         }
     }
 
+    /// Keeps the writes of [`Admission::Bounded`] resolvers that fit their
+    /// budget of `CACHE_SEARCH_MAX_ENTRIES` per window across instances
+    /// ([`admission`]): one `INCRBY` per resolver on the window's counter.
+    /// The others are dropped (their leases freed) and counted as not
+    /// admitted; so are all of them if the counter cannot be read. Applied
+    /// to the write-backs of misses and `no-cache` refreshes, not to the
+    /// early and stale-while-revalidate refreshes of an entry already
+    /// stored, which replace it rather than add one.
+    async fn within_budget(
+        &self,
+        writes: Vec<(QueryKey, Loaded, Option<String>)>,
+    ) -> Vec<(QueryKey, Loaded, Option<String>)> {
+        let inner = &*self.inner;
+        if !self.is_redis_trusted() {
+            // Nothing is written anyway (`write_back`).
+            return writes;
+        }
+        let mut resolvers: Vec<(Resolver, u64)> = Vec::new();
+        for (key, ..) in &writes {
+            if key.admission() == Admission::Bounded {
+                match resolvers.iter_mut().find(|(r, _)| *r == key.resolver()) {
+                    Some((_, wanted)) => *wanted += 1,
+                    None => resolvers.push((key.resolver(), 1)),
+                }
+            }
+        }
+        if resolvers.is_empty() {
+            return writes;
+        }
+        let stale_window = inner
+            .config
+            .stale_while_revalidate
+            .max(inner.config.stale_if_error);
+        let mut allowed: Vec<(Resolver, u64)> = Vec::with_capacity(resolvers.len());
+        for (resolver, wanted) in resolvers {
+            let max = inner.config.search_max_entries;
+            let fits = if max == 0 {
+                0
+            } else {
+                // The window is an entry's lifetime in Redis, so at most two
+                // windows' worth of entries exist at once.
+                let window = inner.config.policies.ttl(resolver) + stale_window;
+                let counter = inner
+                    .keys
+                    .admission_key(resolver, admission::window_index(now_ms(), window));
+                match inner.redis.incr_by(&counter, wanted, window * 2).await {
+                    Ok(counted) => admission::within_budget(max, counted, wanted),
+                    Err(_) => 0,
+                }
+            };
+            allowed.push((resolver, fits));
+        }
+        let mut kept = Vec::with_capacity(writes.len());
+        let mut releases = Vec::new();
+        for write in writes {
+            let key = &write.0;
+            if key.admission() != Admission::Bounded {
+                kept.push(write);
+                continue;
+            }
+            let Some((_, left)) = allowed.iter_mut().find(|(r, _)| *r == key.resolver()) else {
+                kept.push(write);
+                continue;
+            };
+            if *left > 0 {
+                *left -= 1;
+                kept.push(write);
+            } else {
+                self.record(key, Event::NotAdmitted, "Cache NOT ADMITTED (budget spent)");
+                releases.push(Op::Delete {
+                    key: inner.keys.lease_key(key.key()).into(),
+                });
+            }
+        }
+        if !releases.is_empty() && inner.redis.pipeline(releases).await.is_err() {
+            tracing::debug!("Releasing the leases of values over budget failed; they expire");
+        }
+        kept
+    }
+
     /// Counters per resolver.
     pub fn stats(&self) -> &CacheStats {
         &self.inner.stats
@@ -1085,6 +1227,7 @@ impl<'k> Pending<'k> {
             status,
             generation: None,
             fallback: None,
+            is_admitted: true,
         }
     }
 }

@@ -14,6 +14,10 @@
 //! statement per anime) sets [`CachedQuery::LOADS_IN_BATCHES`] and
 //! implements [`CachedQuery::load_many`]: the misses of one batch of its
 //! resolver then load with one call.
+//!
+//! A query whose keys come from free client input (a search text) sets
+//! [`CachedQuery::ADMISSION`] to [`Admission::Bounded`]: its misses are
+//! stored only when they pass the cache's admission (`cache::admission`).
 
 use std::any::Any;
 use std::fmt;
@@ -25,6 +29,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::admission::Admission;
 use super::directive::CacheDirectives;
 use super::envelope::{Envelope, Meta};
 use super::key::KeySpace;
@@ -57,6 +62,12 @@ pub trait CachedQuery: Send + Sync + 'static {
     fn is_negative(_output: &Self::Output) -> bool {
         false
     }
+
+    /// Which of this query's misses are stored: every one (the default),
+    /// or, for keys made of free client input, only those the cache's
+    /// admission lets through (`cache::admission`). A miss not admitted is
+    /// served from the database like any other and simply not written.
+    const ADMISSION: Admission = Admission::Always;
 
     /// Reads the value from the database (called on a miss or bypass).
     fn load(&self) -> impl Future<Output = Result<Self::Output, AppError>> + Send;
@@ -95,6 +106,7 @@ trait ErasedQuery: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>>;
     fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error>;
     fn loads_in_batches(&self) -> bool;
+    fn admission(&self) -> Admission;
     fn as_any(&self) -> &dyn Any;
     /// Loads `queries` (this query's type, this one among them) with one
     /// [`CachedQuery::load_many`]; `None` when one of them is of another
@@ -134,6 +146,10 @@ impl<Q: CachedQuery> ErasedQuery for Q {
 
     fn loads_in_batches(&self) -> bool {
         Q::LOADS_IN_BATCHES
+    }
+
+    fn admission(&self) -> Admission {
+        Q::ADMISSION
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -247,6 +263,12 @@ impl QueryKey {
     /// resolver ([`CachedQuery::LOADS_IN_BATCHES`]).
     pub(crate) fn loads_in_batches(&self) -> bool {
         self.query.loads_in_batches()
+    }
+
+    /// What this read's misses must pass to be stored
+    /// ([`CachedQuery::ADMISSION`]).
+    pub(crate) fn admission(&self) -> Admission {
+        self.query.admission()
     }
 
     /// Loads `keys` (of one resolver) with one [`CachedQuery::load_many`],

@@ -683,6 +683,33 @@ impl RedisStore {
         result
     }
 
+    /// `INCRBY key by` and `PEXPIRE key ttl` in one round trip: the
+    /// counter's value after adding `by` (admission budgets).
+    pub async fn incr_by(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, Error> {
+        let pipeline = self.client.pipeline();
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        let _: () = pipeline.incr_by(key, by).await?;
+        let _: () = pipeline.pexpire(key, millis(ttl), None).await?;
+        let outcome =
+            tokio::time::timeout(self.command_timeout, pipeline.all::<Vec<Value>>()).await;
+        let result = match outcome {
+            Ok(Ok(replies)) => replies
+                .first()
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Error::new(fred::error::ErrorKind::Protocol, "INCRBY reply")),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::new(
+                fred::error::ErrorKind::Timeout,
+                "INCRBY timed out",
+            )),
+        };
+        match &result {
+            Ok(_) => self.breaker.record_success(),
+            Err(err) => self.record_failure("INCRBY", err),
+        }
+        result
+    }
+
     /// `SET key owner NX PX ttl`: whether this caller now holds the lease.
     pub async fn try_lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, Error> {
         let reply: Result<Value, Error> = self

@@ -59,6 +59,7 @@ struct Counters {
     refreshes: AtomicU64,
     loads: AtomicU64,
     dropped_writes: AtomicU64,
+    not_admitted: AtomicU64,
 }
 
 /// What happened to one lookup.
@@ -79,6 +80,10 @@ pub enum Event {
     Load,
     /// A write-back was dropped because too many were pending.
     DroppedWrite,
+    /// A loaded value was not stored: the resolver's admission refused it
+    /// (first sighting of a search, or its budget spent; see
+    /// `cache::admission`).
+    NotAdmitted,
 }
 
 /// A point-in-time copy of one resolver's counters.
@@ -98,6 +103,9 @@ pub struct ResolverStats {
     pub loads: u64,
     /// Write-backs dropped under pressure.
     pub dropped_writes: u64,
+    /// Loaded values not stored because admission refused them (searches:
+    /// first sighting, or the per-window budget spent).
+    pub not_admitted: u64,
 }
 
 impl ResolverStats {
@@ -124,6 +132,7 @@ impl CacheStats {
             Event::Refresh => &counters.refreshes,
             Event::Load => &counters.loads,
             Event::DroppedWrite => &counters.dropped_writes,
+            Event::NotAdmitted => &counters.not_admitted,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -162,6 +171,7 @@ impl CacheStats {
             refreshes: c.refreshes.load(Ordering::Relaxed),
             loads: c.loads.load(Ordering::Relaxed),
             dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
+            not_admitted: c.not_admitted.load(Ordering::Relaxed),
         }
     }
 }

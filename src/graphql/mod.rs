@@ -11,6 +11,7 @@ pub mod errors;
 pub mod limits;
 pub mod loader;
 pub mod query;
+pub mod search;
 pub mod taxonomy;
 pub mod taxonomy_write;
 pub mod types;
@@ -33,6 +34,7 @@ pub struct QueryRoot(
     query::CatalogQuery,
     catalogue::CatalogueQuery,
     taxonomy::TaxonomyQuery,
+    search::SearchQuery,
     admin::AdminQuery,
 );
 

@@ -6,6 +6,7 @@
 pub mod anime;
 pub mod anime_write;
 pub mod catalogue;
+pub mod search;
 pub mod tags;
 pub mod taxonomy;
 pub mod taxonomy_write;
@@ -15,4 +16,5 @@ pub use anime::{
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
 pub use catalogue::{AnimeList, CountQuery, FilteredAnimeCount};
+pub use search::{SearchAnime, SearchText};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};

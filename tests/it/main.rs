@@ -15,6 +15,7 @@ mod cache;
 mod cache_directives;
 mod catalogue;
 mod catalogue_lists;
+mod catalogue_search;
 mod contract;
 mod db;
 mod deploy;
