@@ -16,6 +16,7 @@ mod cache_directives;
 mod catalogue;
 mod catalogue_lists;
 mod catalogue_search;
+mod catalogue_storm;
 mod contract;
 mod db;
 mod deploy;
