@@ -3,12 +3,28 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Enum, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::db::AnimeRecord;
+use super::loader::load;
+use super::query::state;
+use super::taxonomy::{self, Genre, Studio, TaxonSource, Theme};
+use crate::db::{AnimeRecord, Taxonomy};
 use crate::entities::anime;
-use crate::service::PageResult;
+use crate::service::anime_write::{MAX_EPISODES, MAX_NAMES, MAX_PLAYERS};
+use crate::service::{EpisodeEntry, PageResult, PlayerEntry, TaxonList};
+
+/// Complexity charge of a genre, theme or studio list, per selected child
+/// field: the most an anime can have through the API ([`MAX_NAMES`]).
+const TAXA_COST: usize = MAX_NAMES;
+
+/// Complexity charge of `Anime.players` per child field ([`MAX_PLAYERS`]).
+const PLAYERS_COST: usize = MAX_PLAYERS;
+
+/// Complexity charge of `Anime.episodeList` per child field: the most
+/// episodes an anime can have ([`MAX_EPISODES`]). A detail page's episode
+/// list fits the budget; one for every anime of a page does not.
+const EPISODES_COST: usize = MAX_EPISODES;
 
 /// An anime in the catalogue: a view into the value that holds it (a
 /// cached list, page or single record), so answering from the cache copies
@@ -67,6 +83,32 @@ impl Anime {
     fn model(&self) -> &anime::Model {
         &self.record().anime
     }
+
+    /// One of its genres, themes or studios, read as cached taxon ids and
+    /// named through the cached list of `kind` (both loaded at once, in
+    /// one batch); ids the list no longer holds (deleted) are skipped.
+    async fn taxa(&self, ctx: &Context<'_>, kind: Taxonomy) -> Result<Vec<TaxonSource>> {
+        let service = &state(ctx)?.anime;
+        let id = self.model().id;
+        let ids = async {
+            match kind {
+                Taxonomy::Genre => load(ctx, service.genres_of(id)).await,
+                Taxonomy::Theme => load(ctx, service.themes_of(id)).await,
+                Taxonomy::Studio => load(ctx, service.studios_of(id)).await,
+            }
+        };
+        let (ids, list) = futures_util::try_join!(ids, taxonomy::list(ctx, kind))?;
+        Ok(listed(&list, &ids))
+    }
+}
+
+/// The entries of `list` with these `ids`, in the order of `ids`; ids
+/// without one are left out.
+fn listed(list: &Arc<TaxonList>, ids: &[i32]) -> Vec<TaxonSource> {
+    ids.iter()
+        .filter_map(|&id| list.position(id))
+        .map(|index| TaxonSource::Listed(Arc::clone(list), index))
+        .collect()
 }
 
 #[Object]
@@ -84,6 +126,17 @@ impl Anime {
     /// Official English title, when there is one.
     async fn title_english(&self) -> Option<&str> {
         self.model().title_english.as_deref()
+    }
+
+    /// Title in the original language and script (Japanese, usually);
+    /// null when not recorded.
+    async fn title_original(&self) -> Option<&str> {
+        self.model().title_original.as_deref()
+    }
+
+    /// Age rating; null when not known.
+    async fn age_rating(&self) -> Option<AgeRating> {
+        self.model().age_rating.map(Into::into)
     }
 
     /// Release format.
@@ -122,9 +175,67 @@ impl Anime {
     }
 
     /// Genre names, in the anime's own order (alphabetical for anime
-    /// written through this API).
+    /// written through this API). Kept as it was for older clients: it is
+    /// part of the anime's own entry, so a genre rename shows here once
+    /// that entry is refreshed. `genreList` gives each genre's id, slug
+    /// and anime count as well, always under its current name.
     async fn genres(&self) -> &[String] {
         &self.record().genres
+    }
+
+    /// The genres, in the anime's own order, as objects (what `genres`
+    /// lists by name). The anime's genre ids are cached up to 300 s; names,
+    /// slugs and counts come from the genre list, cached up to 600 s.
+    #[graphql(complexity = "TAXA_COST * child_complexity")]
+    async fn genre_list(&self, ctx: &Context<'_>) -> Result<Vec<Genre>> {
+        let taxa = self.taxa(ctx, Taxonomy::Genre).await?;
+        Ok(taxa.into_iter().map(Genre).collect())
+    }
+
+    /// The themes, in the anime's own order. The anime's theme ids are
+    /// cached up to 300 s; names, slugs and counts come from the theme
+    /// list, cached up to 600 s.
+    #[graphql(complexity = "TAXA_COST * child_complexity")]
+    async fn themes(&self, ctx: &Context<'_>) -> Result<Vec<Theme>> {
+        let taxa = self.taxa(ctx, Taxonomy::Theme).await?;
+        Ok(taxa.into_iter().map(Theme).collect())
+    }
+
+    /// The studios that made it, in the anime's own order. The anime's
+    /// studio ids are cached up to 300 s; names, slugs and counts come from
+    /// the studio list, cached up to 600 s.
+    #[graphql(complexity = "TAXA_COST * child_complexity")]
+    async fn studios(&self, ctx: &Context<'_>) -> Result<Vec<Studio>> {
+        let taxa = self.taxa(ctx, Taxonomy::Studio).await?;
+        Ok(taxa.into_iter().map(Studio).collect())
+    }
+
+    /// The video players it can be watched in, in order. Cached up to
+    /// 300 s.
+    #[graphql(complexity = "PLAYERS_COST * child_complexity")]
+    async fn players(&self, ctx: &Context<'_>) -> Result<Vec<Player>> {
+        let players = load(ctx, state(ctx)?.anime.players_of(self.model().id)).await?;
+        Ok((0..players.len())
+            .map(|index| Player {
+                list: Arc::clone(&players),
+                index,
+            })
+            .collect())
+    }
+
+    /// Its episodes, by number (`episodes` is their count as announced,
+    /// which may be more than are listed). Cached up to 300 s. Charged as
+    /// the longest list an anime can have: meant for a detail page, not
+    /// for every anime of a page.
+    #[graphql(complexity = "EPISODES_COST * child_complexity")]
+    async fn episode_list(&self, ctx: &Context<'_>) -> Result<Vec<Episode>> {
+        let episodes = load(ctx, state(ctx)?.anime.episodes_of(self.model().id)).await?;
+        Ok((0..episodes.len())
+            .map(|index| Episode {
+                list: Arc::clone(&episodes),
+                index,
+            })
+            .collect())
     }
 
     /// Cover picture URL.
@@ -146,6 +257,76 @@ impl Anime {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model().updated_at
     }
+}
+
+/// A video player of an anime: a view into its cached list.
+pub struct Player {
+    list: Arc<Vec<PlayerEntry>>,
+    index: usize,
+}
+
+#[Object]
+impl Player {
+    /// URL to show in an `<iframe>`.
+    async fn embed_url(&self) -> &str {
+        &self.list[self.index].embed_url
+    }
+
+    /// Who translated (dubbed or subtitled) this version; null when not
+    /// known.
+    async fn translator(&self) -> Option<&str> {
+        self.list[self.index].translator.as_deref()
+    }
+
+    /// Quality label as the host shows it (`720p`, `1080p`); null when not
+    /// known.
+    async fn quality(&self) -> Option<&str> {
+        self.list[self.index].quality.as_deref()
+    }
+}
+
+/// An episode of an anime: a view into its cached list.
+pub struct Episode {
+    list: Arc<Vec<EpisodeEntry>>,
+    index: usize,
+}
+
+#[Object]
+impl Episode {
+    /// Episode number, from 1.
+    async fn number(&self) -> i32 {
+        self.list[self.index].number
+    }
+
+    /// Episode title; null when not known.
+    async fn title(&self) -> Option<&str> {
+        self.list[self.index].title.as_deref()
+    }
+
+    /// When it first aired (`2024-04-06`); null when not known.
+    async fn aired_on(&self) -> Option<NaiveDate> {
+        self.list[self.index].aired_on
+    }
+}
+
+/// Age rating, on the scale anime sites use.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "anime::AgeRating")]
+pub enum AgeRating {
+    /// G: all ages.
+    G,
+    /// PG: children (parental guidance suggested).
+    Pg,
+    /// PG-13: teens 13 or older.
+    #[graphql(name = "PG_13")]
+    Pg13,
+    /// R: 17 or older (violence and profanity).
+    R,
+    /// R+: mild nudity.
+    #[graphql(name = "R_PLUS")]
+    RPlus,
+    /// Rx: hentai.
+    Rx,
 }
 
 /// Release format.

@@ -5,6 +5,7 @@
 
 pub mod anime;
 pub mod anime_write;
+pub mod relations;
 pub mod tags;
 pub mod taxonomy;
 
@@ -12,4 +13,7 @@ pub use anime::{
     AnimeById, AnimeCount, AnimePage, AnimeService, PageRequest, PageResult, PopularAnime,
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
+pub use relations::{
+    AnimeEpisodes, AnimeGenres, AnimePlayers, AnimeStudios, AnimeThemes, EpisodeEntry, PlayerEntry,
+};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};
