@@ -67,10 +67,10 @@ macro_rules! taxon_type {
             }
 
             #[doc = concat!(
-                        "URL key, stable across renames unless changed on purpose (`",
-                        $noun,
-                        "(slug:)`)."
-                    )]
+                                "URL key, stable across renames unless changed on purpose (`",
+                                $noun,
+                                "(slug:)`)."
+                            )]
             async fn slug(&self) -> &str {
                 &self.entry().taxon.slug
             }

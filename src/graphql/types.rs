@@ -3,16 +3,20 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::loader::load;
+use super::loader::{Outcome, load, load_all};
 use super::query::state;
 use super::taxonomy::{self, Genre, Studio, TaxonSource, Theme};
+use tokio::sync::OnceCell;
+
+use crate::cache::CachedQuery;
 use crate::db::{AnimeRecord, Taxonomy};
 use crate::entities::anime;
+use crate::error::AppError;
 use crate::service::anime_write::{MAX_EPISODES, MAX_NAMES, MAX_PLAYERS};
-use crate::service::{EpisodeEntry, PageResult, PlayerEntry, TaxonList};
+use crate::service::{AnimeService, EpisodeEntry, PageResult, PlayerEntry, TaxonList};
 
 /// Complexity charge of a genre, theme or studio list, per selected child
 /// field: the most an anime can have through the API ([`MAX_NAMES`]).
@@ -37,6 +41,42 @@ pub struct Anime {
 /// Values that hold anime records, by position.
 trait Records: Send + Sync {
     fn record(&self, index: usize) -> &AnimeRecord;
+
+    /// The relation loads shared by the records of one list in one
+    /// response, when they are viewed as one ([`Anime::list_of`]).
+    fn batches(&self) -> Option<&ListBatches> {
+        None
+    }
+}
+
+/// The relations of the anime of one list, loaded once per response: the
+/// first item that resolves a relation loads it for every item of the
+/// list with one [`load_all`], so the keys travel in one batch (one
+/// statement per relation on a miss) however long the items take to
+/// resolve; the others take their outcome from here.
+struct ListBatches {
+    len: usize,
+    genres: OnceCell<Vec<Outcome<Vec<i32>>>>,
+    themes: OnceCell<Vec<Outcome<Vec<i32>>>>,
+    studios: OnceCell<Vec<Outcome<Vec<i32>>>>,
+    players: OnceCell<Vec<Outcome<Vec<PlayerEntry>>>>,
+    episodes: OnceCell<Vec<Outcome<Vec<EpisodeEntry>>>>,
+}
+
+/// A list's records with the relation loads of one response.
+struct Listed {
+    records: Arc<dyn Records>,
+    batches: ListBatches,
+}
+
+impl Records for Listed {
+    fn record(&self, index: usize) -> &AnimeRecord {
+        self.records.record(index)
+    }
+
+    fn batches(&self) -> Option<&ListBatches> {
+        Some(&self.batches)
+    }
 }
 
 impl Records for AnimeRecord {
@@ -68,9 +108,26 @@ impl Anime {
 
     /// Every record of a shared list, in order.
     pub fn all_of(list: &Arc<Vec<AnimeRecord>>) -> Vec<Self> {
-        (0..list.len())
+        Self::list_of(Arc::clone(list) as Arc<dyn Records>, list.len())
+    }
+
+    /// Records `0..len` of `records`, viewed as one list of this response:
+    /// each relation is loaded for all of them at once.
+    fn list_of(records: Arc<dyn Records>, len: usize) -> Vec<Self> {
+        let source: Arc<dyn Records> = Arc::new(Listed {
+            records,
+            batches: ListBatches {
+                len,
+                genres: OnceCell::new(),
+                themes: OnceCell::new(),
+                studios: OnceCell::new(),
+                players: OnceCell::new(),
+                episodes: OnceCell::new(),
+            },
+        });
+        (0..len)
             .map(|index| Self {
-                source: Arc::clone(list) as Arc<dyn Records>,
+                source: Arc::clone(&source),
                 index,
             })
             .collect()
@@ -84,17 +141,54 @@ impl Anime {
         &self.record().anime
     }
 
-    /// One of its genres, themes or studios, read as cached taxon ids and
-    /// named through the cached list of `kind` (both loaded at once, in
-    /// one batch); ids the list no longer holds (deleted) are skipped.
-    async fn taxa(&self, ctx: &Context<'_>, kind: Taxonomy) -> Result<Vec<TaxonSource>> {
+    /// One relation of this anime: for an item of a list, its outcome of
+    /// the list's one load (`cell` of its [`ListBatches`]); otherwise a
+    /// load of its own.
+    async fn related<Q: CachedQuery>(
+        &self,
+        ctx: &Context<'_>,
+        cell: impl FnOnce(&ListBatches) -> &OnceCell<Vec<Outcome<Q::Output>>>,
+        query: impl Fn(&AnimeService, i32) -> Q,
+    ) -> Result<Arc<Q::Output>> {
         let service = &state(ctx)?.anime;
-        let id = self.model().id;
+        let Some(batches) = self.source.batches() else {
+            return load(ctx, query(service, self.model().id)).await;
+        };
+        let outcomes = cell(batches)
+            .get_or_try_init(|| {
+                let queries = (0..batches.len)
+                    .map(|index| query(service, self.source.record(index).anime.id));
+                load_all(ctx, queries)
+            })
+            .await?;
+        match outcomes.get(self.index) {
+            Some(outcome) => outcome.clone().map_err(|err| err.as_ref().extend()),
+            None => Err(AppError::Internal(anyhow::anyhow!(
+                "a list's relation load has no item {}",
+                self.index
+            ))
+            .extend()),
+        }
+    }
+
+    /// Its genres, themes or studios, read as cached taxon ids and named
+    /// through the cached list of `kind` (both loaded at once); ids the
+    /// list no longer holds (deleted) are skipped.
+    async fn taxa(&self, ctx: &Context<'_>, kind: Taxonomy) -> Result<Vec<TaxonSource>> {
         let ids = async {
             match kind {
-                Taxonomy::Genre => load(ctx, service.genres_of(id)).await,
-                Taxonomy::Theme => load(ctx, service.themes_of(id)).await,
-                Taxonomy::Studio => load(ctx, service.studios_of(id)).await,
+                Taxonomy::Genre => {
+                    self.related(ctx, |b| &b.genres, AnimeService::genres_of)
+                        .await
+                }
+                Taxonomy::Theme => {
+                    self.related(ctx, |b| &b.themes, AnimeService::themes_of)
+                        .await
+                }
+                Taxonomy::Studio => {
+                    self.related(ctx, |b| &b.studios, AnimeService::studios_of)
+                        .await
+                }
             }
         };
         let (ids, list) = futures_util::try_join!(ids, taxonomy::list(ctx, kind))?;
@@ -214,7 +308,9 @@ impl Anime {
     /// 300 s.
     #[graphql(complexity = "PLAYERS_COST * child_complexity")]
     async fn players(&self, ctx: &Context<'_>) -> Result<Vec<Player>> {
-        let players = load(ctx, state(ctx)?.anime.players_of(self.model().id)).await?;
+        let players = self
+            .related(ctx, |b| &b.players, AnimeService::players_of)
+            .await?;
         Ok((0..players.len())
             .map(|index| Player {
                 list: Arc::clone(&players),
@@ -229,7 +325,9 @@ impl Anime {
     /// for every anime of a page.
     #[graphql(complexity = "EPISODES_COST * child_complexity")]
     async fn episode_list(&self, ctx: &Context<'_>) -> Result<Vec<Episode>> {
-        let episodes = load(ctx, state(ctx)?.anime.episodes_of(self.model().id)).await?;
+        let episodes = self
+            .related(ctx, |b| &b.episodes, AnimeService::episodes_of)
+            .await?;
         Ok((0..episodes.len())
             .map(|index| Episode {
                 list: Arc::clone(&episodes),
@@ -395,12 +493,7 @@ impl From<Arc<PageResult>> for AnimePage {
             page: result.request.page,
             per_page: result.request.per_page,
             has_next_page: result.request.has_next_page(result.total),
-            items: (0..result.items.len())
-                .map(|index| Anime {
-                    source: Arc::clone(&result) as Arc<dyn Records>,
-                    index,
-                })
-                .collect(),
+            items: Anime::list_of(Arc::clone(&result) as Arc<dyn Records>, result.items.len()),
         }
     }
 }

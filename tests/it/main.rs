@@ -14,6 +14,7 @@ mod browser;
 mod cache;
 mod cache_directives;
 mod catalogue;
+mod catalogue_relations;
 mod contract;
 mod db;
 mod deploy;
