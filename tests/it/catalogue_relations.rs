@@ -7,6 +7,7 @@
 //! episode list per anime.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anigo::db::{AnimeRepo, Taxon, Taxonomy};
 use serde_json::{Value, json};
@@ -129,7 +130,41 @@ async fn a_page_of_100_costs_one_statement_per_relation_then_none(backend: Backe
         "the seed gives most anime some of each relation: {nonempty:?}"
     );
 
-    // Act: the same grid again.
+    // Act: the same grid again, once the write-back (in the background)
+    // has landed.
+    let mut keys: Vec<String> = ["genre", "theme", "studio"]
+        .iter()
+        .map(|kind| app.key(&format!("taxonomy:kind={kind}")))
+        .collect();
+    keys.push(app.key("anime_paginated:page=1:per_page=100"));
+    for prefix in [
+        "anime_genres",
+        "anime_themes",
+        "anime_studios",
+        "anime_players",
+    ] {
+        keys.extend(ids.iter().map(|id| app.key(&format!("{prefix}:id={id}"))));
+    }
+    let redis = crate::support::shared_redis();
+    let missing = || {
+        keys.iter()
+            .filter(|key| redis.command(&["EXISTS", key.as_str()]).trim() != "1")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut exists = vec!["EXISTS"];
+    exists.extend(keys.iter().map(String::as_str));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while redis.command(&exists).trim() != keys.len().to_string() {
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "never written back: {:?}; stats {:?}",
+                missing(),
+                anigo::cache::Resolver::ALL.map(|r| app.state.cache.stats().snapshot(r))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = app.db_queries();
     let second = app.graphql_debug(GRID).await;
 
