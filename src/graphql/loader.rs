@@ -95,10 +95,7 @@ pub async fn load<Q: CachedQuery>(
 ) -> async_graphql::Result<Arc<Q::Output>> {
     let state = ctx.data::<AppState>()?;
     let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
-    let mut key = state.cache.query_key(query);
-    if let Some(directives) = ctx.data_opt::<CacheDirectives>() {
-        key = key.with_directives(*directives);
-    }
+    let key = request_key(ctx, state, query);
     // A local hit needs no batch: answer it without the batching window
     // (a `no-cache` read gets none).
     let local = state.cache.get_local(&key).await;
@@ -116,8 +113,80 @@ pub async fn load<Q: CachedQuery>(
             Err(never) => match never {},
         },
     };
+    record(ctx, &key, &fetched);
+    fetched
+        .typed::<Q::Output>()
+        .map_err(|err| err.as_ref().extend())
+}
+
+/// One outcome of [`load_all`].
+pub type Outcome<T> = Result<Arc<T>, Arc<AppError>>;
+
+/// Reads `queries` (of one type) through the loader and the cache at
+/// once: the keys the local tier does not hold go to the loader in one
+/// call, so they travel in one batch (one MGET and, for a query that
+/// loads in batches, one database load) however long the caller took to
+/// build them. One outcome per query, in order; each is recorded as
+/// [`load`] records one.
+pub async fn load_all<Q: CachedQuery>(
+    ctx: &Context<'_>,
+    queries: impl IntoIterator<Item = Q>,
+) -> async_graphql::Result<Vec<Outcome<Q::Output>>> {
+    let state = ctx.data::<AppState>()?;
+    let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
+    let keys: Vec<QueryKey> = queries
+        .into_iter()
+        .map(|query| request_key(ctx, state, query))
+        .collect();
+    let mut local = Vec::with_capacity(keys.len());
+    for key in &keys {
+        local.push(state.cache.get_local(key).await);
+    }
+    let missing: Vec<QueryKey> = keys
+        .iter()
+        .zip(&local)
+        .filter(|(_, fetched)| fetched.is_none())
+        .map(|(key, _)| key.clone())
+        .collect();
+    let loaded = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        match loader.load_many(missing).await {
+            Ok(loaded) => loaded,
+            Err(never) => match never {},
+        }
+    };
+    let mut outcomes = Vec::with_capacity(keys.len());
+    for (key, local) in keys.iter().zip(local) {
+        let fetched = match local.or_else(|| loaded.get(key).cloned()) {
+            Some(fetched) => fetched,
+            None => {
+                return Err(AppError::Internal(anyhow::anyhow!(
+                    "cache loader returned no value for {}",
+                    key.key()
+                ))
+                .extend());
+            }
+        };
+        record(ctx, key, &fetched);
+        outcomes.push(fetched.typed::<Q::Output>());
+    }
+    Ok(outcomes)
+}
+
+/// The key of `query` under the request's cache directives.
+fn request_key<Q: CachedQuery>(ctx: &Context<'_>, state: &AppState, query: Q) -> QueryKey {
+    let key = state.cache.query_key(query);
+    match ctx.data_opt::<CacheDirectives>() {
+        Some(directives) => key.with_directives(*directives),
+        None => key,
+    }
+}
+
+/// Records a read for the response's dependencies and the debug trace.
+fn record(ctx: &Context<'_>, key: &QueryKey, fetched: &Fetched) {
     if let Some(dependencies) = ctx.data_opt::<Arc<Dependencies>>() {
-        dependencies.record(key.tag(), &fetched);
+        dependencies.record(key.tag(), fetched);
     }
     if let Some(trace) = ctx.data_opt::<CacheTrace>() {
         trace.record(TraceEntry {
@@ -127,7 +196,4 @@ pub async fn load<Q: CachedQuery>(
             tier: fetched.tier,
         });
     }
-    fetched
-        .typed::<Q::Output>()
-        .map_err(|err| err.as_ref().extend())
 }

@@ -3,12 +3,32 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Enum, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::db::AnimeRecord;
+use super::loader::{Outcome, load, load_all};
+use super::query::state;
+use super::taxonomy::{self, Genre, Studio, TaxonSource, Theme};
+use tokio::sync::OnceCell;
+
+use crate::cache::CachedQuery;
+use crate::db::{AnimeRecord, Taxonomy};
 use crate::entities::anime;
-use crate::service::PageResult;
+use crate::error::AppError;
+use crate::service::anime_write::{MAX_EPISODES, MAX_NAMES, MAX_PLAYERS};
+use crate::service::{AnimeService, EpisodeEntry, PageResult, PlayerEntry, TaxonList};
+
+/// Complexity charge of a genre, theme or studio list, per selected child
+/// field: the most an anime can have through the API ([`MAX_NAMES`]).
+const TAXA_COST: usize = MAX_NAMES;
+
+/// Complexity charge of `Anime.players` per child field ([`MAX_PLAYERS`]).
+const PLAYERS_COST: usize = MAX_PLAYERS;
+
+/// Complexity charge of `Anime.episodeList` per child field: the most
+/// episodes an anime can have ([`MAX_EPISODES`]). A detail page's episode
+/// list fits the budget; one for every anime of a page does not.
+const EPISODES_COST: usize = MAX_EPISODES;
 
 /// An anime in the catalogue: a view into the value that holds it (a
 /// cached list, page or single record), so answering from the cache copies
@@ -21,6 +41,42 @@ pub struct Anime {
 /// Values that hold anime records, by position.
 trait Records: Send + Sync {
     fn record(&self, index: usize) -> &AnimeRecord;
+
+    /// The relation loads shared by the records of one list in one
+    /// response, when they are viewed as one ([`Anime::list_of`]).
+    fn batches(&self) -> Option<&ListBatches> {
+        None
+    }
+}
+
+/// The relations of the anime of one list, loaded once per response: the
+/// first item that resolves a relation loads it for every item of the
+/// list with one [`load_all`], so the keys travel in one batch (one
+/// statement per relation on a miss) however long the items take to
+/// resolve; the others take their outcome from here.
+struct ListBatches {
+    len: usize,
+    genres: OnceCell<Vec<Outcome<Vec<i32>>>>,
+    themes: OnceCell<Vec<Outcome<Vec<i32>>>>,
+    studios: OnceCell<Vec<Outcome<Vec<i32>>>>,
+    players: OnceCell<Vec<Outcome<Vec<PlayerEntry>>>>,
+    episodes: OnceCell<Vec<Outcome<Vec<EpisodeEntry>>>>,
+}
+
+/// A list's records with the relation loads of one response.
+struct Listed {
+    records: Arc<dyn Records>,
+    batches: ListBatches,
+}
+
+impl Records for Listed {
+    fn record(&self, index: usize) -> &AnimeRecord {
+        self.records.record(index)
+    }
+
+    fn batches(&self) -> Option<&ListBatches> {
+        Some(&self.batches)
+    }
 }
 
 impl Records for AnimeRecord {
@@ -52,9 +108,26 @@ impl Anime {
 
     /// Every record of a shared list, in order.
     pub fn all_of(list: &Arc<Vec<AnimeRecord>>) -> Vec<Self> {
-        (0..list.len())
+        Self::list_of(Arc::clone(list) as Arc<dyn Records>, list.len())
+    }
+
+    /// Records `0..len` of `records`, viewed as one list of this response:
+    /// each relation is loaded for all of them at once.
+    fn list_of(records: Arc<dyn Records>, len: usize) -> Vec<Self> {
+        let source: Arc<dyn Records> = Arc::new(Listed {
+            records,
+            batches: ListBatches {
+                len,
+                genres: OnceCell::new(),
+                themes: OnceCell::new(),
+                studios: OnceCell::new(),
+                players: OnceCell::new(),
+                episodes: OnceCell::new(),
+            },
+        });
+        (0..len)
             .map(|index| Self {
-                source: Arc::clone(list) as Arc<dyn Records>,
+                source: Arc::clone(&source),
                 index,
             })
             .collect()
@@ -67,6 +140,69 @@ impl Anime {
     fn model(&self) -> &anime::Model {
         &self.record().anime
     }
+
+    /// One relation of this anime: for an item of a list, its outcome of
+    /// the list's one load (`cell` of its [`ListBatches`]); otherwise a
+    /// load of its own.
+    async fn related<Q: CachedQuery>(
+        &self,
+        ctx: &Context<'_>,
+        cell: impl FnOnce(&ListBatches) -> &OnceCell<Vec<Outcome<Q::Output>>>,
+        query: impl Fn(&AnimeService, i32) -> Q,
+    ) -> Result<Arc<Q::Output>> {
+        let service = &state(ctx)?.anime;
+        let Some(batches) = self.source.batches() else {
+            return load(ctx, query(service, self.model().id)).await;
+        };
+        let outcomes = cell(batches)
+            .get_or_try_init(|| {
+                let queries = (0..batches.len)
+                    .map(|index| query(service, self.source.record(index).anime.id));
+                load_all(ctx, queries)
+            })
+            .await?;
+        match outcomes.get(self.index) {
+            Some(outcome) => outcome.clone().map_err(|err| err.as_ref().extend()),
+            None => Err(AppError::Internal(anyhow::anyhow!(
+                "a list's relation load has no item {}",
+                self.index
+            ))
+            .extend()),
+        }
+    }
+
+    /// Its genres, themes or studios, read as cached taxon ids and named
+    /// through the cached list of `kind` (both loaded at once); ids the
+    /// list no longer holds (deleted) are skipped.
+    async fn taxa(&self, ctx: &Context<'_>, kind: Taxonomy) -> Result<Vec<TaxonSource>> {
+        let ids = async {
+            match kind {
+                Taxonomy::Genre => {
+                    self.related(ctx, |b| &b.genres, AnimeService::genres_of)
+                        .await
+                }
+                Taxonomy::Theme => {
+                    self.related(ctx, |b| &b.themes, AnimeService::themes_of)
+                        .await
+                }
+                Taxonomy::Studio => {
+                    self.related(ctx, |b| &b.studios, AnimeService::studios_of)
+                        .await
+                }
+            }
+        };
+        let (ids, list) = futures_util::try_join!(ids, taxonomy::list(ctx, kind))?;
+        Ok(listed(&list, &ids))
+    }
+}
+
+/// The entries of `list` with these `ids`, in the order of `ids`; ids
+/// without one are left out.
+fn listed(list: &Arc<TaxonList>, ids: &[i32]) -> Vec<TaxonSource> {
+    ids.iter()
+        .filter_map(|&id| list.position(id))
+        .map(|index| TaxonSource::Listed(Arc::clone(list), index))
+        .collect()
 }
 
 #[Object]
@@ -84,6 +220,17 @@ impl Anime {
     /// Official English title, when there is one.
     async fn title_english(&self) -> Option<&str> {
         self.model().title_english.as_deref()
+    }
+
+    /// Title in the original language and script (Japanese, usually);
+    /// null when not recorded.
+    async fn title_original(&self) -> Option<&str> {
+        self.model().title_original.as_deref()
+    }
+
+    /// Age rating; null when not known.
+    async fn age_rating(&self) -> Option<AgeRating> {
+        self.model().age_rating.map(Into::into)
     }
 
     /// Release format.
@@ -122,9 +269,71 @@ impl Anime {
     }
 
     /// Genre names, in the anime's own order (alphabetical for anime
-    /// written through this API).
+    /// written through this API). Kept as it was for older clients: it is
+    /// part of the anime's own entry, so a genre rename shows here once
+    /// that entry is refreshed. `genreList` gives each genre's id, slug
+    /// and anime count as well, always under its current name.
     async fn genres(&self) -> &[String] {
         &self.record().genres
+    }
+
+    /// The genres, in the anime's own order, as objects (what `genres`
+    /// lists by name). The anime's genre ids are cached up to 300 s; names,
+    /// slugs and counts come from the genre list, cached up to 600 s.
+    #[graphql(complexity = "TAXA_COST * child_complexity")]
+    async fn genre_list(&self, ctx: &Context<'_>) -> Result<Vec<Genre>> {
+        let taxa = self.taxa(ctx, Taxonomy::Genre).await?;
+        Ok(taxa.into_iter().map(Genre).collect())
+    }
+
+    /// The themes, in the anime's own order. The anime's theme ids are
+    /// cached up to 300 s; names, slugs and counts come from the theme
+    /// list, cached up to 600 s.
+    #[graphql(complexity = "TAXA_COST * child_complexity")]
+    async fn themes(&self, ctx: &Context<'_>) -> Result<Vec<Theme>> {
+        let taxa = self.taxa(ctx, Taxonomy::Theme).await?;
+        Ok(taxa.into_iter().map(Theme).collect())
+    }
+
+    /// The studios that made it, in the anime's own order. The anime's
+    /// studio ids are cached up to 300 s; names, slugs and counts come from
+    /// the studio list, cached up to 600 s.
+    #[graphql(complexity = "TAXA_COST * child_complexity")]
+    async fn studios(&self, ctx: &Context<'_>) -> Result<Vec<Studio>> {
+        let taxa = self.taxa(ctx, Taxonomy::Studio).await?;
+        Ok(taxa.into_iter().map(Studio).collect())
+    }
+
+    /// The video players it can be watched in, in order. Cached up to
+    /// 300 s.
+    #[graphql(complexity = "PLAYERS_COST * child_complexity")]
+    async fn players(&self, ctx: &Context<'_>) -> Result<Vec<Player>> {
+        let players = self
+            .related(ctx, |b| &b.players, AnimeService::players_of)
+            .await?;
+        Ok((0..players.len())
+            .map(|index| Player {
+                list: Arc::clone(&players),
+                index,
+            })
+            .collect())
+    }
+
+    /// Its episodes, by number (`episodes` is their count as announced,
+    /// which may be more than are listed). Cached up to 300 s. Charged as
+    /// the longest list an anime can have: meant for a detail page, not
+    /// for every anime of a page.
+    #[graphql(complexity = "EPISODES_COST * child_complexity")]
+    async fn episode_list(&self, ctx: &Context<'_>) -> Result<Vec<Episode>> {
+        let episodes = self
+            .related(ctx, |b| &b.episodes, AnimeService::episodes_of)
+            .await?;
+        Ok((0..episodes.len())
+            .map(|index| Episode {
+                list: Arc::clone(&episodes),
+                index,
+            })
+            .collect())
     }
 
     /// Cover picture URL.
@@ -146,6 +355,76 @@ impl Anime {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model().updated_at
     }
+}
+
+/// A video player of an anime: a view into its cached list.
+pub struct Player {
+    list: Arc<Vec<PlayerEntry>>,
+    index: usize,
+}
+
+#[Object]
+impl Player {
+    /// URL to show in an `<iframe>`.
+    async fn embed_url(&self) -> &str {
+        &self.list[self.index].embed_url
+    }
+
+    /// Who translated (dubbed or subtitled) this version; null when not
+    /// known.
+    async fn translator(&self) -> Option<&str> {
+        self.list[self.index].translator.as_deref()
+    }
+
+    /// Quality label as the host shows it (`720p`, `1080p`); null when not
+    /// known.
+    async fn quality(&self) -> Option<&str> {
+        self.list[self.index].quality.as_deref()
+    }
+}
+
+/// An episode of an anime: a view into its cached list.
+pub struct Episode {
+    list: Arc<Vec<EpisodeEntry>>,
+    index: usize,
+}
+
+#[Object]
+impl Episode {
+    /// Episode number, from 1.
+    async fn number(&self) -> i32 {
+        self.list[self.index].number
+    }
+
+    /// Episode title; null when not known.
+    async fn title(&self) -> Option<&str> {
+        self.list[self.index].title.as_deref()
+    }
+
+    /// When it first aired (`2024-04-06`); null when not known.
+    async fn aired_on(&self) -> Option<NaiveDate> {
+        self.list[self.index].aired_on
+    }
+}
+
+/// Age rating, on the scale anime sites use.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "anime::AgeRating")]
+pub enum AgeRating {
+    /// G: all ages.
+    G,
+    /// PG: children (parental guidance suggested).
+    Pg,
+    /// PG-13: teens 13 or older.
+    #[graphql(name = "PG_13")]
+    Pg13,
+    /// R: 17 or older (violence and profanity).
+    R,
+    /// R+: mild nudity.
+    #[graphql(name = "R_PLUS")]
+    RPlus,
+    /// Rx: hentai.
+    Rx,
 }
 
 /// Release format.
@@ -214,12 +493,7 @@ impl From<Arc<PageResult>> for AnimePage {
             page: result.request.page,
             per_page: result.request.per_page,
             has_next_page: result.request.has_next_page(result.total),
-            items: (0..result.items.len())
-                .map(|index| Anime {
-                    source: Arc::clone(&result) as Arc<dyn Records>,
-                    index,
-                })
-                .collect(),
+            items: Anime::list_of(Arc::clone(&result) as Arc<dyn Records>, result.items.len()),
         }
     }
 }

@@ -7,9 +7,9 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, Re
 
 use super::admin::{AdminGuard, ClearResult};
 use super::query::parse_id;
-use super::types::{Anime, AnimeFormat, AnimeSeason, AnimeStatus};
+use super::types::{AgeRating, Anime, AnimeFormat, AnimeSeason, AnimeStatus};
 use crate::app::AppState;
-use crate::db::relations::PlayerDraft;
+use crate::db::relations::{EpisodeDraft, PlayerDraft};
 use crate::error::AppError;
 use crate::service::{AnimeChanges, AnimeDraft};
 
@@ -37,6 +37,8 @@ pub struct CreateAnimeInput {
     pub popularity: i32,
     /// Original-language title, up to 255 characters.
     pub title_original: Option<String>,
+    /// Age rating.
+    pub age_rating: Option<AgeRating>,
     /// Up to 10 genres of 1-40 characters (a name that is no genre yet
     /// becomes one).
     #[graphql(default)]
@@ -52,6 +54,10 @@ pub struct CreateAnimeInput {
     /// Up to 20 video players, in order.
     #[graphql(default)]
     pub players: Vec<PlayerInput>,
+    /// Up to 2000 episodes, numbers at least 1 and distinct (listed by
+    /// number whatever their order here).
+    #[graphql(default)]
+    pub episode_list: Vec<EpisodeInput>,
     /// http(s) URL of the cover picture.
     pub picture_url: String,
     /// Plot summary, up to 10000 characters.
@@ -82,6 +88,8 @@ pub struct UpdateAnimeInput {
     pub popularity: Option<i32>,
     /// New original-language title (`null` clears it).
     pub title_original: MaybeUndefined<String>,
+    /// New age rating (`null` clears it).
+    pub age_rating: MaybeUndefined<AgeRating>,
     /// New genres (replace the list).
     pub genres: Option<Vec<String>>,
     /// New themes (replace the list).
@@ -90,6 +98,8 @@ pub struct UpdateAnimeInput {
     pub studios: Option<Vec<String>>,
     /// New video players (replace the list).
     pub players: Option<Vec<PlayerInput>>,
+    /// New episodes (replace the list).
+    pub episode_list: Option<Vec<EpisodeInput>>,
     /// New cover picture URL.
     pub picture_url: Option<String>,
     /// New synopsis.
@@ -113,6 +123,27 @@ impl From<PlayerInput> for PlayerDraft {
             embed_url: input.embed_url,
             translator: input.translator,
             quality: input.quality,
+        }
+    }
+}
+
+/// An episode of an anime.
+#[derive(InputObject)]
+pub struct EpisodeInput {
+    /// Episode number, from 1, unique within the anime.
+    pub number: i32,
+    /// Episode title, up to 255 characters.
+    pub title: Option<String>,
+    /// When it first aired (`2024-04-06`).
+    pub aired_on: Option<chrono::NaiveDate>,
+}
+
+impl From<EpisodeInput> for EpisodeDraft {
+    fn from(input: EpisodeInput) -> Self {
+        Self {
+            number: input.number,
+            title: input.title,
+            aired_on: input.aired_on,
         }
     }
 }
@@ -203,8 +234,7 @@ impl From<CreateAnimeInput> for AnimeDraft {
             title: input.title,
             title_english: input.title_english,
             title_original: input.title_original,
-            // Not in the GraphQL input yet: a created anime has none.
-            age_rating: None,
+            age_rating: input.age_rating.map(Into::into),
             format: input.format.into(),
             episodes: input.episodes,
             status: input.status.into(),
@@ -216,7 +246,7 @@ impl From<CreateAnimeInput> for AnimeDraft {
             themes: input.themes,
             studios: input.studios,
             players: input.players.into_iter().map(Into::into).collect(),
-            episode_list: Vec::new(),
+            episode_list: input.episode_list.into_iter().map(Into::into).collect(),
             picture_url: input.picture_url,
             synopsis: input.synopsis,
         }
@@ -238,7 +268,7 @@ impl From<UpdateAnimeInput> for AnimeChanges {
             title: input.title,
             title_english: change(input.title_english),
             title_original: change(input.title_original),
-            age_rating: None,
+            age_rating: change(input.age_rating),
             format: input.format.map(Into::into),
             episodes: change(input.episodes),
             status: input.status.map(Into::into),
@@ -252,7 +282,9 @@ impl From<UpdateAnimeInput> for AnimeChanges {
             players: input
                 .players
                 .map(|players| players.into_iter().map(Into::into).collect()),
-            episode_list: None,
+            episode_list: input
+                .episode_list
+                .map(|episodes| episodes.into_iter().map(Into::into).collect()),
             picture_url: input.picture_url,
             synopsis: input.synopsis,
         }

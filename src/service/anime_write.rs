@@ -460,14 +460,14 @@ fn genres(genres: Vec<String>) -> Result<Vec<String>> {
 }
 
 /// At most this many themes or studios per anime, as for genres.
-const MAX_NAMES: usize = 10;
+pub const MAX_NAMES: usize = 10;
 
 /// At most this many video players per anime.
-const MAX_PLAYERS: usize = 20;
+pub const MAX_PLAYERS: usize = 20;
 
 /// At most this many episode rows per anime (the longest-running series
 /// have about 1,200 episodes).
-const MAX_EPISODES: usize = 2_000;
+pub const MAX_EPISODES: usize = 2_000;
 
 /// Theme or studio names: up to [`MAX_NAMES`] of 1-64 characters,
 /// trimmed, duplicates dropped, in the order given.

@@ -6,6 +6,7 @@
 pub mod anime;
 pub mod anime_write;
 pub mod catalogue;
+pub mod relations;
 pub mod search;
 pub mod tags;
 pub mod taxonomy;
@@ -16,5 +17,8 @@ pub use anime::{
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
 pub use catalogue::{AnimeList, CountQuery, FilteredAnimeCount};
+pub use relations::{
+    AnimeEpisodes, AnimeGenres, AnimePlayers, AnimeStudios, AnimeThemes, EpisodeEntry, PlayerEntry,
+};
 pub use search::{SearchAnime, SearchText};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};

@@ -68,9 +68,11 @@ async fn deep_complex_and_alias_heavy_documents_are_refused() {
     let app = app_with(&[]).await;
 
     let fields = "id title titleEnglish format episodes status season year score popularity genres pictureUrl synopsis createdAt updatedAt";
-    let heavy = format!(
-        "{{ a: popularAnime(limit: 100) {{ {fields} }} b: popularAnime(limit: 100) {{ {fields} }} }}"
-    );
+    // Seven full lists of 1,500 each: past the 10,000 budget.
+    let heavy: String = (0..7)
+        .map(|i| format!("l{i}: popularAnime(limit: 100) {{ {fields} }} "))
+        .collect();
+    let heavy = format!("{{ {heavy} }}");
     let body = app.graphql(&heavy, json!({})).await;
     assert_eq!(code(&body), "QUERY_TOO_COMPLEX", "{body}");
     let single = format!("{{ popularAnime(limit: 100) {{ {fields} }} }}");

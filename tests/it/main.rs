@@ -15,6 +15,7 @@ mod cache;
 mod cache_directives;
 mod catalogue;
 mod catalogue_lists;
+mod catalogue_relations;
 mod catalogue_search;
 mod catalogue_storm;
 mod contract;

@@ -1,0 +1,258 @@
+//! Reading an anime's relations, through the cache: its genres, themes,
+//! studios, video players and episodes, one entry per anime and relation
+//! (`anime_genres:id=7`, …), each tagged with the anime's own tag
+//! ([`tags::anime`]), which every write to that anime bumps.
+//!
+//! Every query here sets [`CachedQuery::LOADS_IN_BATCHES`]: the misses of
+//! one DataLoader batch load with one call of the repository's batch
+//! loader (`AnimeRepo::genres_of`, …), so a page of 100 anime selecting
+//! four relations costs one statement per relation on a miss, and none on
+//! a hit.
+//!
+//! # Genres, themes and studios hold ids only
+//!
+//! A genre (theme, studio) entry stores the anime's taxon ids, in the
+//! anime's order, and nothing else: names, slugs and anime counts come
+//! from the cached taxonomy list (`service::taxonomy::TaxonomyList`,
+//! tagged `taxonomy`) when the field is resolved, and an id the list does
+//! not hold (a taxon deleted since the entry was stored) is skipped.
+//! This is deliberate: a taxon rename or delete then bumps only the
+//! `taxonomy` tag, instead of the `anime:{id}` tag of every anime that
+//! has the taxon (thousands of tags for a popular genre), and the anime
+//! entries stay valid across it. Players and episodes belong to one anime
+//! each, so their entries store the rows themselves.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{CachedQuery, Resolver};
+use crate::db::AnimeRepo;
+use crate::entities::{episode, player};
+use crate::error::{AppError, Result};
+
+use super::AnimeService;
+use super::tags;
+
+/// The one output of a batch of one query, from [`CachedQuery::load_many`].
+fn single<T>(mut outputs: Vec<T>) -> Result<T> {
+    outputs
+        .pop()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a batch of one loaded no value")))
+}
+
+macro_rules! taxa_query {
+    ($name:ident, $resolver:expr, $loader:ident, $doc:literal) => {
+        #[doc = $doc]
+        ///
+        /// Its value is the taxon ids, in the anime's order (see the
+        /// module doc for why not the names).
+        pub struct $name {
+            repo: AnimeRepo,
+            anime_id: i32,
+        }
+
+        impl CachedQuery for $name {
+            type Output = Vec<i32>;
+            const RESOLVER: Resolver = $resolver;
+            const LOADS_IN_BATCHES: bool = true;
+
+            fn params(&self) -> String {
+                format!("id={}", self.anime_id)
+            }
+
+            fn tag(&self) -> String {
+                tags::anime(self.anime_id)
+            }
+
+            async fn load(&self) -> Result<Self::Output> {
+                single(Self::load_many(&[self]).await?)
+            }
+
+            async fn load_many(queries: &[&Self]) -> Result<Vec<Self::Output>> {
+                // One repository for the whole batch: every query of it
+                // comes from the one service.
+                let Some(first) = queries.first() else {
+                    return Ok(Vec::new());
+                };
+                let ids: Vec<i32> = queries.iter().map(|query| query.anime_id).collect();
+                let mut taxa = first.repo.$loader(&ids).await?;
+                Ok(ids
+                    .iter()
+                    .map(|id| {
+                        taxa.remove(id)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|taxon| taxon.id)
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+taxa_query!(
+    AnimeGenres,
+    Resolver::AnimeGenres,
+    genres_of,
+    "`Anime.genreList`: one anime's genres."
+);
+taxa_query!(
+    AnimeThemes,
+    Resolver::AnimeThemes,
+    themes_of,
+    "`Anime.themes`: one anime's themes."
+);
+taxa_query!(
+    AnimeStudios,
+    Resolver::AnimeStudios,
+    studios_of,
+    "`Anime.studios`: one anime's studios."
+);
+
+/// One video player of an anime, as its cached entry holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerEntry {
+    /// URL for an `<iframe>`.
+    pub embed_url: String,
+    /// Who translated (dubbed or subtitled) this version, when known.
+    pub translator: Option<String>,
+    /// Quality label (`1080p`), when known.
+    pub quality: Option<String>,
+}
+
+impl From<player::Model> for PlayerEntry {
+    fn from(row: player::Model) -> Self {
+        Self {
+            embed_url: row.embed_url,
+            translator: row.translator,
+            quality: row.quality,
+        }
+    }
+}
+
+/// One episode of an anime, as its cached entry holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpisodeEntry {
+    /// Episode number, from 1.
+    pub number: i32,
+    /// Episode title, when known.
+    pub title: Option<String>,
+    /// When it first aired, when known.
+    pub aired_on: Option<chrono::NaiveDate>,
+}
+
+impl From<episode::Model> for EpisodeEntry {
+    fn from(row: episode::Model) -> Self {
+        Self {
+            number: row.number,
+            title: row.title,
+            aired_on: row.aired_on,
+        }
+    }
+}
+
+macro_rules! rows_query {
+    ($name:ident, $resolver:expr, $loader:ident, $entry:ty, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name {
+            repo: AnimeRepo,
+            anime_id: i32,
+        }
+
+        impl CachedQuery for $name {
+            type Output = Vec<$entry>;
+            const RESOLVER: Resolver = $resolver;
+            const LOADS_IN_BATCHES: bool = true;
+
+            fn params(&self) -> String {
+                format!("id={}", self.anime_id)
+            }
+
+            fn tag(&self) -> String {
+                tags::anime(self.anime_id)
+            }
+
+            async fn load(&self) -> Result<Self::Output> {
+                single(Self::load_many(&[self]).await?)
+            }
+
+            async fn load_many(queries: &[&Self]) -> Result<Vec<Self::Output>> {
+                // One repository for the whole batch: every query of it
+                // comes from the one service.
+                let Some(first) = queries.first() else {
+                    return Ok(Vec::new());
+                };
+                let ids: Vec<i32> = queries.iter().map(|query| query.anime_id).collect();
+                let mut rows = first.repo.$loader(&ids).await?;
+                Ok(ids
+                    .iter()
+                    .map(|id| {
+                        rows.remove(id)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(<$entry>::from)
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+rows_query!(
+    AnimePlayers,
+    Resolver::AnimePlayers,
+    players_of,
+    PlayerEntry,
+    "`Anime.players`: one anime's video players, in order."
+);
+rows_query!(
+    AnimeEpisodes,
+    Resolver::AnimeEpisodes,
+    episodes_of,
+    EpisodeEntry,
+    "`Anime.episodeList`: one anime's episodes, by number."
+);
+
+impl AnimeService {
+    /// The genres of anime `anime_id` (an id read from a loaded record,
+    /// so not checked again).
+    pub fn genres_of(&self, anime_id: i32) -> AnimeGenres {
+        AnimeGenres {
+            repo: self.repo.clone(),
+            anime_id,
+        }
+    }
+
+    /// The themes of anime `anime_id`.
+    pub fn themes_of(&self, anime_id: i32) -> AnimeThemes {
+        AnimeThemes {
+            repo: self.repo.clone(),
+            anime_id,
+        }
+    }
+
+    /// The studios of anime `anime_id`.
+    pub fn studios_of(&self, anime_id: i32) -> AnimeStudios {
+        AnimeStudios {
+            repo: self.repo.clone(),
+            anime_id,
+        }
+    }
+
+    /// The video players of anime `anime_id`.
+    pub fn players_of(&self, anime_id: i32) -> AnimePlayers {
+        AnimePlayers {
+            repo: self.repo.clone(),
+            anime_id,
+        }
+    }
+
+    /// The episodes of anime `anime_id`.
+    pub fn episodes_of(&self, anime_id: i32) -> AnimeEpisodes {
+        AnimeEpisodes {
+            repo: self.repo.clone(),
+            anime_id,
+        }
+    }
+}
