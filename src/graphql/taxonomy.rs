@@ -138,11 +138,16 @@ async fn one(ctx: &Context<'_>, kind: Taxonomy, slug: &str) -> Result<Option<Tax
         .map(|entry| TaxonSource::Single(Arc::new(entry))))
 }
 
-/// How many entries a `genres`, `themes` or `studios` list counts as for
-/// the complexity limit: about the number of genres, so that a page of
-/// anime under every taxon of a list is paid for per taxon (the seeded
-/// catalogue has 20 genres, 50 themes and 200 studios).
-const LISTED_TAXA: usize = 20;
+/// How many entries the `genres`, `themes` and `studios` lists count as for
+/// the complexity limit: a little over what a real catalogue has (the
+/// seeded one, like the old backend's, about 20 genres, 50 themes and 200
+/// studios), so that a page of anime under every taxon of a list is paid
+/// for per taxon.
+const LISTED_GENRES: usize = 30;
+/// See [`LISTED_GENRES`].
+const LISTED_THEMES: usize = 60;
+/// See [`LISTED_GENRES`].
+const LISTED_STUDIOS: usize = 250;
 
 /// The genres, themes and studios.
 #[derive(Default)]
@@ -151,27 +156,27 @@ pub struct TaxonomyQuery;
 #[Object]
 impl TaxonomyQuery {
     /// Every genre with its anime count, by name. Cached up to 600 s.
-    /// For the complexity limit the list counts as 20 genres (each
-    /// `anime` page under it is paid 20 times).
-    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
+    /// For the complexity limit the list counts as 30 genres (each
+    /// `anime` page under it is paid 30 times).
+    #[graphql(complexity = "LISTED_GENRES * child_complexity + 1")]
     async fn genres(&self, ctx: &Context<'_>) -> Result<Vec<Genre>> {
         let list = list(ctx, Taxonomy::Genre).await?;
         Ok(TaxonSource::all_of(&list).map(Genre).collect())
     }
 
     /// Every theme with its anime count, by name. Cached up to 600 s.
-    /// For the complexity limit the list counts as 20 themes (each
-    /// `anime` page under it is paid 20 times).
-    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
+    /// For the complexity limit the list counts as 60 themes (each
+    /// `anime` page under it is paid 60 times).
+    #[graphql(complexity = "LISTED_THEMES * child_complexity + 1")]
     async fn themes(&self, ctx: &Context<'_>) -> Result<Vec<Theme>> {
         let list = list(ctx, Taxonomy::Theme).await?;
         Ok(TaxonSource::all_of(&list).map(Theme).collect())
     }
 
     /// Every studio with its anime count, by name. Cached up to 600 s.
-    /// For the complexity limit the list counts as 20 studios (each
-    /// `anime` page under it is paid 20 times).
-    #[graphql(complexity = "LISTED_TAXA * child_complexity + 1")]
+    /// For the complexity limit the list counts as 250 studios (each
+    /// `anime` page under it is paid 250 times).
+    #[graphql(complexity = "LISTED_STUDIOS * child_complexity + 1")]
     async fn studios(&self, ctx: &Context<'_>) -> Result<Vec<Studio>> {
         let list = list(ctx, Taxonomy::Studio).await?;
         Ok(TaxonSource::all_of(&list).map(Studio).collect())

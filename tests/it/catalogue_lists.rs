@@ -635,6 +635,7 @@ async fn a_full_grid_fits_the_complexity_limit_and_nested_pages_do_not() {
     let detail = "id title titleEnglish format episodes status season year score popularity \
                   genres pictureUrl synopsis createdAt updatedAt \
                   a: id b: title c: year d: score e: popularity";
+    let relations = "genreList { name } themes { name } studios { name } players { embedUrl }";
     let grid = format!(
         "{{ animeList(perPage: 100) {{ total page perPage hasNextPage items {{ {detail} }} }} }}"
     );
@@ -650,10 +651,12 @@ async fn a_full_grid_fits_the_complexity_limit_and_nested_pages_do_not() {
 
     for abuse in [
         format!(
-            "{{ a: animeList(perPage: 100) {{ items {{ {detail} }} }} b: animeList(page: 2, perPage: 100) {{ items {{ {detail} }} }} }}"
+            "{{ a: animeList(perPage: 100) {{ items {{ {detail} {relations} }} }} b: animeList(page: 2, perPage: 100) {{ items {{ {detail} {relations} }} }} }}"
         ),
         "{ studios { anime(perPage: 100) { items { id title } } } }".to_owned(),
-        "{ genres { anime(perPage: 40) { items { id title pictureUrl } } } }".to_owned(),
+        "{ genres { anime(perPage: 100) { items { id title genreList { name } } } } }".to_owned(),
+        "{ genres { anime(perPage: 100) { items { genreList { anime(perPage: 100) { items { id } } } } } } }"
+            .to_owned(),
     ] {
         let body = app.graphql(&abuse, json!({})).await;
         assert_eq!(

@@ -143,7 +143,7 @@ async fn check_reads(rng: &mut Rng, reader: &TestApp, what: &str) {
     let genre = *rng.pick(&["action", "drama", "comedy", "fantasy", "romance"]);
     let (sort_name, sort) = *rng.pick(&SORTS);
     let descending = rng.below(2) == 0;
-    let years = (rng.below(2) == 0).then(|| YearRange {
+    let years = (rng.below(2) == 0).then_some(YearRange {
         from: 2000,
         to: 2100,
     });
