@@ -34,8 +34,9 @@
 //! and are stored before it answers; `no-store` stores nothing
 //! (`CACHE_CLIENT_DIRECTIVES=false` ignores both).
 //!
-//! A write (`service::anime_write`) commits to the database, then bumps the
-//! generations of the tags it changed and waits until every instance has
+//! A write (`service::anime_write`, `service::taxonomy_write`) commits to
+//! the database, then bumps the generations of the tags it changed
+//! (`service::tags` says which) and waits until every instance has
 //! dropped them from its local tier and kept responses.
 //!
 //! | module | owns |
@@ -46,9 +47,9 @@
 //! | [`app`] | `AppState`, start-up (`App::build`) and graceful shutdown |
 //! | [`server`] | the connection loop and exact-bytes front door; axum routes (`/graphql`, `/healthz`, `/readyz`, `/metrics`, GraphiQL) and middleware; `Accept` negotiation; the `/graphql` request path |
 //! | [`ceiling`] | the benchmark ceiling: bare hyper serving fixed bytes (`anigo ceiling`, hidden) |
-//! | [`graphql`] | schema, query root, API types, cache loader, document limits and value checks before execution, error codes |
-//! | [`service`] | use cases and their cached queries, independent of GraphQL |
-//! | [`cache`] | policies, keys, batching, single-flight, Redis (fred), stats |
+//! | [`graphql`] | schema; the query fields (`query`: the anime reads; `catalogue`: lists and filtered counts; `taxonomy`: genres, themes, studios; `search`), API types with the relation fields (`types`), writes (`write`, `taxonomy_write`), cache loader, document limits and value checks before execution, error codes |
+//! | [`service`] | use cases and their cached queries, independent of GraphQL: anime reads, catalogue lists, taxonomy, search, relations; writes and the invalidation tags |
+//! | [`cache`] | policies, keys, batching, single-flight, admission of free-input keys (searches), Redis (fred), stats |
 //! | [`db`] | connecting (with start-up retries), migrating, the guarded `Database` handle (circuit breaker, timeouts) every query goes through, and every SQL query (`AnimeRepo`: records with genres, batch relation loaders, the catalogue list, count and search, taxonomies) |
 //! | [`entities`] | sea-orm entities: anime, genres, themes, studios and their links, players, episodes |
 //! | [`error`] | `AppError` and the GraphQL error codes |
