@@ -16,10 +16,11 @@
 //! from the cached taxonomy list (`service::taxonomy::TaxonomyList`,
 //! tagged `taxonomy`) when the field is resolved, and an id the list does
 //! not hold (a taxon deleted since the entry was stored) is skipped.
-//! This is deliberate: a taxon rename or delete then bumps only the
-//! `taxonomy` tag, instead of the `anime:{id}` tag of every anime that
-//! has the taxon (thousands of tags for a popular genre), and the anime
-//! entries stay valid across it. Players and episodes belong to one anime
+//! This is deliberate: these entries stay valid across a taxon rename or
+//! delete, which then needs only the `taxonomy` tag for them. (A theme or
+//! studio rename bumps nothing else; a genre rename or delete still bumps
+//! its anime, because the cached anime records embed genre names for the
+//! old `Anime.genres` field: see `service::tags`.) Players and episodes belong to one anime
 //! each, so their entries store the rows themselves.
 
 use serde::{Deserialize, Serialize};
