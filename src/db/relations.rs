@@ -79,19 +79,29 @@ fn col(name: &'static str) -> Alias {
     Alias::new(name)
 }
 
+/// Deletes the rows of `table` that belong to anime `anime_id`.
+async fn delete_rows_of(
+    conn: &impl ConnectionTrait,
+    table: &'static str,
+    anime_id: i32,
+) -> Result<(), DbErr> {
+    conn.execute(
+        &Query::delete()
+            .from_table(col(table))
+            .and_where(Expr::col(col("anime_id")).eq(anime_id))
+            .to_owned(),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Replaces the players of anime `anime_id` with `players`, in order.
 async fn replace_players(
     conn: &impl ConnectionTrait,
     anime_id: i32,
     players: &[PlayerDraft],
 ) -> Result<(), DbErr> {
-    conn.execute(
-        &Query::delete()
-            .from_table(col("player"))
-            .and_where(Expr::col(col("anime_id")).eq(anime_id))
-            .to_owned(),
-    )
-    .await?;
+    delete_rows_of(conn, "player", anime_id).await?;
     if players.is_empty() {
         return Ok(());
     }
@@ -128,13 +138,7 @@ async fn replace_episodes(
     anime_id: i32,
     episodes: &[EpisodeDraft],
 ) -> Result<(), DbErr> {
-    conn.execute(
-        &Query::delete()
-            .from_table(col("episode"))
-            .and_where(Expr::col(col("anime_id")).eq(anime_id))
-            .to_owned(),
-    )
-    .await?;
+    delete_rows_of(conn, "episode", anime_id).await?;
     // Within the bind-parameter limits of both backends: 4 columns.
     for chunk in episodes.chunks(2_000) {
         let mut insert = Query::insert()

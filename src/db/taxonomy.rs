@@ -41,6 +41,11 @@ impl Taxonomy {
     /// Every taxonomy.
     pub const ALL: [Self; 3] = [Self::Genre, Self::Theme, Self::Studio];
 
+    /// Position in [`Taxonomy::ALL`], for per-taxonomy arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Its table.
     pub fn table(self) -> &'static str {
         match self {

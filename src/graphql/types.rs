@@ -61,6 +61,9 @@ struct ListBatches {
     studios: OnceCell<Vec<Outcome<Vec<i32>>>>,
     players: OnceCell<Vec<Outcome<Vec<PlayerEntry>>>>,
     episodes: OnceCell<Vec<Outcome<Vec<EpisodeEntry>>>>,
+    /// The genre, theme and studio lists that name the ids above, in
+    /// [`Taxonomy::ALL`] order: read once per list, not once per item.
+    taxonomies: [OnceCell<Arc<TaxonList>>; 3],
 }
 
 /// A list's records with the relation loads of one response.
@@ -123,6 +126,7 @@ impl Anime {
                 studios: OnceCell::new(),
                 players: OnceCell::new(),
                 episodes: OnceCell::new(),
+                taxonomies: Default::default(),
             },
         });
         (0..len)
@@ -191,7 +195,18 @@ impl Anime {
                 }
             }
         };
-        let (ids, list) = futures_util::try_join!(ids, taxonomy::list(ctx, kind))?;
+        let list = async {
+            match self.source.batches() {
+                Some(batches) => {
+                    let cell = &batches.taxonomies[kind.index()];
+                    cell.get_or_try_init(|| taxonomy::list(ctx, kind))
+                        .await
+                        .cloned()
+                }
+                None => taxonomy::list(ctx, kind).await,
+            }
+        };
+        let (ids, list) = futures_util::try_join!(ids, list)?;
         Ok(listed(&list, &ids))
     }
 }

@@ -452,7 +452,7 @@ fn genres(genres: Vec<String>) -> Result<Vec<String>> {
     }
     let mut out: Vec<String> = genres
         .iter()
-        .map(|g| text("input.genres", g, 1, 40))
+        .map(|g| text("input.genres", g, 1, MAX_GENRE_NAME))
         .collect::<Result<_>>()?;
     out.sort();
     out.dedup();
@@ -461,6 +461,12 @@ fn genres(genres: Vec<String>) -> Result<Vec<String>> {
 
 /// At most this many themes or studios per anime, as for genres.
 pub const MAX_NAMES: usize = 10;
+
+/// Longest genre name, in characters.
+pub const MAX_GENRE_NAME: usize = 40;
+
+/// Longest theme or studio name, in characters.
+pub const MAX_TAXON_NAME: usize = 64;
 
 /// At most this many video players per anime.
 pub const MAX_PLAYERS: usize = 20;
@@ -483,7 +489,7 @@ fn names(argument: &'static str, names: Vec<String>) -> Result<Vec<String>> {
     }
     let mut out: Vec<String> = Vec::with_capacity(names.len());
     for name in &names {
-        let name = text(argument, name, 1, 64)?;
+        let name = text(argument, name, 1, MAX_TAXON_NAME)?;
         if !out.contains(&name) {
             out.push(name);
         }

@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CachedQuery, Resolver};
-use crate::db::AnimeRepo;
+use crate::db::{AnimeRepo, Taxon};
 use crate::entities::{episode, player};
 use crate::error::{AppError, Result};
 
@@ -39,76 +39,6 @@ fn single<T>(mut outputs: Vec<T>) -> Result<T> {
         .pop()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a batch of one loaded no value")))
 }
-
-macro_rules! taxa_query {
-    ($name:ident, $resolver:expr, $loader:ident, $doc:literal) => {
-        #[doc = $doc]
-        ///
-        /// Its value is the taxon ids, in the anime's order (see the
-        /// module doc for why not the names).
-        pub struct $name {
-            repo: AnimeRepo,
-            anime_id: i32,
-        }
-
-        impl CachedQuery for $name {
-            type Output = Vec<i32>;
-            const RESOLVER: Resolver = $resolver;
-            const LOADS_IN_BATCHES: bool = true;
-
-            fn params(&self) -> String {
-                format!("id={}", self.anime_id)
-            }
-
-            fn tag(&self) -> String {
-                tags::anime(self.anime_id)
-            }
-
-            async fn load(&self) -> Result<Self::Output> {
-                single(Self::load_many(&[self]).await?)
-            }
-
-            async fn load_many(queries: &[&Self]) -> Result<Vec<Self::Output>> {
-                // One repository for the whole batch: every query of it
-                // comes from the one service.
-                let Some(first) = queries.first() else {
-                    return Ok(Vec::new());
-                };
-                let ids: Vec<i32> = queries.iter().map(|query| query.anime_id).collect();
-                let mut taxa = first.repo.$loader(&ids).await?;
-                Ok(ids
-                    .iter()
-                    .map(|id| {
-                        taxa.remove(id)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|taxon| taxon.id)
-                            .collect()
-                    })
-                    .collect())
-            }
-        }
-    };
-}
-
-taxa_query!(
-    AnimeGenres,
-    Resolver::AnimeGenres,
-    genres_of,
-    "`Anime.genreList`: one anime's genres."
-);
-taxa_query!(
-    AnimeThemes,
-    Resolver::AnimeThemes,
-    themes_of,
-    "`Anime.themes`: one anime's themes."
-);
-taxa_query!(
-    AnimeStudios,
-    Resolver::AnimeStudios,
-    studios_of,
-    "`Anime.studios`: one anime's studios."
-);
 
 /// One video player of an anime, as its cached entry holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,8 +82,12 @@ impl From<episode::Model> for EpisodeEntry {
     }
 }
 
-macro_rules! rows_query {
-    ($name:ident, $resolver:expr, $loader:ident, $entry:ty, $doc:literal) => {
+/// One cached relation of one anime: a query struct, its `CachedQuery`
+/// (batched: `$loader` answers every anime of a batch with one statement;
+/// each row becomes one `$item` through `$map`) and the
+/// [`AnimeService`] method that builds it.
+macro_rules! relation_query {
+    ($name:ident, $method:ident, $resolver:expr, $loader:ident, $item:ty, $map:expr, $doc:literal) => {
         #[doc = $doc]
         pub struct $name {
             repo: AnimeRepo,
@@ -161,7 +95,7 @@ macro_rules! rows_query {
         }
 
         impl CachedQuery for $name {
-            type Output = Vec<$entry>;
+            type Output = Vec<$item>;
             const RESOLVER: Resolver = $resolver;
             const LOADS_IN_BATCHES: bool = true;
 
@@ -187,73 +121,65 @@ macro_rules! rows_query {
                 let mut rows = first.repo.$loader(&ids).await?;
                 Ok(ids
                     .iter()
-                    .map(|id| {
-                        rows.remove(id)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(<$entry>::from)
-                            .collect()
-                    })
+                    .map(|id| rows.remove(id).unwrap_or_default().into_iter().map($map).collect())
                     .collect())
+            }
+        }
+
+        impl AnimeService {
+            #[doc = concat!("[`", stringify!($name), "`] of anime `anime_id` (an id read from a loaded record, so not checked again).")]
+            pub fn $method(&self, anime_id: i32) -> $name {
+                $name {
+                    repo: self.repo.clone(),
+                    anime_id,
+                }
             }
         }
     };
 }
 
-rows_query!(
+relation_query!(
+    AnimeGenres,
+    genres_of,
+    Resolver::AnimeGenres,
+    genres_of,
+    i32,
+    |taxon: Taxon| taxon.id,
+    "`Anime.genreList`: one anime's genre ids, in its order (see the module doc for why not the names)."
+);
+relation_query!(
+    AnimeThemes,
+    themes_of,
+    Resolver::AnimeThemes,
+    themes_of,
+    i32,
+    |taxon: Taxon| taxon.id,
+    "`Anime.themes`: one anime's theme ids, in its order."
+);
+relation_query!(
+    AnimeStudios,
+    studios_of,
+    Resolver::AnimeStudios,
+    studios_of,
+    i32,
+    |taxon: Taxon| taxon.id,
+    "`Anime.studios`: one anime's studio ids, in its order."
+);
+relation_query!(
     AnimePlayers,
+    players_of,
     Resolver::AnimePlayers,
     players_of,
     PlayerEntry,
+    PlayerEntry::from,
     "`Anime.players`: one anime's video players, in order."
 );
-rows_query!(
+relation_query!(
     AnimeEpisodes,
+    episodes_of,
     Resolver::AnimeEpisodes,
     episodes_of,
     EpisodeEntry,
+    EpisodeEntry::from,
     "`Anime.episodeList`: one anime's episodes, by number."
 );
-
-impl AnimeService {
-    /// The genres of anime `anime_id` (an id read from a loaded record,
-    /// so not checked again).
-    pub fn genres_of(&self, anime_id: i32) -> AnimeGenres {
-        AnimeGenres {
-            repo: self.repo.clone(),
-            anime_id,
-        }
-    }
-
-    /// The themes of anime `anime_id`.
-    pub fn themes_of(&self, anime_id: i32) -> AnimeThemes {
-        AnimeThemes {
-            repo: self.repo.clone(),
-            anime_id,
-        }
-    }
-
-    /// The studios of anime `anime_id`.
-    pub fn studios_of(&self, anime_id: i32) -> AnimeStudios {
-        AnimeStudios {
-            repo: self.repo.clone(),
-            anime_id,
-        }
-    }
-
-    /// The video players of anime `anime_id`.
-    pub fn players_of(&self, anime_id: i32) -> AnimePlayers {
-        AnimePlayers {
-            repo: self.repo.clone(),
-            anime_id,
-        }
-    }
-
-    /// The episodes of anime `anime_id`.
-    pub fn episodes_of(&self, anime_id: i32) -> AnimeEpisodes {
-        AnimeEpisodes {
-            repo: self.repo.clone(),
-            anime_id,
-        }
-    }
-}

@@ -31,11 +31,6 @@ pub fn is_slug(slug: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// The key word of a taxonomy (`kind=genre`).
-pub fn kind_name(kind: Taxonomy) -> &'static str {
-    kind.table()
-}
-
 /// Every genre (theme, studio) with its anime count, by name.
 pub struct TaxonomyList {
     repo: AnimeRepo,
@@ -47,7 +42,7 @@ impl CachedQuery for TaxonomyList {
     const RESOLVER: Resolver = Resolver::Taxonomy;
 
     fn params(&self) -> String {
-        format!("kind={}", kind_name(self.kind))
+        format!("kind={}", self.kind.table())
     }
 
     fn tag(&self) -> String {
@@ -84,11 +79,6 @@ impl TaxonList {
         &self.entries
     }
 
-    /// The entry of taxon `id`; `None` when there is none (deleted).
-    pub fn get(&self, id: i32) -> Option<&TaxonCount> {
-        self.by_id.get(&id).map(|&index| &self.entries[index])
-    }
-
     /// Position of taxon `id` in [`TaxonList::entries`].
     pub fn position(&self, id: i32) -> Option<usize> {
         self.by_id.get(&id).copied()
@@ -120,7 +110,7 @@ impl CachedQuery for TaxonBySlug {
     const RESOLVER: Resolver = Resolver::Taxonomy;
 
     fn params(&self) -> String {
-        format!("kind={}:slug={}", kind_name(self.kind), self.slug)
+        format!("kind={}:slug={}", self.kind.table(), self.slug)
     }
 
     fn tag(&self) -> String {
@@ -191,8 +181,8 @@ mod tests {
             anime_count: 3,
         };
         let list = TaxonList::new(vec![entry(7, "Action"), entry(2, "Drama")]);
-        assert_eq!(list.get(2).map(|e| e.taxon.name.as_str()), Some("Drama"));
-        assert_eq!(list.get(9), None);
+        assert_eq!(list.position(2), Some(1));
+        assert_eq!(list.position(9), None);
         let json = serde_json::to_string(&list).expect("json");
         assert!(json.starts_with('['), "{json}");
         let back: TaxonList = serde_json::from_str(&json).expect("decode");

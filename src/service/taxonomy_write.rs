@@ -6,23 +6,17 @@
 use migration::slug;
 
 use super::AnimeService;
-use super::anime_write::text;
+use super::anime_write::{MAX_GENRE_NAME, MAX_TAXON_NAME, text};
 use super::tags::{self, TaxonWrite};
 use crate::db::{TaxonCount, TaxonWriteError, Taxonomy};
 use crate::error::{AppError, Result};
 
-/// Longest name of each taxonomy: genres as in anime inputs (40), themes
-/// and studios 64.
+/// Longest name of each taxonomy, as in anime inputs.
 fn max_name_len(kind: Taxonomy) -> usize {
     match kind {
-        Taxonomy::Genre => 40,
-        Taxonomy::Theme | Taxonomy::Studio => 64,
+        Taxonomy::Genre => MAX_GENRE_NAME,
+        Taxonomy::Theme | Taxonomy::Studio => MAX_TAXON_NAME,
     }
-}
-
-/// What a taxonomy is called in messages.
-fn noun(kind: Taxonomy) -> &'static str {
-    kind.table()
 }
 
 impl AnimeService {
@@ -114,20 +108,20 @@ fn canonical_slug(new_slug: &str) -> Result<String> {
 }
 
 fn not_found(kind: Taxonomy, slug: &str) -> AppError {
-    AppError::NotFound(format!("{} {slug:?}", noun(kind)))
+    AppError::NotFound(format!("{} {slug:?}", kind.table()))
 }
 
 fn refused(kind: Taxonomy, err: TaxonWriteError, name: &str, new_slug: Option<&str>) -> AppError {
     match err {
         TaxonWriteError::NameTaken => AppError::bad_input(
             "name",
-            format!("another {} is named {name:?} already", noun(kind)),
+            format!("another {} is named {name:?} already", kind.table()),
         ),
         TaxonWriteError::SlugTaken => AppError::bad_input(
             "newSlug",
             format!(
                 "another {} has the slug {:?} already",
-                noun(kind),
+                kind.table(),
                 new_slug.unwrap_or_default()
             ),
         ),

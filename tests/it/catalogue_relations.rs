@@ -171,7 +171,9 @@ async fn a_page_of_100_costs_one_statement_per_relation_then_none(backend: Backe
     // Assert: no statement, every read a hit, the same data.
     assert_eq!(app.db_queries() - before, 0, "statements of a warm grid");
     let entries = trace(&second);
-    assert_eq!(entries.len(), 1 + 4 * 100 + 3 * 100, "{entries:?}");
+    // The page, 4 relations of each anime, and each taxonomy list once
+    // for the whole page.
+    assert_eq!(entries.len(), 1 + 4 * 100 + 3, "{entries:?}");
     assert!(
         entries.iter().all(|(_, status)| status == "HIT"),
         "{entries:?}"
@@ -356,46 +358,43 @@ async fn a_created_anime_round_trips_every_relation() {
 }
 
 #[tokio::test]
-async fn a_taxon_rename_or_delete_reaches_cached_relations_without_reloading_them() {
-    // Arrange: the genres of an anime with two or more cached.
+async fn a_theme_rename_or_delete_reaches_cached_relations_without_reloading_them() {
+    // Arrange: the themes of an anime with two or more cached.
     let app = spawn(Backend::Sqlite).await;
     let repo = AnimeRepo::new(app.state.db.clone());
     let ids: Vec<i32> = (1..=SEEDED as i32).collect();
-    let held = repo.genres_of(&ids).await.expect("genres");
+    let held = repo.themes_of(&ids).await.expect("themes");
     let id = *ids
         .iter()
-        .find(|id| held[id].len() >= 2)
-        .expect("a seeded anime with two genres");
-    let query = format!(r#"{{ anime(id: "{id}") {{ genreList {{ name slug }} }} }}"#);
+        .find(|id| held.get(id).is_some_and(|themes| themes.len() >= 2))
+        .expect("a seeded anime with two themes");
+    let query = format!(r#"{{ anime(id: "{id}") {{ title themes {{ name slug }} }} }}"#);
     let before = app.graphql_debug(&query).await;
-    let genres = before["data"]["anime"]["genreList"]
+    let themes = before["data"]["anime"]["themes"]
         .as_array()
-        .expect("genres")
+        .expect("themes")
         .clone();
-    assert_eq!(genres.len(), held[&id].len(), "{before}");
-    let first = genres[0]["slug"].as_str().expect("slug").to_owned();
-    let second = genres[1]["slug"].as_str().expect("slug").to_owned();
+    assert_eq!(themes.len(), held[&id].len(), "{before}");
+    let first = themes[0]["slug"].as_str().expect("slug").to_owned();
+    let second = themes[1]["slug"].as_str().expect("slug").to_owned();
 
-    // Act: rename one genre and delete another in the database, then bump
-    // only the taxonomy tag (what the taxonomy writes do).
-    anigo::db::taxonomy::rename(&app.state.db, Taxonomy::Genre, &first, "Renamed", None)
+    // Act: rename one theme and delete another, through the service (what
+    // the admin mutations run).
+    let service = &app.state.anime;
+    service
+        .rename_taxon(Taxonomy::Theme, &first, "Renamed", None)
         .await
-        .expect("rename")
-        .expect("exists");
-    anigo::db::taxonomy::delete(&app.state.db, Taxonomy::Genre, &second)
+        .expect("rename");
+    service
+        .delete_taxon(Taxonomy::Theme, &second)
         .await
-        .expect("delete")
-        .expect("exists");
-    app.state
-        .cache
-        .invalidate(vec!["taxonomy".to_owned()])
-        .await
-        .expect("invalidate");
+        .expect("delete");
     let after = app.graphql_debug(&query).await;
 
-    // Assert: the new name, the deleted genre gone, and the anime's own
-    // entries (record and genre ids) still hits.
-    let shown = &after["data"]["anime"]["genreList"];
+    // Assert: the new name, the deleted theme gone, and the anime's own
+    // entries (record and theme ids) still hits: only the taxonomy list
+    // was invalidated.
+    let shown = &after["data"]["anime"]["themes"];
     assert_eq!(
         shown[0],
         json!({ "name": "Renamed", "slug": first }),
@@ -403,11 +402,11 @@ async fn a_taxon_rename_or_delete_reaches_cached_relations_without_reloading_the
     );
     assert!(
         !names(shown, "slug").contains(&second),
-        "deleted genre shown: {after}"
+        "deleted theme shown: {after}"
     );
-    assert_eq!(shown.as_array().map(Vec::len), Some(genres.len() - 1));
+    assert_eq!(shown.as_array().map(Vec::len), Some(themes.len() - 1));
     let entries = trace(&after);
-    for resolver in ["anime", "Anime.genreList"] {
+    for resolver in ["anime", "Anime.themes"] {
         assert!(
             entries.contains(&(resolver.to_owned(), "HIT".to_owned())),
             "{resolver} reloaded: {entries:?}"

@@ -28,6 +28,15 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
+    /// Keys the server has evicted so far (`INFO stats`).
+    pub(crate) fn evicted_keys(&self) -> u64 {
+        self.command(&["INFO", "stats"])
+            .lines()
+            .find_map(|line| line.strip_prefix("evicted_keys:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Starts a new server and waits until it answers `PING`.
     pub(crate) fn start() -> Self {
         Self::start_with(&[])
