@@ -68,7 +68,11 @@ impl App {
             .with_context(|| format!("binding the HTTP listener to {}", config.http.bind_addr))?;
 
         let state = AppState {
-            anime: AnimeService::new(AnimeRepo::new(db.clone()), cache.clone()),
+            anime: AnimeService::new(
+                AnimeRepo::new(db.clone()),
+                cache.clone(),
+                config.invalidation,
+            ),
             config: Arc::new(config),
             db,
             db_stats,

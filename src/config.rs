@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::service::tags::{InvalidationPolicy, ListField, Mode};
 use crate::cache::policy::Resolver;
 use crate::cache::{CacheConfig, key};
 
@@ -41,6 +42,9 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Cache policies and batching.
     pub cache: CacheConfig,
+    /// What cached reads depend on and what writes invalidate
+    /// (`CACHE_INVALIDATION`, `CACHE_RELAXED_FIELDS`).
+    pub invalidation: InvalidationPolicy,
     /// Cache administration access.
     pub admin: AdminConfig,
     /// GraphQL execution limits.
@@ -336,6 +340,7 @@ impl Config {
                 is_required: env.parse_bool("REDIS_REQUIRED", false)?,
             },
             cache: cache_config(&env)?,
+            invalidation: invalidation_policy(&env)?,
             graphql: GraphqlConfig {
                 is_introspection_enabled: env.parse_bool("GRAPHQL_INTROSPECTION", true)?,
                 max_depth: env.parse("GRAPHQL_MAX_DEPTH", 15, "a whole number of levels")?,
@@ -591,6 +596,42 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
             "a whole number of entries (0: searches are never stored)",
         )?,
     })
+}
+
+/// `CACHE_INVALIDATION` (`precise`, the default, or `coarse`) and
+/// `CACHE_RELAXED_FIELDS` (comma-separated `popularity`, `score`, `year`,
+/// `title`; default `popularity`; empty: none). See `service::tags`.
+fn invalidation_policy(env: &Env<'_>) -> Result<InvalidationPolicy, ConfigError> {
+    let mode = match env.get("CACHE_INVALIDATION").as_deref().map(str::trim) {
+        None | Some("precise") => Mode::Precise,
+        Some("coarse") => Mode::Coarse,
+        Some(other) => {
+            return Err(ConfigError {
+                var: "CACHE_INVALIDATION",
+                value: other.to_owned(),
+                expected: "precise or coarse".to_owned(),
+            });
+        }
+    };
+    let relaxed = match env.get("CACHE_RELAXED_FIELDS") {
+        None => InvalidationPolicy::default().relaxed(),
+        Some(list) => {
+            let mut fields = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+                let Some(field) = ListField::parse(name) else {
+                    return Err(ConfigError {
+                        var: "CACHE_RELAXED_FIELDS",
+                        value: list.clone(),
+                        expected: "a comma-separated list of popularity, score, year, title (or nothing)"
+                            .to_owned(),
+                    });
+                };
+                fields.push(field);
+            }
+            fields
+        }
+    };
+    Ok(InvalidationPolicy::new(mode, &relaxed))
 }
 
 /// Resolves the Redis URL and its `host:port` for logs: `REDIS_URL` wins,

@@ -1,10 +1,11 @@
 //! Invalidation: what a write does to the cache, on every instance.
 //!
-//! Each cached entry carries one tag (`popular`, `anime_paginated`,
-//! `anime_count`, `anime:{id}`). Invalidating a tag replaces its generation
-//! token in Redis (one `SET` per tag: O(affected tags), never a scan), which
-//! turns every entry filled under the old token into a miss for every
-//! instance at once.
+//! Each cached entry depends on one or more tags (`anime:42`, the tags of
+//! the fields a list is ordered and filtered by: the service's invalidation
+//! policy names them). Invalidating a tag replaces its generation token in
+//! Redis (one `SET` per tag: O(affected tags), never a scan), which turns
+//! every entry filled under the old token into a miss for every instance at
+//! once.
 //!
 //! The local tiers are told through pub/sub on `{namespace}:invalidate`.
 //! Every instance applies the message and then acknowledges it on
@@ -19,16 +20,19 @@
 //! retried, and until it lands no read trusts Redis: its entries may be ones
 //! the write replaced.
 
-use std::sync::{Arc, PoisonError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface};
 use serde::{Deserialize, Serialize};
 
-use super::envelope::new_generation;
-use super::redis::Op;
-use super::{Cache, GENERATION_TTL};
-use crate::error::AppError;
+use super::deps::Tag;
+use super::envelope::{generation_text, new_generation};
+use super::local::LocalTier;
+use super::remote::RedisTier;
 
 /// How often pending generation bumps are retried while Redis is away.
 const BUMP_RETRY: Duration = Duration::from_millis(250);
@@ -46,7 +50,7 @@ const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 pub const ACK_WAIT: Duration = Duration::from_millis(200);
 
 /// Acknowledgements awaited by a write.
-pub(super) struct AckWait {
+struct AckWait {
     received: u64,
     expected: Option<u64>,
     done: Option<tokio::sync::oneshot::Sender<()>>,
@@ -62,6 +66,29 @@ impl AckWait {
             let _ = done.send(());
         }
     }
+}
+
+/// The invalidation bus of one instance: generation bumps (and the ones
+/// Redis has not taken yet), the subscription that hears other instances'
+/// writes, the probe that proves it delivers, and the acknowledgements a
+/// write waits for. It also says whether Redis and this instance's memory
+/// may be trusted now.
+pub struct InvalidationBus {
+    remote: Arc<RedisTier>,
+    local: Arc<LocalTier>,
+    /// Generation bumps that could not reach Redis; while any is pending,
+    /// reads do not trust Redis (its entries may be ones a write replaced).
+    pending_bumps: Mutex<Vec<String>>,
+    /// The invalidation subscription, once established.
+    subscriber: OnceLock<SubscriberClient>,
+    /// Whether the subscription is proven to deliver (own probe heard since
+    /// the last connection trouble) and the listener reads it.
+    is_listener_alive: AtomicBool,
+    /// The probe this instance is waiting to hear, if any.
+    probe: Mutex<Option<String>>,
+    /// Writes waiting for their invalidation to be acknowledged, by message
+    /// id.
+    acks: Mutex<HashMap<String, AckWait>>,
 }
 
 /// A message on the invalidation channel.
@@ -85,34 +112,69 @@ enum Scope {
     Probe,
 }
 
-impl Cache {
-    /// Invalidates `tags` everywhere: this instance's local tier at once,
-    /// Redis entries through their generations, other instances' local tiers
-    /// through pub/sub. Returns the number of tags invalidated.
-    pub async fn invalidate(&self, tags: Vec<String>) -> Result<u64, AppError> {
-        let inner = &*self.inner;
-        inner.local.invalidate_tags(&tags);
+impl InvalidationBus {
+    pub(super) fn new(remote: Arc<RedisTier>, local: Arc<LocalTier>) -> Self {
+        Self {
+            remote,
+            local,
+            pending_bumps: Mutex::new(Vec::new()),
+            subscriber: OnceLock::new(),
+            is_listener_alive: AtomicBool::new(false),
+            probe: Mutex::new(None),
+            acks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether Redis may be read now: connected, not paused by the breaker,
+    /// and no generation bump waiting to be applied.
+    pub fn is_redis_trusted(&self) -> bool {
+        self.remote.redis().is_available() && self.pending_bumps().is_empty()
+    }
+
+    /// Whether this instance's memory (values and kept responses) may be
+    /// used: it hears other instances' invalidations only through Redis, so
+    /// both Redis and the subscription must be trusted.
+    pub fn is_memory_trusted(&self) -> bool {
+        self.is_redis_trusted() && self.is_listening()
+    }
+
+    fn pending_bumps(&self) -> MutexGuard<'_, Vec<String>> {
+        self.pending_bumps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn acks(&self) -> MutexGuard<'_, HashMap<String, AckWait>> {
+        self.acks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Invalidates `tags` everywhere: this instance's in-process tiers at
+    /// once, Redis entries through their generations, other instances'
+    /// in-process tiers through pub/sub (waiting for their
+    /// acknowledgements). Returns the number of tags invalidated.
+    pub(super) async fn invalidate(self: &Arc<Self>, tags: Vec<String>) -> u64 {
+        let shared: Vec<Tag> = tags.iter().map(|tag| Tag::from(tag.as_str())).collect();
+        self.local.invalidate_tags(&shared).await;
         let count = tags.len() as u64;
-        let bumped = if inner.redis.is_connected() {
-            inner.redis.pipeline(bump_ops(self, &tags)).await.is_ok()
-        } else {
-            false
-        };
+        let bumped = self.remote.redis().is_connected()
+            && self.remote.run(self.remote.bump_ops(&tags)).await.is_ok();
         if bumped {
             self.broadcast(Scope::Tags(tags)).await;
         } else {
             tracing::warn!(
-                tags = ?tags,
+                tags = tags.len(),
+                first = tags.first().map(String::as_str).unwrap_or_default(),
                 "Redis did not take an invalidation: reads skip Redis until it does"
             );
             self.defer_bumps(tags);
         }
-        Ok(count)
+        count
     }
 
-    /// Tells every instance to drop its whole local tier (after a clear).
-    pub(crate) async fn broadcast_clear(&self) {
-        self.inner.local.invalidate_all();
+    /// Tells every instance to drop its whole in-process tiers (after a
+    /// clear).
+    pub(super) async fn broadcast_clear(&self) {
+        self.local.invalidate_all();
         self.broadcast(Scope::All).await;
     }
 
@@ -120,7 +182,7 @@ impl Cache {
     /// applied it (at most [`ACK_WAIT`]).
     async fn broadcast(&self, drop: Scope) {
         let message = Message {
-            id: new_generation(),
+            id: generation_text(new_generation()),
             drop,
         };
         let (done, acknowledged) = tokio::sync::oneshot::channel();
@@ -132,13 +194,13 @@ impl Cache {
                 done: Some(done),
             },
         );
-        let channel = self.inner.keys.invalidation_channel();
+        let channel = self.remote.keys().invalidation_channel();
         let payload = serde_json::to_string(&message).unwrap_or_default();
         // Acknowledgements arrive on our own subscription; without one (the
         // local tier is off here, or the subscription is down) there is
         // nothing to wait on, and waiting would only stall the write.
         let can_hear_acks = self.is_listening();
-        match self.inner.redis.publish(&channel, &payload).await {
+        match self.remote.redis().publish(&channel, &payload).await {
             Ok(_) if !can_hear_acks => {}
             Ok(receivers) => {
                 if let Some(wait) = self.acks().get_mut(&message.id) {
@@ -159,21 +221,10 @@ impl Cache {
         self.acks().remove(&message.id);
     }
 
-    fn acks(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, AckWait>> {
-        self.inner
-            .acks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Keeps bumps Redis did not take and retries them until it does.
-    fn defer_bumps(&self, tags: Vec<String>) {
+    fn defer_bumps(self: &Arc<Self>, tags: Vec<String>) {
         let is_first = {
-            let mut pending = self
-                .inner
-                .pending_bumps
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut pending = self.pending_bumps();
             let was_empty = pending.is_empty();
             pending.extend(tags);
             was_empty
@@ -181,37 +232,22 @@ impl Cache {
         if !is_first {
             return;
         }
-        let cache = self.clone();
+        let bus = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(BUMP_RETRY).await;
-                if !cache.inner.redis.is_connected() {
+                if !bus.remote.redis().is_connected() {
                     continue;
                 }
-                let tags: Vec<String> = cache
-                    .inner
-                    .pending_bumps
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                if cache
-                    .inner
-                    .redis
-                    .pipeline(bump_ops(&cache, &tags))
-                    .await
-                    .is_ok()
-                {
+                let tags: Vec<String> = bus.pending_bumps().clone();
+                if bus.remote.run(bus.remote.bump_ops(&tags)).await.is_ok() {
                     let is_done = {
-                        let mut pending = cache
-                            .inner
-                            .pending_bumps
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner);
+                        let mut pending = bus.pending_bumps();
                         let applied = tags.len().min(pending.len());
                         pending.drain(..applied);
                         pending.is_empty()
                     };
-                    cache.broadcast(Scope::Tags(tags)).await;
+                    bus.broadcast(Scope::Tags(tags)).await;
                     tracing::info!("Deferred invalidations applied; Redis is trusted again");
                     if is_done {
                         return;
@@ -222,22 +258,22 @@ impl Cache {
     }
 
     /// Subscribes to the invalidation channel and applies what arrives to
-    /// this instance's local tier, in the background. The local tier is used
-    /// only while this subscription is connected (it would miss other
+    /// this instance's in-process tiers, in the background. They are used
+    /// only while this subscription is connected (they would miss other
     /// instances' writes otherwise); the subscriber reconnects and
-    /// resubscribes on its own, and each reconnect drops the local tier.
-    pub fn listen_for_invalidations(&self) {
-        if !self.inner.local.is_enabled() && !self.inner.local.responses_enabled() {
+    /// resubscribes on its own, and each reconnect drops them.
+    pub(super) fn listen(self: &Arc<Self>) {
+        if !self.local.is_enabled() && !self.local.responses_enabled() {
             return;
         }
-        let cache = self.clone();
+        let bus = Arc::clone(self);
         tokio::spawn(async move {
-            let channel = cache.inner.keys.invalidation_channel();
-            let ack_channel = cache.inner.keys.acknowledgement_channel();
+            let channel = bus.remote.keys().invalidation_channel();
+            let ack_channel = bus.remote.keys().acknowledgement_channel();
             let subscriber = loop {
-                match cache
-                    .inner
-                    .redis
+                match bus
+                    .remote
+                    .redis()
                     .subscribe(vec![channel.clone(), ack_channel.clone()])
                     .await
                 {
@@ -250,23 +286,20 @@ impl Cache {
             };
             // Any trouble on the subscription: stop trusting the local tier
             // until a probe proves the (re)subscription delivers again.
-            let on_reconnect = cache.clone();
+            let on_reconnect = Arc::clone(&bus);
             drop(subscriber.on_reconnect(move |_| {
                 on_reconnect.restart_probe();
                 async { Ok(()) }
             }));
-            let on_error = cache.clone();
+            let on_error = Arc::clone(&bus);
             drop(subscriber.on_error(move |_| {
-                on_error
-                    .inner
-                    .is_listener_alive
-                    .store(false, std::sync::atomic::Ordering::Release);
-                on_error.inner.local.invalidate_all();
+                on_error.is_listener_alive.store(false, Ordering::Release);
+                on_error.local.invalidate_all();
                 async { Ok(()) }
             }));
             let mut messages = subscriber.message_rx();
-            let _ = cache.inner.subscriber.set(subscriber);
-            cache.restart_probe();
+            let _ = bus.subscriber.set(subscriber);
+            bus.restart_probe();
             loop {
                 let message = match messages.recv().await {
                     Ok(message) => message,
@@ -277,7 +310,7 @@ impl Cache {
                             missed,
                             "Invalidation listener fell behind: dropping the local tier"
                         );
-                        cache.inner.local.invalidate_all();
+                        bus.local.invalidate_all();
                         continue;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -287,7 +320,7 @@ impl Cache {
                 };
                 if &*message.channel == ack_channel.as_str() {
                     // Someone applied invalidation `text`.
-                    if let Some(wait) = cache.acks().get_mut(text.as_ref()) {
+                    if let Some(wait) = bus.acks().get_mut(text.as_ref()) {
                         wait.received += 1;
                         wait.settle();
                     }
@@ -298,49 +331,43 @@ impl Cache {
                     continue;
                 };
                 match &message.drop {
-                    Scope::Tags(tags) => cache.inner.local.invalidate_tags(tags),
-                    Scope::All => cache.inner.local.invalidate_all(),
+                    Scope::Tags(tags) => {
+                        let tags: Vec<Tag> = tags.iter().map(|tag| Tag::from(tag.as_str())).collect();
+                        bus.local.invalidate_tags(&tags).await;
+                    }
+                    Scope::All => bus.local.invalidate_all(),
                     Scope::Probe => {
-                        cache.confirm_probe(&message.id);
+                        bus.confirm_probe(&message.id);
                         continue;
                     }
                 }
                 // Applied: tell the writer, off this loop so a slow PUBLISH
                 // does not delay the next message.
-                let acker = cache.clone();
+                let acker = Arc::clone(&bus);
                 let ack_channel = ack_channel.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = acker.inner.redis.publish(&ack_channel, &message.id).await {
+                    if let Err(err) = acker.remote.redis().publish(&ack_channel, &message.id).await {
                         tracing::debug!(error = %err, "Acknowledging an invalidation failed");
                     }
                 });
             }
             // The message stream ended: stop trusting the local tier.
-            cache
-                .inner
-                .is_listener_alive
-                .store(false, std::sync::atomic::Ordering::Release);
-            cache.inner.local.invalidate_all();
+            bus.is_listener_alive.store(false, Ordering::Release);
+            bus.local.invalidate_all();
         });
     }
 
     /// Distrusts the local tier (dropping it) and proves the subscription
     /// anew: the tier is used again only once this instance hears its own
     /// probe, which shows that messages published from now on reach it.
-    fn restart_probe(&self) {
-        self.inner
-            .is_listener_alive
-            .store(false, std::sync::atomic::Ordering::Release);
-        self.inner.local.invalidate_all();
-        let id = new_generation();
-        *self
-            .inner
-            .probe
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
-        let cache = self.clone();
+    fn restart_probe(self: &Arc<Self>) {
+        self.is_listener_alive.store(false, Ordering::Release);
+        self.local.invalidate_all();
+        let id = generation_text(new_generation());
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
+        let bus = Arc::clone(self);
         tokio::spawn(async move {
-            let channel = cache.inner.keys.invalidation_channel();
+            let channel = bus.remote.keys().invalidation_channel();
             let payload = serde_json::to_string(&Message {
                 id: id.clone(),
                 drop: Scope::Probe,
@@ -348,8 +375,7 @@ impl Cache {
             .unwrap_or_default();
             // Until heard (or superseded by a newer probe), publish again.
             loop {
-                let is_current = cache
-                    .inner
+                let is_current = bus
                     .probe
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -358,61 +384,39 @@ impl Cache {
                 if !is_current {
                     return;
                 }
-                let _ = cache.inner.redis.publish(&channel, &payload).await;
+                let _ = bus.remote.redis().publish(&channel, &payload).await;
                 tokio::time::sleep(PROBE_RETRY).await;
             }
         });
     }
 
     fn confirm_probe(&self, id: &str) {
-        let mut probe = self
-            .inner
-            .probe
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
         if probe.as_deref() == Some(id) {
             *probe = None;
-            self.inner
-                .is_listener_alive
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.is_listener_alive.store(true, Ordering::Release);
         }
     }
 
     /// Whether this instance hears other instances' invalidations now (and
-    /// so may use its in-process tier): subscribed, connected, and its own
+    /// so may use its in-process tiers): subscribed, connected, and its own
     /// probe heard since the last trouble on the subscription.
     pub fn is_listening(&self) -> bool {
-        self.inner
-            .is_listener_alive
-            .load(std::sync::atomic::Ordering::Acquire)
-            && self
-                .inner
-                .subscriber
-                .get()
-                .is_some_and(|s| s.is_connected())
+        self.is_listener_alive.load(Ordering::Acquire)
+            && self.subscriber.get().is_some_and(|s| s.is_connected())
     }
 
     /// A reconnect of the main client may follow a period in which
-    /// invalidations were missed: drop the local tier.
+    /// invalidations were missed: drop the in-process tiers.
     pub(super) fn drop_local_tier_on_reconnect(&self) {
-        let cache = Arc::downgrade(&self.inner);
-        drop(self.inner.redis.client().on_reconnect(move |_| {
-            if let Some(inner) = cache.upgrade() {
-                inner.local.invalidate_all();
+        let local = Arc::downgrade(&self.local);
+        drop(self.remote.redis().client().on_reconnect(move |_| {
+            if let Some(local) = local.upgrade() {
+                local.invalidate_all();
             }
             async { Ok(()) }
         }));
     }
-}
-
-fn bump_ops(cache: &Cache, tags: &[String]) -> Vec<Op> {
-    tags.iter()
-        .map(|tag| Op::Set {
-            key: cache.inner.keys.generation_key(tag).into(),
-            value: new_generation().into_bytes(),
-            ttl: GENERATION_TTL,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The only code that formats cache keys:
 //! `{namespace}:{version}:{prefix}:{params}`, e.g.
-//! `anigo:v3:popular:limit=20`.
+//! `anigo:v4:popular:limit=20`.
 //!
 //! The namespace (`CACHE_NAMESPACE`, default `anigo`) keeps our keys apart
 //! from anything else in the same Redis. [`VALUE_VERSION`] changes whenever
@@ -14,7 +14,9 @@ use super::policy::Resolver;
 /// in the generation envelope (`envelope.rs`). v3: anime are
 /// `{"anime": {row}, "genres": [names]}` (`db::AnimeRecord`; genres are
 /// rows of their own) and the row has `title_original` and `age_rating`.
-pub const VALUE_VERSION: &str = "v3";
+/// v4: the binary envelope with one generation per tag and lz4 payloads
+/// (`envelope.rs`); anime are entities (the row alone) and lists hold ids.
+pub const VALUE_VERSION: &str = "v4";
 
 /// Default namespace.
 pub const DEFAULT_NAMESPACE: &str = "anigo";

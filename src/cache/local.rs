@@ -1,142 +1,173 @@
-//! The in-process tier: decoded values in memory (moka), in front of Redis.
-//! A hit here touches neither Redis nor the network.
+//! The in-process tiers: decoded values (moka) in front of Redis, and whole
+//! kept responses ([`super::response`]). A hit here touches neither Redis
+//! nor the network.
 //!
-//! Bounded by bytes (`CACHE_LOCAL_MAX_BYTES`, weighed by the stored JSON
-//! size); an entry lives until the logical expiry of the Redis entry it came
-//! from, never longer. Invalidation arrives from this instance's writes and,
-//! through Redis pub/sub, from every other instance; a Redis reconnect drops
-//! everything (messages may have been missed).
+//! Values are bounded by bytes (`CACHE_LOCAL_MAX_BYTES`), weighed by what
+//! they hold: the stored payload size, the key, the dependency
+//! registrations and moka's own per-entry bookkeeping. An entry lives until
+//! the logical expiry of the Redis entry it came from, never longer.
+//! Invalidation arrives from this instance's writes and, through Redis
+//! pub/sub, from every other instance; a Redis reconnect drops everything
+//! (messages may have been missed).
 //!
-//! Correctness does not rest on moka's own invalidation (which is lazy and
-//! timestamp-based): every invalidation takes a new `epoch` and records it
-//! per tag; every entry records the epoch its fill started in; an entry is
-//! served only if no invalidation of its tag (or of everything) came after
-//! that. So a fill that started before an invalidation can never serve its
-//! value after it, however the insert and the invalidation interleave.
+//! An invalidation of a tag drops exactly the entries that depend on it,
+//! found through [`Dependents`] (O(dependents), no scan), and is recorded
+//! in [`Invalidations`], so a fill that started before it is never inserted
+//! after it (see `deps` for why the order of the checks makes this hold).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache as Moka;
+use moka::notification::RemovalCause;
 
+use super::deps::{Dependents, Epoch, Invalidations, REGISTRATION_BYTES, Tag};
 use super::envelope::now_ms;
 use super::query::SharedValue;
 use super::response::{ResponseKey, ResponseStore, StoredResponse};
+
+/// What moka spends per entry besides the value (its node, the deques
+/// and timer wheel slot, the key handle): measured as the resident growth
+/// per entry of a tier filled with tiny values, rounded up.
+pub const ENTRY_OVERHEAD_BYTES: u32 = 256;
 
 /// One value held in memory.
 #[derive(Clone)]
 pub struct LocalEntry {
     /// The decoded value.
     pub value: SharedValue,
-    /// Its invalidation tag.
-    pub tag: Arc<str>,
+    /// Its invalidation tags.
+    pub tags: Arc<[Tag]>,
     /// Logical expiry, unix ms.
     pub expires_at_ms: u64,
-    /// Approximate memory cost: the JSON size.
+    /// Bytes of the payload it was decoded from (its weight is this plus
+    /// the bookkeeping).
     pub weight: u32,
-    /// The epoch in which the fill of this value started (set by
-    /// [`LocalTier::insert`]).
-    pub epoch: u64,
 }
 
-/// The latest invalidation epochs: of everything, and per tag.
-#[derive(Default)]
-struct Invalidations {
-    all: u64,
-    by_tag: HashMap<Arc<str>, u64>,
+/// An entry as the tier holds it.
+#[derive(Clone)]
+struct Held {
+    entry: LocalEntry,
+    /// Tells this entry apart from a later one under the same key.
+    id: u64,
+    /// When its fill started, for the "everything" invalidation check.
+    start: Epoch,
 }
 
-/// Per-tag records kept before they are folded into one "everything"
-/// invalidation (bounds memory under many distinct invalidated ids).
-const MAX_TAG_RECORDS: usize = 10_000;
-
-/// The in-process tier; disabled when its byte budget is zero. It also
-/// holds whole responses ([`super::response`]), guarded by the same epochs.
+/// The in-process tiers; values are off when their byte budget is zero. It
+/// also holds whole responses ([`super::response`]), guarded by the same
+/// invalidation log.
 pub struct LocalTier {
-    cache: Option<Moka<Arc<str>, LocalEntry>>,
+    values: Option<Moka<Arc<str>, Held>>,
+    dependents: Arc<Dependents<Arc<str>>>,
     responses: ResponseStore,
-    epoch: AtomicU64,
-    /// Read on every hit, written on invalidation; a std RwLock, never held
-    /// across an await.
-    invalidations: RwLock<Invalidations>,
+    log: Arc<Invalidations>,
+    next_id: AtomicU64,
 }
 
 struct UntilLogicalExpiry;
 
-impl Expiry<Arc<str>, LocalEntry> for UntilLogicalExpiry {
+impl Expiry<Arc<str>, Held> for UntilLogicalExpiry {
     fn expire_after_create(
         &self,
         _key: &Arc<str>,
-        value: &LocalEntry,
+        held: &Held,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(Duration::from_millis(
-            value.expires_at_ms.saturating_sub(now_ms()),
+            held.entry.expires_at_ms.saturating_sub(now_ms()),
         ))
     }
+}
+
+/// What an entry of `key` weighs: its payload, its key, its registrations
+/// and moka's per-entry cost.
+fn weight(key: &str, held: &Held) -> u32 {
+    let registrations = u32::try_from(held.entry.tags.len())
+        .unwrap_or(u32::MAX)
+        .saturating_mul(REGISTRATION_BYTES);
+    held.entry
+        .weight
+        .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
+        .saturating_add(registrations)
+        .saturating_add(ENTRY_OVERHEAD_BYTES)
 }
 
 impl LocalTier {
     /// A tier holding at most `max_bytes` of values and `response_bytes` of
     /// responses (0 disables either).
     pub fn new(max_bytes: u64, response_bytes: u64) -> Self {
-        let cache = (max_bytes > 0).then(|| {
+        let log = Arc::new(Invalidations::default());
+        let dependents: Arc<Dependents<Arc<str>>> = Arc::default();
+        let values = (max_bytes > 0).then(|| {
+            let registered = Arc::clone(&dependents);
             Moka::builder()
                 .max_capacity(max_bytes)
-                .weigher(|key: &Arc<str>, entry: &LocalEntry| {
-                    entry
-                        .weight
-                        .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
-                })
+                .weigher(|key: &Arc<str>, held: &Held| weight(key, held))
                 .expire_after(UntilLogicalExpiry)
-                .support_invalidation_closures()
+                .eviction_listener(move |key: Arc<Arc<str>>, held: Held, cause| {
+                    // A replaced entry's successor registered itself under
+                    // the same key; its id differs, so this removal keeps
+                    // it. Explicit removals were already unregistered.
+                    if cause != RemovalCause::Replaced {
+                        registered.remove(&held.entry.tags, &key, held.id);
+                    }
+                })
                 .build()
         });
         Self {
-            cache,
-            responses: ResponseStore::new(response_bytes),
-            epoch: AtomicU64::new(0),
-            invalidations: RwLock::new(Invalidations::default()),
+            values,
+            dependents,
+            responses: ResponseStore::new(response_bytes, Arc::clone(&log)),
+            log,
+            next_id: AtomicU64::new(0),
         }
     }
 
-    /// Whether the tier is on.
+    /// Whether the value tier is on.
     pub fn is_enabled(&self) -> bool {
-        self.cache.is_some()
+        self.values.is_some()
     }
 
-    /// The invalidation epoch; pass it back to [`LocalTier::insert`].
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// The point a fill starting now records; pass it back to
+    /// [`LocalTier::insert`].
+    pub fn begin(&self) -> Epoch {
+        self.log.begin()
     }
 
     /// A fresh value for `key`, if held, with its logical expiry (unix ms).
     pub async fn get(&self, key: &str) -> Option<(SharedValue, u64)> {
-        if !self.is_enabled() {
+        let held = self.values.as_ref()?.get(key).await?;
+        if held.entry.expires_at_ms <= now_ms() || !self.log.is_after_floor(held.start) {
             return None;
         }
-        let entry = self.cache.as_ref()?.get(key).await?;
-        if entry.expires_at_ms <= now_ms() {
-            return None;
-        }
-        self.is_current(std::slice::from_ref(&entry.tag), entry.epoch)
-            .then_some((entry.value, entry.expires_at_ms))
+        Some((held.entry.value, held.entry.expires_at_ms))
     }
 
-    /// Whether no invalidation of any of `tags` (or of everything) came
-    /// after `epoch`.
-    fn is_current(&self, tags: &[Arc<str>], epoch: u64) -> bool {
-        let invalidations = self
-            .invalidations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        epoch >= invalidations.all
-            && tags
-                .iter()
-                .all(|tag| invalidations.by_tag.get(tag).is_none_or(|at| epoch >= *at))
+    /// Holds `entry` under `key` unless one of its tags was invalidated
+    /// since `start` (the value may be one that invalidation removed).
+    pub async fn insert(&self, key: Arc<str>, entry: LocalEntry, start: Epoch) {
+        let Some(values) = &self.values else {
+            return;
+        };
+        if entry.expires_at_ms <= now_ms() || !self.log.is_current(&entry.tags, start) {
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tags = Arc::clone(&entry.tags);
+        self.dependents.add(&tags, &key, id);
+        values
+            .insert(Arc::clone(&key), Held { entry, id, start })
+            .await;
+        // An invalidation may have run between the check above and the
+        // insert, finding nothing to drop yet: check again (`deps`).
+        if !self.log.is_current(&tags, start) {
+            values.invalidate(&key).await;
+            self.dependents.remove(&tags, &key, id);
+        }
     }
 
     /// Whether whole responses are kept.
@@ -146,80 +177,35 @@ impl LocalTier {
 
     /// A current response for `key`, if held.
     pub async fn get_response(&self, key: &ResponseKey) -> Option<Arc<StoredResponse>> {
-        let response = self.responses.get(key).await?;
-        self.is_current(response.tags(), response.epoch())
-            .then_some(response)
+        self.responses.get(key).await
     }
 
-    /// Holds `response` unless an invalidation happened since the epoch its
-    /// execution started in. Returns whether it was kept.
+    /// Holds `response` unless one of its tags was invalidated since the
+    /// epoch its execution started in. Returns whether it was kept.
     pub async fn insert_response(&self, key: ResponseKey, response: Arc<StoredResponse>) -> bool {
-        if response.expires_at_ms <= now_ms() || self.epoch() != response.epoch() {
-            return false;
-        }
-        self.responses.insert(key, response).await;
-        true
+        self.responses.insert(key, response).await
     }
 
-    /// Holds `entry` unless an invalidation happened since `epoch` was read
-    /// (the value may be one that invalidation removed).
-    pub async fn insert(&self, key: Arc<str>, mut entry: LocalEntry, epoch: u64) {
-        let Some(cache) = &self.cache else {
-            return;
-        };
-        if !self.is_enabled() || entry.expires_at_ms <= now_ms() || self.epoch() != epoch {
-            return;
-        }
-        // Even if an invalidation lands between the check above and the
-        // insert, `get` compares this epoch with it and refuses the entry.
-        entry.epoch = epoch;
-        cache.insert(key, entry).await;
-    }
-
-    /// Drops every entry carrying one of `tags`.
-    pub fn invalidate_tags(&self, tags: &[String]) {
-        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        {
-            let mut invalidations = self
-                .invalidations
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+    /// Drops every value and response depending on one of `tags`.
+    pub async fn invalidate_tags(&self, tags: &[Tag]) {
+        self.log.invalidate(tags);
+        if let Some(values) = &self.values {
             for tag in tags {
-                invalidations.by_tag.insert(Arc::from(tag.as_str()), epoch);
-            }
-            if invalidations.by_tag.len() > MAX_TAG_RECORDS {
-                invalidations.all = epoch;
-                invalidations.by_tag.clear();
+                for key in self.dependents.take(tag) {
+                    values.invalidate(&key).await;
+                }
             }
         }
-        // Free the memory too (moka applies this lazily; correctness comes
-        // from the epochs above).
-        self.responses.invalidate_tags(tags);
-        if let Some(cache) = &self.cache {
-            let tags: Vec<Arc<str>> = tags.iter().map(|t| Arc::from(t.as_str())).collect();
-            if cache
-                .invalidate_entries_if(move |_key, entry| tags.contains(&entry.tag))
-                .is_err()
-            {
-                cache.invalidate_all();
-            }
-        }
+        self.responses.invalidate_tags(tags).await;
     }
 
     /// Drops everything.
     pub fn invalidate_all(&self) {
-        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        {
-            let mut invalidations = self
-                .invalidations
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            invalidations.all = epoch;
-            invalidations.by_tag.clear();
-        }
+        self.log.invalidate_all();
+        self.dependents.clear();
         self.responses.invalidate_all();
-        if let Some(cache) = &self.cache {
-            cache.invalidate_all();
+        if let Some(values) = &self.values {
+            values.invalidate_all();
         }
     }
 
@@ -230,13 +216,19 @@ impl LocalTier {
 
     /// Bytes currently held (after pending maintenance).
     pub async fn weighted_size(&self) -> u64 {
-        match &self.cache {
-            Some(cache) => {
-                cache.run_pending_tasks().await;
-                cache.weighted_size()
+        match &self.values {
+            Some(values) => {
+                values.run_pending_tasks().await;
+                values.weighted_size()
             }
             None => 0,
         }
+    }
+
+    /// Dependency registrations held by values and responses (bounded by
+    /// what the tiers hold).
+    pub fn registrations(&self) -> usize {
+        self.dependents.len() + self.responses.registrations()
     }
 }
 
@@ -244,71 +236,89 @@ impl LocalTier {
 mod tests {
     use super::*;
 
-    fn entry(tag: &str, weight: u32) -> LocalEntry {
+    fn entry(tags: &[&str], weight: u32) -> LocalEntry {
         LocalEntry {
             value: Arc::new(1u64),
-            tag: Arc::from(tag),
+            tags: tags.iter().map(|tag| Tag::from(*tag)).collect(),
             expires_at_ms: now_ms() + 60_000,
             weight,
-            epoch: 0,
         }
+    }
+
+    fn tag(name: &str) -> Vec<Tag> {
+        vec![Tag::from(name)]
     }
 
     #[tokio::test]
     async fn an_invalidation_during_a_fill_keeps_the_fill_out() {
         let tier = LocalTier::new(1 << 20, 0);
-        let epoch = tier.epoch();
-        tier.invalidate_tags(&["popular".to_owned()]);
-        tier.insert(Arc::from("k"), entry("popular", 10), epoch)
+        let start = tier.begin();
+        tier.invalidate_tags(&tag("popular")).await;
+        tier.insert(Arc::from("k"), entry(&["popular"], 10), start)
             .await;
         assert!(tier.get("k").await.is_none());
 
-        let epoch = tier.epoch();
-        tier.insert(Arc::from("k"), entry("popular", 10), epoch)
+        let start = tier.begin();
+        tier.insert(Arc::from("k"), entry(&["popular", "anime:1"], 10), start)
             .await;
         assert!(tier.get("k").await.is_some());
-        tier.invalidate_tags(&["anime:1".to_owned()]);
+        tier.invalidate_tags(&tag("anime:2")).await;
         assert!(tier.get("k").await.is_some(), "another tag leaves it");
-        tier.invalidate_tags(&["popular".to_owned()]);
-        assert!(tier.get("k").await.is_none());
+        tier.invalidate_tags(&tag("anime:1")).await;
+        assert!(tier.get("k").await.is_none(), "any of its tags drops it");
+        assert_eq!(tier.registrations(), 0, "its registrations went with it");
     }
 
     #[tokio::test]
-    async fn an_entry_inserted_late_with_an_old_epoch_is_never_served() {
+    async fn invalidation_drops_only_the_dependents() {
         let tier = LocalTier::new(1 << 20, 0);
-        let epoch = tier.epoch();
-        // The insert passes its epoch check, then an invalidation lands
-        // before the value is read: simulate by inserting directly.
-        tier.insert(Arc::from("k"), entry("popular", 10), epoch)
+        for i in 0..100 {
+            let start = tier.begin();
+            let own = format!("anime:{i}");
+            tier.insert(
+                Arc::from(format!("k{i}")),
+                entry(&[own.as_str(), "list"], 10),
+                start,
+            )
             .await;
-        tier.invalidate_tags(&["popular".to_owned()]);
-        if let Some(cache) = &tier.cache {
-            let mut late = entry("popular", 10);
-            late.epoch = epoch;
-            cache.insert(Arc::from("k"), late).await;
         }
+        tier.invalidate_tags(&tag("anime:7")).await;
+        assert!(tier.get("k7").await.is_none());
+        assert!(tier.get("k8").await.is_some());
+        tier.invalidate_tags(&tag("list")).await;
+        assert!(tier.get("k8").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn everything_goes_with_invalidate_all() {
+        let tier = LocalTier::new(1 << 20, 0);
+        let before = tier.begin();
+        tier.insert(Arc::from("k"), entry(&["a"], 10), before).await;
+        tier.invalidate_all();
         assert!(tier.get("k").await.is_none());
+        tier.insert(Arc::from("k2"), entry(&["b"], 10), before).await;
+        assert!(tier.get("k2").await.is_none(), "a fill from before is refused");
     }
 
     #[tokio::test]
     async fn a_small_budget_still_keeps_entries() {
         let tier = LocalTier::new(150_000, 0);
-        let epoch = tier.epoch();
+        let start = tier.begin();
         tier.insert(
-            Arc::from("anigo:v3:anime:id=3"),
-            entry("anime:3", 1_300),
-            epoch,
+            Arc::from("anigo:v4:anime:id=3"),
+            entry(&["anime:3"], 1_300),
+            start,
         )
         .await;
-        assert!(tier.get("anigo:v3:anime:id=3").await.is_some());
+        assert!(tier.get("anigo:v4:anime:id=3").await.is_some());
     }
 
     #[tokio::test]
-    async fn the_byte_bound_holds() {
+    async fn the_byte_bound_holds_and_evictions_unregister() {
         let tier = LocalTier::new(100_000, 0);
         for i in 0..1_000 {
-            let epoch = tier.epoch();
-            tier.insert(Arc::from(format!("key-{i}")), entry("t", 1_000), epoch)
+            let start = tier.begin();
+            tier.insert(Arc::from(format!("key-{i}")), entry(&["t"], 1_000), start)
                 .await;
         }
         let size = tier.weighted_size().await;
@@ -316,6 +326,12 @@ mod tests {
         assert!(
             size >= 50_000,
             "only {size} bytes held: entries were not kept"
+        );
+        let held = tier.values.as_ref().map_or(0, |v| v.entry_count());
+        assert!(
+            tier.registrations() as u64 <= held + 8,
+            "{} registrations for {held} entries",
+            tier.registrations()
         );
     }
 }

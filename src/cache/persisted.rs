@@ -2,7 +2,7 @@
 //! client can send a 64-character hash instead of the document.
 //!
 //! Texts live in this instance's memory (bounded) and in Redis under
-//! `{ns}:v3:apq:{sha256}` for a week, so every instance learns a text
+//! `{ns}:v4:apq:{sha256}` for a week, so every instance learns a text
 //! registered on any of them.
 //! Only texts that parsed and validated are stored (the caller's rule), so
 //! the store cannot be filled with arbitrary bytes. Without Redis, texts
@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use moka::future::Cache as Moka;
 
-use super::Cache;
 use super::redis::Op;
+use super::remote::RedisTier;
+use super::local::ENTRY_OVERHEAD_BYTES;
 use super::response::hex;
 
 /// How long Redis keeps a registered text.
@@ -35,34 +36,29 @@ impl Default for PersistedQueries {
             local: Moka::builder()
                 .max_capacity(LOCAL_BUDGET_BYTES)
                 .weigher(|_hash: &[u8; 32], text: &Arc<str>| {
-                    u32::try_from(text.len() + 32).unwrap_or(u32::MAX)
+                    // The text, its hash key and moka's per-entry cost.
+                    u32::try_from(text.len() + 32 + ENTRY_OVERHEAD_BYTES as usize)
+                        .unwrap_or(u32::MAX)
                 })
                 .build(),
         }
     }
 }
 
-impl Cache {
+impl PersistedQueries {
     /// The query text registered under `hash`: from memory, else from
     /// Redis (then kept in memory). `None` when unknown or Redis is away.
-    pub async fn persisted_query(&self, hash: &[u8; 32]) -> Option<Arc<str>> {
-        let store = &self.inner.persisted;
-        if let Some(text) = store.local.get(hash).await {
+    pub(super) async fn get(&self, remote: &RedisTier, hash: &[u8; 32]) -> Option<Arc<str>> {
+        if let Some(text) = self.local.get(hash).await {
             return Some(text);
         }
-        if !self.inner.redis.is_available() {
+        if !remote.redis().is_available() {
             return None;
         }
-        let key = self.inner.keys.persisted_query_key(&hex(hash));
-        let value = self
-            .inner
-            .redis
-            .mget(vec![key.into()])
-            .await
-            .ok()?
-            .pop()??;
+        let key = remote.keys().persisted_query_key(&hex(hash));
+        let value = remote.redis().mget(vec![key.into()]).await.ok()?.pop()??;
         let text: Arc<str> = Arc::from(value.as_str()?.as_ref());
-        store.local.insert(*hash, Arc::clone(&text)).await;
+        self.local.insert(*hash, Arc::clone(&text)).await;
         Some(text)
     }
 
@@ -71,22 +67,21 @@ impl Cache {
     /// timeout): a registration happens once per query text, and a client
     /// that registers on one instance and then sends the hash alone to
     /// another must find it there.
-    pub async fn persist_query(&self, hash: [u8; 32], text: Arc<str>) {
-        let store = &self.inner.persisted;
-        if store.local.contains_key(&hash) {
+    pub(super) async fn put(&self, remote: &RedisTier, hash: [u8; 32], text: Arc<str>) {
+        if self.local.contains_key(&hash) {
             return;
         }
-        store.local.insert(hash, Arc::clone(&text)).await;
-        if !self.inner.redis.is_available() {
+        self.local.insert(hash, Arc::clone(&text)).await;
+        if !remote.redis().is_available() {
             return;
         }
         let op = Op::Set {
-            key: self.inner.keys.persisted_query_key(&hex(&hash)).into(),
+            key: remote.keys().persisted_query_key(&hex(&hash)).into(),
             value: text.as_bytes().to_vec(),
             ttl: PERSISTED_TTL,
         };
-        if let Err(err) = self.inner.redis.pipeline(vec![op]).await {
-            tracing::debug!(error = %err, "Storing a persisted query in Redis failed");
+        if remote.run(vec![op]).await.is_err() {
+            tracing::debug!("Storing a persisted query in Redis failed");
         }
     }
 }

@@ -31,7 +31,8 @@ use serde::de::DeserializeOwned;
 
 use super::admission::Admission;
 use super::directive::CacheDirectives;
-use super::envelope::{Envelope, Meta};
+use super::deps::Tag;
+use super::envelope::{self, MAX_TAGS, Meta};
 use super::key::KeySpace;
 use super::policy::Resolver;
 use crate::error::AppError;
@@ -50,11 +51,14 @@ pub trait CachedQuery: Send + Sync + 'static {
     /// Key parameters in a fixed order, e.g. `page=3:per_page=20`.
     fn params(&self) -> String;
 
-    /// The invalidation tag: writes that change this query's result bump
-    /// it. Defaults to the resolver's prefix (any write to the resolver's
-    /// data invalidates every entry of it).
-    fn tag(&self) -> String {
-        Self::RESOLVER.prefix().to_owned()
+    /// The invalidation tags: a write that can change this query's result
+    /// bumps at least one of them (the service's invalidation policy says
+    /// which, e.g. `anime:42` for one anime, the tags of the fields a list
+    /// is ordered and filtered by for a list). Defaults to the resolver's
+    /// prefix alone (any write to the resolver's data invalidates every
+    /// entry of it). At most [`MAX_TAGS`].
+    fn tags(&self) -> Vec<String> {
+        vec![Self::RESOLVER.prefix().to_owned()]
     }
 
     /// Whether a result records an absence (cached for the shorter
@@ -93,7 +97,8 @@ pub trait CachedQuery: Send + Sync + 'static {
 pub struct Loaded {
     /// The value.
     pub value: SharedValue,
-    /// Its JSON (the envelope's `v`), also its weight in the local tier.
+    /// Its JSON (the envelope's payload), also its weight in the local
+    /// tier.
     pub json: Arc<[u8]>,
     /// Whether it records an absence.
     pub is_negative: bool,
@@ -101,10 +106,22 @@ pub struct Loaded {
     pub load_ms: u32,
 }
 
+/// Why a stored entry could not be read back: a malformed envelope, or a
+/// payload of another shape (treated as a miss and overwritten).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The envelope.
+    #[error(transparent)]
+    Envelope(#[from] envelope::DecodeError),
+    /// The payload's JSON.
+    #[error("payload: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
 /// Object-safe view of a [`CachedQuery`].
 trait ErasedQuery: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>>;
-    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error>;
+    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), DecodeError>;
     fn loads_in_batches(&self) -> bool;
     fn admission(&self) -> Admission;
     fn as_any(&self) -> &dyn Any;
@@ -185,9 +202,9 @@ impl<Q: CachedQuery> ErasedQuery for Q {
         }))
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error> {
-        let envelope: Envelope<Q::Output> = serde_json::from_slice(bytes)?;
-        let (meta, value) = envelope.split();
+    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), DecodeError> {
+        let (meta, payload) = envelope::unwrap(bytes)?;
+        let value: Q::Output = serde_json::from_slice(&payload)?;
         Ok((meta, Arc::new(value) as SharedValue))
     }
 }
@@ -196,8 +213,11 @@ impl<Q: CachedQuery> ErasedQuery for Q {
 #[derive(Clone)]
 pub struct QueryKey {
     key: Arc<str>,
-    tag: Arc<str>,
-    generation_key: Arc<str>,
+    /// The invalidation tags, in the order the envelope records their
+    /// generations.
+    tags: Arc<[Tag]>,
+    /// The generation key of each tag, in the same order.
+    generation_keys: Arc<[Arc<str>]>,
     resolver: Resolver,
     /// What the request asked of the cache (`Cache-Control`).
     directives: CacheDirectives,
@@ -207,11 +227,16 @@ pub struct QueryKey {
 impl QueryKey {
     /// Wraps `query`, computing its keys in `keys`.
     pub fn new<Q: CachedQuery>(keys: &KeySpace, query: Q) -> Self {
-        let tag = query.tag();
+        let mut tags = query.tags();
+        tags.sort_unstable();
+        tags.dedup();
         Self {
             key: keys.key(Q::RESOLVER, &query.params()).into(),
-            generation_key: keys.generation_key(&tag).into(),
-            tag: tag.into(),
+            generation_keys: tags
+                .iter()
+                .map(|tag| Arc::from(keys.generation_key(tag)))
+                .collect(),
+            tags: tags.into_iter().map(Tag::from).collect(),
             resolver: Q::RESOLVER,
             directives: CacheDirectives::default(),
             query: Arc::new(query),
@@ -230,14 +255,22 @@ impl QueryKey {
         self.directives
     }
 
-    /// The invalidation tag.
-    pub fn tag(&self) -> &Arc<str> {
-        &self.tag
+    /// The invalidation tags (sorted, distinct).
+    pub fn tags(&self) -> &Arc<[Tag]> {
+        &self.tags
     }
 
-    /// The Redis key holding the tag's current generation.
-    pub fn generation_key(&self) -> &str {
-        &self.generation_key
+    /// Whether the envelope can record this read's tags (at most
+    /// [`MAX_TAGS`]); a read with more is served from the database, never
+    /// stored (no query of the service has that many).
+    pub fn is_storable(&self) -> bool {
+        !self.tags.is_empty() && self.tags.len() <= MAX_TAGS
+    }
+
+    /// The Redis keys holding the tags' current generations, in the order
+    /// of [`QueryKey::tags`].
+    pub fn generation_keys(&self) -> &[Arc<str>] {
+        &self.generation_keys
     }
 
     /// The full Redis key.
@@ -287,7 +320,7 @@ impl QueryKey {
         }
     }
 
-    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), serde_json::Error> {
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), DecodeError> {
         self.query.decode(bytes)
     }
 }
@@ -328,6 +361,9 @@ pub enum CacheStatus {
     /// The cache was skipped (Redis down or erroring, or caching disabled
     /// for this resolver): loaded from the database.
     Bypass,
+    /// A list whose ids came from the cache while some of its entities did
+    /// not: only those loaded from the database.
+    Partial,
     /// Past its TTL, served anyway: while one refresh runs
     /// (stale-while-revalidate) or because the database failed
     /// (stale-if-error).

@@ -3,11 +3,13 @@
 //! executing anything.
 //!
 //! A response is kept only when every value it was built from came fresh
-//! from the per-resolver cache or the database (a hit, miss or refresh;
-//! never stale, bypassed or failed). It lives until the earliest logical expiry among those values,
-//! and it carries their invalidation tags: the same per-tag epochs that
-//! guard the in-process value tier guard it, so a write or a clear on any
-//! instance (delivered by the same pub/sub fan-out) drops it, and a response
+//! from the per-resolver cache or the database (a hit, partial hit, miss
+//! or refresh; never stale, bypassed or failed). It lives until the
+//! earliest logical expiry among those values, and it depends on all their
+//! invalidation tags (a list's, and each anime's it shows): a write or a
+//! clear on any instance (delivered by the same pub/sub fan-out) drops
+//! exactly the responses that depend on a tag it changed, found through
+//! the dependency index (`deps`) in O(those responses), and a response
 //! whose execution overlapped an invalidation of one of its tags is never
 //! stored.
 //!
@@ -16,6 +18,8 @@
 //! bytes through Redis as well would add a second round trip per hit and a
 //! second copy of every value to keep coherent, for little gain.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,12 +27,12 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache as Moka;
-use sha2::{Digest as _, Sha256};
+use moka::notification::RemovalCause;
 
-use super::Cache;
+use super::deps::{Dependents, Epoch, Invalidations, REGISTRATION_BYTES, Tag};
 use super::envelope::now_ms;
+use super::local::ENTRY_OVERHEAD_BYTES;
 use super::query::{CacheStatus, Fetched};
-use super::stats::ResponseEvent;
 
 /// What identifies a response: a SHA-256 over the normalized document, the
 /// operation name and the canonical variables (see `graphql::document`).
@@ -50,23 +54,15 @@ pub struct StoredResponse {
     /// from.
     pub expires_at_ms: u64,
     /// Invalidation tags of those values.
-    tags: Box<[Arc<str>]>,
-    /// The invalidation epoch its execution started in.
-    epoch: u64,
+    tags: Box<[Tag]>,
+    /// When its execution started, against the invalidation log.
+    start: Epoch,
 }
 
 impl StoredResponse {
     /// Whole seconds until expiry (for `Cache-Control: max-age`).
     pub fn max_age_secs(&self) -> u64 {
         self.expires_at_ms.saturating_sub(now_ms()) / 1_000
-    }
-
-    pub(super) fn tags(&self) -> &[Arc<str>] {
-        &self.tags
-    }
-
-    pub(super) fn epoch(&self) -> u64 {
-        self.epoch
     }
 }
 
@@ -78,7 +74,7 @@ pub struct Dependencies(Mutex<Collected>);
 
 #[derive(Default)]
 struct Collected {
-    tags: Vec<Arc<str>>,
+    tags: HashSet<Tag>,
     /// The earliest expiry among fresh reads (`None`: no fresh read yet).
     expires_at_ms: Option<u64>,
     /// Whether any read was stale, bypassed or failed.
@@ -86,20 +82,22 @@ struct Collected {
 }
 
 impl Dependencies {
-    /// Records one cached read.
-    pub fn record(&self, tag: &Arc<str>, fetched: &Fetched) {
+    /// Records one cached read depending on `tags`.
+    pub fn record(&self, tags: &[Tag], fetched: &Fetched) {
         let mut collected = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let is_fresh = matches!(
             fetched.status,
-            CacheStatus::Hit | CacheStatus::Miss | CacheStatus::Refresh
+            CacheStatus::Hit | CacheStatus::Miss | CacheStatus::Refresh | CacheStatus::Partial
         ) && fetched.value.is_ok()
             && fetched.expires_at_ms > 0;
         if !is_fresh {
             collected.is_spoiled = true;
             return;
         }
-        if !collected.tags.contains(tag) {
-            collected.tags.push(Arc::clone(tag));
+        for tag in tags {
+            if !collected.tags.contains(tag) {
+                collected.tags.insert(Tag::clone(tag));
+            }
         }
         collected.expires_at_ms = Some(
             collected
@@ -111,49 +109,108 @@ impl Dependencies {
     /// The tags and expiry a response built from these reads may be kept
     /// under, or `None` if it may not be kept (nothing read through the
     /// cache, or something read was not fresh).
-    fn finish(&self) -> Option<(Vec<Arc<str>>, u64)> {
+    fn finish(&self) -> Option<(Vec<Tag>, u64)> {
         let collected = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let expires_at_ms = collected.expires_at_ms?;
         (!collected.is_spoiled && expires_at_ms > now_ms())
-            .then(|| (collected.tags.clone(), expires_at_ms))
+            .then(|| (collected.tags.iter().cloned().collect(), expires_at_ms))
+    }
+
+    /// `body` as a response to keep, built from these reads by an execution
+    /// that started at `start`; `None` when it may not be kept. `digest`
+    /// names the body in its entity tags.
+    pub(super) fn into_response(
+        &self,
+        body: Bytes,
+        digest: &str,
+        start: Epoch,
+    ) -> Option<StoredResponse> {
+        let (tags, expires_at_ms) = self.finish()?;
+        Some(StoredResponse {
+            etags: [
+                HeaderValue::try_from(format!("\"{digest}\"")).ok()?,
+                HeaderValue::try_from(format!("\"{digest}-json\"")).ok()?,
+            ],
+            body,
+            expires_at_ms,
+            tags: tags.into_boxed_slice(),
+            start,
+        })
     }
 }
 
-/// The bounded in-memory map of responses (moka), weighed by body size.
+/// A kept response and what tells it apart from a later one under the
+/// same key.
+#[derive(Clone)]
+struct Held {
+    response: Arc<StoredResponse>,
+    id: u64,
+}
+
+/// The bounded in-memory map of responses (moka), weighed by what each
+/// holds: body, tags, dependency registrations and moka's bookkeeping.
 pub(super) struct ResponseStore {
-    cache: Option<Moka<ResponseKey, Arc<StoredResponse>>>,
+    cache: Option<Moka<ResponseKey, Held>>,
+    dependents: Arc<Dependents<ResponseKey>>,
+    log: Arc<Invalidations>,
+    next_id: AtomicU64,
 }
 
 struct UntilExpiry;
 
-impl Expiry<ResponseKey, Arc<StoredResponse>> for UntilExpiry {
+impl Expiry<ResponseKey, Held> for UntilExpiry {
     fn expire_after_create(
         &self,
         _key: &ResponseKey,
-        value: &Arc<StoredResponse>,
+        held: &Held,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(Duration::from_millis(
-            value.expires_at_ms.saturating_sub(now_ms()),
+            held.response.expires_at_ms.saturating_sub(now_ms()),
         ))
     }
 }
 
+/// What a kept response weighs.
+fn weight(response: &StoredResponse) -> u32 {
+    let tags: usize = response
+        .tags
+        .iter()
+        .map(|tag| tag.len() + REGISTRATION_BYTES as usize + 16)
+        .sum();
+    u32::try_from(
+        response.body.len()
+            + 2 * response.etags[0].len()
+            + tags
+            + ENTRY_OVERHEAD_BYTES as usize
+            + std::mem::size_of::<StoredResponse>(),
+    )
+    .unwrap_or(u32::MAX)
+}
+
 impl ResponseStore {
-    /// A store of at most `max_bytes` of bodies (0: off).
-    pub(super) fn new(max_bytes: u64) -> Self {
+    /// A store of at most `max_bytes` (0: off), checked against `log`.
+    pub(super) fn new(max_bytes: u64, log: Arc<Invalidations>) -> Self {
+        let dependents: Arc<Dependents<ResponseKey>> = Arc::default();
         let cache = (max_bytes > 0).then(|| {
+            let registered = Arc::clone(&dependents);
             Moka::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_key: &ResponseKey, response: &Arc<StoredResponse>| {
-                    u32::try_from(response.body.len() + 2 * response.etags[0].len() + 64)
-                        .unwrap_or(u32::MAX)
-                })
+                .weigher(|_key: &ResponseKey, held: &Held| weight(&held.response))
                 .expire_after(UntilExpiry)
-                .support_invalidation_closures()
+                .eviction_listener(move |key: Arc<ResponseKey>, held: Held, cause| {
+                    if cause != RemovalCause::Replaced {
+                        registered.remove(&held.response.tags, &key, held.id);
+                    }
+                })
                 .build()
         });
-        Self { cache }
+        Self {
+            cache,
+            dependents,
+            log,
+            next_id: AtomicU64::new(0),
+        }
     }
 
     pub(super) fn is_enabled(&self) -> bool {
@@ -161,36 +218,56 @@ impl ResponseStore {
     }
 
     pub(super) async fn get(&self, key: &ResponseKey) -> Option<Arc<StoredResponse>> {
-        let response = self.cache.as_ref()?.get(key).await?;
-        (response.expires_at_ms > now_ms()).then_some(response)
+        let held = self.cache.as_ref()?.get(key).await?;
+        (held.response.expires_at_ms > now_ms() && self.log.is_after_floor(held.response.start))
+            .then_some(held.response)
     }
 
-    pub(super) async fn insert(&self, key: ResponseKey, response: Arc<StoredResponse>) {
-        if let Some(cache) = &self.cache {
-            cache.insert(key, response).await;
+    /// Holds `response` unless one of its tags was invalidated since its
+    /// execution started; whether it was kept.
+    pub(super) async fn insert(&self, key: ResponseKey, response: Arc<StoredResponse>) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        if response.expires_at_ms <= now_ms() || !self.log.is_current(&response.tags, response.start)
+        {
+            return false;
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.dependents.add(&response.tags, &key, id);
+        let start = response.start;
+        let tags = response.tags.clone();
+        cache.insert(key, Held { response, id }).await;
+        // See `deps`: an invalidation between the check and the insert.
+        if !self.log.is_current(&tags, start) {
+            cache.invalidate(&key).await;
+            self.dependents.remove(&tags, &key, id);
+            return false;
+        }
+        true
     }
 
-    /// Frees the memory of responses carrying one of `tags` (lazily;
-    /// correctness comes from the epochs checked on every read).
-    pub(super) fn invalidate_tags(&self, tags: &[String]) {
+    /// Drops the responses depending on one of `tags` (the caller recorded
+    /// the invalidation in the shared log first).
+    pub(super) async fn invalidate_tags(&self, tags: &[Tag]) {
         if let Some(cache) = &self.cache {
-            let tags: Vec<Arc<str>> = tags.iter().map(|t| Arc::from(t.as_str())).collect();
-            if cache
-                .invalidate_entries_if(move |_key, response| {
-                    response.tags.iter().any(|tag| tags.contains(tag))
-                })
-                .is_err()
-            {
-                cache.invalidate_all();
+            for tag in tags {
+                for key in self.dependents.take(tag) {
+                    cache.invalidate(&key).await;
+                }
             }
         }
     }
 
     pub(super) fn invalidate_all(&self) {
+        self.dependents.clear();
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
+    }
+
+    pub(super) fn registrations(&self) -> usize {
+        self.dependents.len()
     }
 
     pub(super) async fn weighted_size(&self) -> (u64, u64) {
@@ -201,77 +278,6 @@ impl ResponseStore {
             }
             None => (0, 0),
         }
-    }
-}
-
-impl Cache {
-    /// Whether whole responses are kept (`CACHE_RESPONSES`).
-    pub fn is_response_cache_enabled(&self) -> bool {
-        self.inner.local.responses_enabled()
-    }
-
-    /// The invalidation epoch to read before executing a request whose
-    /// response may be kept; pass it to [`Cache::store_response`].
-    pub fn response_epoch(&self) -> u64 {
-        self.inner.local.epoch()
-    }
-
-    /// The kept response for `key`, if there is a current one. Like the
-    /// in-process value tier, it is trusted only while this instance hears
-    /// other instances' invalidations and Redis holds every generation bump.
-    pub async fn cached_response(&self, key: &ResponseKey) -> Option<Arc<StoredResponse>> {
-        if !self.is_response_cache_enabled() {
-            return None;
-        }
-        if !self.is_memory_trusted() {
-            self.inner.stats.record_response(ResponseEvent::Bypass);
-            return None;
-        }
-        let found = self.inner.local.get_response(key).await;
-        self.inner.stats.record_response(if found.is_some() {
-            ResponseEvent::Hit
-        } else {
-            ResponseEvent::Miss
-        });
-        found
-    }
-
-    /// Keeps `body` as the response for `key` if everything it was built
-    /// from (`dependencies`) was fresh and no invalidation of it happened
-    /// since `epoch`. Returns the kept response (for its `ETag` and
-    /// `max-age`), or `None` when it may not be reused.
-    pub async fn store_response(
-        &self,
-        key: ResponseKey,
-        body: Bytes,
-        dependencies: &Dependencies,
-        epoch: u64,
-    ) -> Option<Arc<StoredResponse>> {
-        if !self.is_response_cache_enabled() || !self.is_memory_trusted() {
-            return None;
-        }
-        let (tags, expires_at_ms) = dependencies.finish()?;
-        let digest = hex(&Sha256::digest(&body)[..16]);
-        let response = Arc::new(StoredResponse {
-            etags: [
-                HeaderValue::try_from(format!("\"{digest}\"")).ok()?,
-                HeaderValue::try_from(format!("\"{digest}-json\"")).ok()?,
-            ],
-            body,
-            expires_at_ms,
-            tags: tags.into_boxed_slice(),
-            epoch,
-        });
-        if !self
-            .inner
-            .local
-            .insert_response(key, Arc::clone(&response))
-            .await
-        {
-            return None;
-        }
-        self.inner.stats.record_response(ResponseEvent::Stored);
-        Some(response)
     }
 }
 
@@ -305,20 +311,20 @@ mod tests {
         let deps = Dependencies::default();
         let now = now_ms();
         deps.record(
-            &Arc::from("popular"),
+            &[Tag::from("popular")],
             &fetched(CacheStatus::Hit, now + 60_000),
         );
         deps.record(
-            &Arc::from("anime_count"),
+            &[Tag::from("anime_count")],
             &fetched(CacheStatus::Miss, now + 5_000),
         );
         deps.record(
-            &Arc::from("popular"),
+            &[Tag::from("popular")],
             &fetched(CacheStatus::Hit, now + 60_000),
         );
         // A refresh (`no-cache`) is as fresh as a miss.
         deps.record(
-            &Arc::from("anime:1"),
+            &[Tag::from("anime:1")],
             &fetched(CacheStatus::Refresh, now + 30_000),
         );
         let (tags, expires) = deps.finish().expect("reusable");
@@ -332,10 +338,11 @@ mod tests {
         for status in [CacheStatus::Stale, CacheStatus::Bypass] {
             let deps = Dependencies::default();
             deps.record(
-                &Arc::from("popular"),
+            &[Tag::from("popular")],
                 &fetched(CacheStatus::Hit, now + 60_000),
             );
-            deps.record(&Arc::from("anime:1"), &fetched(status, now + 60_000));
+            deps.record(
+            &[Tag::from("anime:1")], &fetched(status, now + 60_000));
             assert!(deps.finish().is_none(), "{status:?}");
         }
         assert!(Dependencies::default().finish().is_none());
@@ -344,7 +351,7 @@ mod tests {
         error.value = Err(Arc::new(crate::error::AppError::Internal(anyhow::anyhow!(
             "x"
         ))));
-        failed.record(&Arc::from("popular"), &error);
+        failed.record(&[Tag::from("popular")], &error);
         assert!(failed.finish().is_none());
     }
 

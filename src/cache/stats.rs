@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::policy::Resolver;
+use super::query::QueryKey;
 
 /// Live counters.
 #[derive(Debug, Default)]
@@ -58,6 +59,7 @@ struct Counters {
     bypasses: AtomicU64,
     refreshes: AtomicU64,
     loads: AtomicU64,
+    partials: AtomicU64,
     dropped_writes: AtomicU64,
     not_admitted: AtomicU64,
 }
@@ -78,6 +80,10 @@ pub enum Event {
     Refresh,
     /// A database load ran (after a miss, bypass or refresh).
     Load,
+    /// A list's ids came from the cache but some of the entities they name
+    /// did not: only those were loaded (a partial hit; the list's own
+    /// lookup is also counted as a hit).
+    Partial,
     /// A write-back was dropped because too many were pending.
     DroppedWrite,
     /// A loaded value was not stored: the resolver's admission refused it
@@ -101,6 +107,9 @@ pub struct ResolverStats {
     pub refreshes: u64,
     /// Database loads.
     pub loads: u64,
+    /// Lists served from cached ids with some entities loaded (also
+    /// counted in `hits`).
+    pub partials: u64,
     /// Write-backs dropped under pressure.
     pub dropped_writes: u64,
     /// Loaded values not stored because admission refused them (searches:
@@ -121,6 +130,14 @@ impl ResolverStats {
 }
 
 impl CacheStats {
+    /// Counts one event of `key` and logs it at debug ("Cache HIT:
+    /// popularAnime", with the resolver and key as fields).
+    pub fn note(&self, key: &QueryKey, event: Event, message: &'static str) {
+        self.record(key.resolver(), event);
+        let name = key.resolver().name();
+        tracing::debug!(resolver = name, key = key.key(), "{message}: {name}");
+    }
+
     /// Counts one event.
     pub fn record(&self, resolver: Resolver, event: Event) {
         let counters = &self.per_resolver[resolver.index()];
@@ -131,6 +148,7 @@ impl CacheStats {
             Event::Bypass => &counters.bypasses,
             Event::Refresh => &counters.refreshes,
             Event::Load => &counters.loads,
+            Event::Partial => &counters.partials,
             Event::DroppedWrite => &counters.dropped_writes,
             Event::NotAdmitted => &counters.not_admitted,
         };
@@ -170,6 +188,7 @@ impl CacheStats {
             bypasses: c.bypasses.load(Ordering::Relaxed),
             refreshes: c.refreshes.load(Ordering::Relaxed),
             loads: c.loads.load(Ordering::Relaxed),
+            partials: c.partials.load(Ordering::Relaxed),
             dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
             not_admitted: c.not_admitted.load(Ordering::Relaxed),
         }

@@ -5,7 +5,7 @@
 //! # List shapes
 //!
 //! ```sql
-//! SELECT anime.* FROM anime
+//! SELECT anime.id FROM anime
 //! WHERE anime.id IN (SELECT j.anime_id FROM anime_genre j
 //!                    JOIN genre t ON t.id = j.genre_id WHERE t.slug = $1)  -- genre (theme, studio alike)
 //!   AND year BETWEEN $2 AND $3        -- or year = $2 for one year
@@ -339,6 +339,8 @@ pub fn list_statement(
     limit: u64,
 ) -> Statement {
     ordered(filter, order, first_part(filter, order))
+        .select_only()
+        .column(anime::Column::Id)
         .offset(offset)
         .limit(limit)
         .build(backend)
@@ -355,24 +357,30 @@ fn count_select(filter: &AnimeFilter) -> Select<anime::Entity> {
         .column_as(anime::Column::Id.count(), "count")
 }
 
-/// Rows `offset .. offset + limit` of the anime `filter` keeps, in `order`
-/// (see the module doc for the statements this takes).
+/// Ids of rows `offset .. offset + limit` of the anime `filter` keeps, in
+/// `order` (see the module doc for the statements this takes). Only the
+/// id column is read: the rows themselves are entities the cache holds on
+/// their own.
 pub async fn list(
     conn: &impl ConnectionTrait,
     filter: &AnimeFilter,
     order: AnimeOrder,
     offset: u64,
     limit: u64,
-) -> Result<Vec<anime::Model>, DbErr> {
+) -> Result<Vec<i32>, DbErr> {
+    let ids = |select: Select<anime::Entity>| {
+        select
+            .select_only()
+            .column(anime::Column::Id)
+            .into_tuple::<i32>()
+    };
     let first = first_part(filter, order);
-    let mut rows = ordered(filter, order, first)
-        .offset(offset)
-        .limit(limit)
+    let mut found = ids(ordered(filter, order, first).offset(offset).limit(limit))
         .all(conn)
         .await?;
-    let got = rows.len() as u64;
+    let got = found.len() as u64;
     if first == Part::All || got == limit {
-        return Ok(rows);
+        return Ok(found);
     }
     let nulls_offset = if got > 0 || offset == 0 {
         0
@@ -385,13 +393,13 @@ pub async fn list(
             .unwrap_or_default();
         offset.saturating_sub(u64::try_from(valued).unwrap_or_default())
     };
-    let nulls = ordered(filter, order, Part::Nulls)
+    let nulls = ids(ordered(filter, order, Part::Nulls)
         .offset(nulls_offset)
-        .limit(limit - got)
-        .all(conn)
-        .await?;
-    rows.extend(nulls);
-    Ok(rows)
+        .limit(limit - got))
+    .all(conn)
+    .await?;
+    found.extend(nulls);
+    Ok(found)
 }
 
 /// How many anime `filter` keeps: `SELECT COUNT(anime.id) FROM anime WHERE …`.

@@ -28,15 +28,40 @@ use crate::entities::anime::{self, Entity as Anime};
 use crate::entities::{episode, player};
 use crate::error::Result;
 
-/// One anime as the read API returns it: the row and its genre names in
-/// the anime's own order (what `Anime.genres` shows). This is the cached
-/// JSON shape of every anime value (`cache::key::VALUE_VERSION` v3).
+/// One anime with its genre names in the anime's own order: what the
+/// repository's record reads return (tests and tools). The cache stores
+/// the row alone, as an entity, and names genres through the taxonomy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnimeRecord {
     /// The `anime` row.
     pub anime: anime::Model,
     /// Genre names, by position.
     pub genres: Vec<String>,
+}
+
+/// One anime as a write saw it (before or after): the row, and its
+/// genres, themes and studios (id, name, slug) in its own order. What the
+/// invalidation policy compares to know what a write changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnimeFacts {
+    /// The `anime` row.
+    pub row: anime::Model,
+    /// Its genres.
+    pub genres: Vec<Taxon>,
+    /// Its themes.
+    pub themes: Vec<Taxon>,
+    /// Its studios.
+    pub studios: Vec<Taxon>,
+}
+
+impl AnimeFacts {
+    /// The row with its genre names (what the old record API returns).
+    pub fn record(&self) -> AnimeRecord {
+        AnimeRecord {
+            anime: self.row.clone(),
+            genres: self.genres.iter().map(|genre| genre.name.clone()).collect(),
+        }
+    }
 }
 
 /// Reads and writes the anime catalogue. Cheap to clone (the pool is shared).
@@ -51,8 +76,70 @@ impl AnimeRepo {
         Self { db }
     }
 
-    /// The `limit` most popular anime: `ORDER BY popularity DESC, id ASC`
-    /// (served by `idx_anime_popularity_desc_id`).
+    /// Ids of the `limit` most popular anime: `ORDER BY popularity DESC,
+    /// id ASC` (served by `idx_anime_popularity_desc_id`).
+    pub async fn popular_ids(&self, limit: u64) -> Result<Vec<i32>> {
+        Ok(Anime::find()
+            .select_only()
+            .column(anime::Column::Id)
+            .order_by_desc(anime::Column::Popularity)
+            .order_by_asc(anime::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Ids of one page in id order: rows `offset .. offset + limit`.
+    pub async fn page_ids(&self, offset: u64, limit: u64) -> Result<Vec<i32>> {
+        Ok(Anime::find()
+            .select_only()
+            .column(anime::Column::Id)
+            .order_by_asc(anime::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Ids of rows `offset .. offset + limit` of the anime `filter` keeps,
+    /// in `order` (one statement; see `anime_query` for the last pages of a
+    /// score or year order).
+    pub async fn list_ids(
+        &self,
+        filter: &AnimeFilter,
+        order: AnimeOrder,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<i32>> {
+        Ok(anime_query::list(&self.db, filter, order, offset, limit).await?)
+    }
+
+    /// Ids of up to `limit` anime whose title, English or original title
+    /// contains `text` (case-insensitive), most relevant first, then most
+    /// popular, then by id (see `anime_query`).
+    pub async fn search_ids(&self, text: &str, limit: u64) -> Result<Vec<i32>> {
+        let rows = anime_query::search(&self.db, text, limit).await?;
+        Ok(rows.into_iter().map(|row| row.id).collect())
+    }
+
+    /// The rows of `ids` that exist, by id: one statement (per
+    /// [`MAX_IDS_PER_STATEMENT`] ids), the entity load of the cache.
+    pub async fn rows(&self, ids: &[i32]) -> Result<HashMap<i32, anime::Model>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in taxonomy::distinct(ids).chunks(MAX_IDS_PER_STATEMENT) {
+            let rows = Anime::find()
+                .filter(anime::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await?;
+            out.extend(rows.into_iter().map(|row| (row.id, row)));
+        }
+        Ok(out)
+    }
+
+    /// The `limit` most popular anime with their genre names (tests and
+    /// tools; the cache reads [`Self::popular_ids`] and rows).
     pub async fn popular(&self, limit: u64) -> Result<Vec<AnimeRecord>> {
         let rows = Anime::find()
             .order_by_desc(anime::Column::Popularity)
@@ -63,7 +150,7 @@ impl AnimeRepo {
         records(&self.db, rows).await
     }
 
-    /// One page in id order: rows `offset .. offset + limit`.
+    /// One page in id order with genre names (tests and tools).
     pub async fn page(&self, offset: u64, limit: u64) -> Result<Vec<AnimeRecord>> {
         let rows = Anime::find()
             .order_by_asc(anime::Column::Id)
@@ -74,9 +161,7 @@ impl AnimeRepo {
         records(&self.db, rows).await
     }
 
-    /// Rows `offset .. offset + limit` of the anime `filter` keeps, in
-    /// `order` (one statement, plus one for genres; see `anime_query` for
-    /// the last pages of a score or year order).
+    /// [`Self::list_ids`] with rows and genre names (tests and tools).
     pub async fn list(
         &self,
         filter: &AnimeFilter,
@@ -84,8 +169,8 @@ impl AnimeRepo {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<AnimeRecord>> {
-        let rows = anime_query::list(&self.db, filter, order, offset, limit).await?;
-        records(&self.db, rows).await
+        let ids = self.list_ids(filter, order, offset, limit).await?;
+        self.records_of(&ids).await
     }
 
     /// Number of anime `filter` keeps (the whole catalogue for the default).
@@ -93,20 +178,25 @@ impl AnimeRepo {
         Ok(anime_query::count(&self.db, filter).await?)
     }
 
-    /// Up to `limit` anime whose title, English or original title contains
-    /// `text` (case-insensitive), most relevant first, then most popular,
-    /// then by id (see `anime_query`).
+    /// [`Self::search_ids`] with rows and genre names (tests and tools).
     pub async fn search(&self, text: &str, limit: u64) -> Result<Vec<AnimeRecord>> {
         let rows = anime_query::search(&self.db, text, limit).await?;
         records(&self.db, rows).await
     }
 
-    /// One anime by id.
+    /// One anime by id, with its genre names.
     pub async fn by_id(&self, id: i32) -> Result<Option<AnimeRecord>> {
         let Some(row) = Anime::find_by_id(id).one(&self.db).await? else {
             return Ok(None);
         };
         Ok(records(&self.db, vec![row]).await?.pop())
+    }
+
+    /// The anime of `ids` that exist, in that order, with genre names.
+    async fn records_of(&self, ids: &[i32]) -> Result<Vec<AnimeRecord>> {
+        let mut rows = self.rows(ids).await?;
+        let rows = ids.iter().filter_map(|id| rows.remove(id)).collect();
+        records(&self.db, rows).await
     }
 
     /// The genres of each of `anime_ids` (id, name, slug), in each anime's
@@ -181,48 +271,48 @@ impl AnimeRepo {
 
     /// Inserts an anime with its relations (genre, theme and studio names,
     /// missing ones created; players; episodes) in one transaction and
-    /// returns it with its id.
+    /// returns what it is now.
     pub async fn create(
         &self,
         row: anime::ActiveModel,
         relations: &RelationWrites,
-    ) -> Result<AnimeRecord> {
+    ) -> Result<AnimeFacts> {
         let txn = self.db.begin().await?;
         let anime = row.insert(&txn).await?;
         relations.apply(&txn, anime.id).await?;
+        let created = facts(&txn, anime).await?;
         txn.commit().await?;
-        Ok(AnimeRecord {
-            anime,
-            genres: relations.genres.clone().unwrap_or_default(),
-        })
+        Ok(created)
     }
 
     /// Applies `change` to the anime `id` and replaces the relations
-    /// `relations` names, in one transaction; `None` when there is no such
-    /// anime.
+    /// `relations` names, in one transaction: the anime before and after,
+    /// `None` when there is no such anime.
     pub async fn update(
         &self,
         id: i32,
         change: impl FnOnce(&mut anime::ActiveModel),
         relations: &RelationWrites,
-    ) -> Result<Option<AnimeRecord>> {
+    ) -> Result<Option<(AnimeFacts, AnimeFacts)>> {
         let txn = self.db.begin().await?;
         let Some(current) = Anime::find_by_id(id).one(&txn).await? else {
             return Ok(None);
         };
+        let before = facts(&txn, current.clone()).await?;
         let mut row = current.into_active_model();
         change(&mut row);
         let anime = row.update(&txn).await?;
         relations.apply(&txn, id).await?;
-        let genres = match &relations.genres {
-            Some(names) => names.clone(),
-            None => genre_names(&txn, &[id])
-                .await?
-                .remove(&id)
-                .unwrap_or_default(),
+        let after = if relations.changes_taxonomy() {
+            facts(&txn, anime).await?
+        } else {
+            AnimeFacts {
+                row: anime,
+                ..before.clone()
+            }
         };
         txn.commit().await?;
-        Ok(Some(AnimeRecord { anime, genres }))
+        Ok(Some((before, after)))
     }
 
     /// The smallest and largest anime id (`None` for an empty catalogue):
@@ -312,10 +402,35 @@ impl AnimeRepo {
     }
 
     /// Deletes the anime `id` (its links, players and episodes go with it:
-    /// the foreign keys cascade); whether it existed.
-    pub async fn delete(&self, id: i32) -> Result<bool> {
-        Ok(Anime::delete_by_id(id).exec(&self.db).await?.rows_affected > 0)
+    /// the foreign keys cascade), in one transaction: the anime as it was,
+    /// `None` when there was none.
+    pub async fn delete(&self, id: i32) -> Result<Option<AnimeFacts>> {
+        let txn = self.db.begin().await?;
+        let Some(current) = Anime::find_by_id(id).one(&txn).await? else {
+            return Ok(None);
+        };
+        let before = facts(&txn, current).await?;
+        if Anime::delete_by_id(id).exec(&txn).await?.rows_affected == 0 {
+            return Ok(None);
+        }
+        txn.commit().await?;
+        Ok(Some(before))
     }
+}
+
+/// `row` with its genres, themes and studios (three statements).
+async fn facts(conn: &impl ConnectionTrait, row: anime::Model) -> Result<AnimeFacts> {
+    let id = row.id;
+    let taxa = |mut links: HashMap<i32, Vec<Taxon>>| links.remove(&id).unwrap_or_default();
+    let genres = taxa(taxonomy::links_of(conn, Taxonomy::Genre, &[id]).await?);
+    let themes = taxa(taxonomy::links_of(conn, Taxonomy::Theme, &[id]).await?);
+    let studios = taxa(taxonomy::links_of(conn, Taxonomy::Studio, &[id]).await?);
+    Ok(AnimeFacts {
+        row,
+        genres,
+        themes,
+        studios,
+    })
 }
 
 /// Genre names of `anime_ids`, by position.

@@ -8,16 +8,14 @@
 //! service's cached [`crate::service::AnimeList`].
 
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
 
-use super::loader::load;
 use super::query::{PAGE_SIZE, in_range, state};
 use super::types::{Anime, AnimeFormat, AnimePage, AnimeSeason, AnimeStatus};
 use crate::db::{AnimeFilter, AnimeOrder, Taxonomy, YearRange};
 use crate::error::AppError;
-use crate::service::{PageRequest, PageResult};
+use crate::service::PageRequest;
 
 /// Years a filter can name: those an anime can have.
 const YEARS: RangeInclusive<i32> = 1900..=2100;
@@ -191,9 +189,8 @@ impl AnimeList {
     }
 }
 
-impl From<Arc<PageResult>> for AnimeList {
-    fn from(result: Arc<PageResult>) -> Self {
-        let page = AnimePage::from(result);
+impl From<AnimePage> for AnimeList {
+    fn from(page: AnimePage) -> Self {
         Self {
             total: page.total,
             page: page.page,
@@ -262,7 +259,7 @@ pub(super) async fn anime_list(
     let Some(query) = state(ctx)?.anime.list(filter, order, request) else {
         return Ok(AnimeList::empty(request));
     };
-    Ok(AnimeList::from(load(ctx, query).await?))
+    Ok(AnimeList::from(AnimePage::load(ctx, query).await?))
 }
 
 /// The catalogue grid.

@@ -21,6 +21,7 @@ use async_graphql::{Context, ErrorExtensions};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::cache::entity::{IdList, list_status, record_status};
 use crate::cache::{
     Cache, CacheDirectives, CacheStatus, CachedQuery, Dependencies, Fetched, QueryKey, Tier,
 };
@@ -65,7 +66,8 @@ pub struct TraceEntry {
     pub resolver: &'static str,
     /// The Redis key.
     pub key: String,
-    /// HIT, MISS, BYPASS, STALE or REFRESH.
+    /// HIT, PARTIAL (a list: its ids cached, some anime not), MISS,
+    /// BYPASS, STALE or REFRESH.
     pub status: CacheStatus,
     /// Which tier answered: local, redis or database.
     pub tier: Tier,
@@ -94,26 +96,9 @@ pub async fn load<Q: CachedQuery>(
     query: Q,
 ) -> async_graphql::Result<Arc<Q::Output>> {
     let state = ctx.data::<AppState>()?;
-    let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
     let key = request_key(ctx, state, query);
-    // A local hit needs no batch: answer it without the batching window
-    // (a `no-cache` read gets none).
-    let local = state.cache.get_local(&key).await;
-    let fetched = match local {
-        Some(fetched) => fetched,
-        None => match loader.load_one(key.clone()).await {
-            Ok(Some(fetched)) => fetched,
-            Ok(None) => {
-                return Err(AppError::Internal(anyhow::anyhow!(
-                    "cache loader returned no value for {}",
-                    key.key()
-                ))
-                .extend());
-            }
-            Err(never) => match never {},
-        },
-    };
-    record(ctx, &key, &fetched);
+    let fetched = fetch(ctx, state, &key).await?;
+    record(ctx, &key, &fetched, fetched.status);
     fetched
         .typed::<Q::Output>()
         .map_err(|err| err.as_ref().extend())
@@ -133,13 +118,94 @@ pub async fn load_all<Q: CachedQuery>(
     queries: impl IntoIterator<Item = Q>,
 ) -> async_graphql::Result<Vec<Outcome<Q::Output>>> {
     let state = ctx.data::<AppState>()?;
-    let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
     let keys: Vec<QueryKey> = queries
         .into_iter()
         .map(|query| request_key(ctx, state, query))
         .collect();
+    let fetched = fetch_all(ctx, state, &keys).await?;
+    Ok(keys
+        .iter()
+        .zip(fetched)
+        .map(|(key, fetched)| {
+            record(ctx, key, &fetched, fetched.status);
+            fetched.typed::<Q::Output>()
+        })
+        .collect())
+}
+
+/// Reads list `query` (ids), then the entity `entity(id)` of each id it
+/// holds (an anime), through the loader and the cache: the list's entry
+/// first, then every entity at once (local tier, one MGET, one statement
+/// for what is left). The list's trace entry says HIT, PARTIAL (its ids
+/// were cached, some entities were not) or MISS (`cache::entity`).
+pub async fn load_list<L, E>(
+    ctx: &Context<'_>,
+    query: L,
+    entity: impl Fn(i32) -> E,
+) -> async_graphql::Result<(Arc<L::Output>, Vec<Outcome<E::Output>>)>
+where
+    L: CachedQuery,
+    L::Output: IdList,
+    E: CachedQuery,
+{
+    let state = ctx.data::<AppState>()?;
+    let key = request_key(ctx, state, query);
+    let fetched = fetch(ctx, state, &key).await?;
+    let list = match fetched.typed::<L::Output>() {
+        Ok(list) => list,
+        Err(err) => {
+            record(ctx, &key, &fetched, fetched.status);
+            return Err(err.as_ref().extend());
+        }
+    };
+    let keys: Vec<QueryKey> = list
+        .ids()
+        .iter()
+        .map(|&id| request_key(ctx, state, entity(id)))
+        .collect();
+    let entities = fetch_all(ctx, state, &keys).await?;
+    let status = list_status(&fetched, &entities);
+    record_status(state.cache.stats(), key.resolver(), status);
+    record(ctx, &key, &fetched, status);
+    let outcomes = keys
+        .iter()
+        .zip(entities)
+        .map(|(key, fetched)| {
+            record(ctx, key, &fetched, fetched.status);
+            fetched.typed::<E::Output>()
+        })
+        .collect();
+    Ok((list, outcomes))
+}
+
+/// One read: from the local tier, else through the loader's batch.
+async fn fetch(
+    ctx: &Context<'_>,
+    state: &AppState,
+    key: &QueryKey,
+) -> async_graphql::Result<Fetched> {
+    // A local hit needs no batch: answer it without the batching window
+    // (a `no-cache` read gets none).
+    if let Some(local) = state.cache.get_local(key).await {
+        return Ok(local);
+    }
+    let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
+    match loader.load_one(key.clone()).await {
+        Ok(Some(fetched)) => Ok(fetched),
+        Ok(None) => Err(lost(key)),
+        Err(never) => match never {},
+    }
+}
+
+/// Many reads: what the local tier holds, the rest in one loader call.
+async fn fetch_all(
+    ctx: &Context<'_>,
+    state: &AppState,
+    keys: &[QueryKey],
+) -> async_graphql::Result<Vec<Fetched>> {
+    let loader = ctx.data::<Arc<DataLoader<CacheLoader>>>()?;
     let mut local = Vec::with_capacity(keys.len());
-    for key in &keys {
+    for key in keys {
         local.push(state.cache.get_local(key).await);
     }
     let missing: Vec<QueryKey> = keys
@@ -156,22 +222,18 @@ pub async fn load_all<Q: CachedQuery>(
             Err(never) => match never {},
         }
     };
-    let mut outcomes = Vec::with_capacity(keys.len());
-    for (key, local) in keys.iter().zip(local) {
-        let fetched = match local.or_else(|| loaded.get(key).cloned()) {
-            Some(fetched) => fetched,
-            None => {
-                return Err(AppError::Internal(anyhow::anyhow!(
-                    "cache loader returned no value for {}",
-                    key.key()
-                ))
-                .extend());
-            }
-        };
-        record(ctx, key, &fetched);
-        outcomes.push(fetched.typed::<Q::Output>());
-    }
-    Ok(outcomes)
+    keys.iter()
+        .zip(local)
+        .map(|(key, local)| local.or_else(|| loaded.get(key).cloned()).ok_or_else(|| lost(key)))
+        .collect()
+}
+
+fn lost(key: &QueryKey) -> async_graphql::Error {
+    AppError::Internal(anyhow::anyhow!(
+        "cache loader returned no value for {}",
+        key.key()
+    ))
+    .extend()
 }
 
 /// The key of `query` under the request's cache directives.
@@ -183,16 +245,17 @@ fn request_key<Q: CachedQuery>(ctx: &Context<'_>, state: &AppState, query: Q) ->
     }
 }
 
-/// Records a read for the response's dependencies and the debug trace.
-fn record(ctx: &Context<'_>, key: &QueryKey, fetched: &Fetched) {
+/// Records a read for the response's dependencies and the debug trace
+/// (as `status`: a list's may be PARTIAL).
+fn record(ctx: &Context<'_>, key: &QueryKey, fetched: &Fetched, status: CacheStatus) {
     if let Some(dependencies) = ctx.data_opt::<Arc<Dependencies>>() {
-        dependencies.record(key.tag(), fetched);
+        dependencies.record(key.tags(), fetched);
     }
     if let Some(trace) = ctx.data_opt::<CacheTrace>() {
         trace.record(TraceEntry {
             resolver: key.resolver().name(),
             key: key.key().to_owned(),
-            status: fetched.status,
+            status,
             tier: fetched.tier,
         });
     }

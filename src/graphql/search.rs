@@ -6,7 +6,6 @@ use std::ops::RangeInclusive;
 
 use async_graphql::{Context, Object, Result, ResultExt};
 
-use super::loader::load;
 use super::query::{in_range, state};
 use super::types::Anime;
 use crate::service::SearchText;
@@ -38,7 +37,7 @@ impl SearchQuery {
     ) -> Result<Vec<Anime>> {
         let limit = in_range("limit", limit, SEARCH_SIZE).extend()?;
         let text = SearchText::parse(&query).extend()?;
-        let anime = load(ctx, state(ctx)?.anime.search(text, limit)).await?;
-        Ok(Anime::all_of(&anime))
+        let (_, anime) = Anime::list(ctx, state(ctx)?.anime.search(text, limit)).await?;
+        Ok(anime)
     }
 }

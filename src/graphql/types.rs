@@ -6,13 +6,14 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::loader::{Outcome, load, load_all};
+use super::loader::{Outcome, load, load_all, load_list};
 use super::query::state;
 use super::taxonomy::{self, Genre, Studio, TaxonSource, Theme};
 use tokio::sync::OnceCell;
 
 use crate::cache::CachedQuery;
-use crate::db::{AnimeRecord, Taxonomy};
+use crate::cache::entity::IdList;
+use crate::db::Taxonomy;
 use crate::entities::anime;
 use crate::error::AppError;
 use crate::service::anime_write::{MAX_EPISODES, MAX_NAMES, MAX_PLAYERS};
@@ -30,23 +31,14 @@ const PLAYERS_COST: usize = MAX_PLAYERS;
 /// list fits the budget; one for every anime of a page does not.
 const EPISODES_COST: usize = MAX_EPISODES;
 
-/// An anime in the catalogue: a view into the value that holds it (a
-/// cached list, page or single record), so answering from the cache copies
-/// no record before serialization.
+/// An anime in the catalogue: a view into its cached entity (shared by
+/// every list that shows it), so answering from the cache copies no row
+/// before serialization.
 pub struct Anime {
-    source: Arc<dyn Records>,
-    index: usize,
-}
-
-/// Values that hold anime records, by position.
-trait Records: Send + Sync {
-    fn record(&self, index: usize) -> &AnimeRecord;
-
-    /// The relation loads shared by the records of one list in one
-    /// response, when they are viewed as one ([`Anime::list_of`]).
-    fn batches(&self) -> Option<&ListBatches> {
-        None
-    }
+    row: Arc<anime::Model>,
+    /// For an item of a list: the list's shared relation loads and the
+    /// item's position in it.
+    list: Option<(Arc<ListBatches>, usize)>,
 }
 
 /// The relations of the anime of one list, loaded once per response: the
@@ -55,7 +47,8 @@ trait Records: Send + Sync {
 /// statement per relation on a miss) however long the items take to
 /// resolve; the others take their outcome from here.
 struct ListBatches {
-    len: usize,
+    /// The list's anime, in order.
+    ids: Vec<i32>,
     genres: OnceCell<Vec<Outcome<Vec<i32>>>>,
     themes: OnceCell<Vec<Outcome<Vec<i32>>>>,
     studios: OnceCell<Vec<Outcome<Vec<i32>>>>,
@@ -66,83 +59,60 @@ struct ListBatches {
     taxonomies: [OnceCell<Arc<TaxonList>>; 3],
 }
 
-/// A list's records with the relation loads of one response.
-struct Listed {
-    records: Arc<dyn Records>,
-    batches: ListBatches,
-}
-
-impl Records for Listed {
-    fn record(&self, index: usize) -> &AnimeRecord {
-        self.records.record(index)
-    }
-
-    fn batches(&self) -> Option<&ListBatches> {
-        Some(&self.batches)
-    }
-}
-
-impl Records for AnimeRecord {
-    fn record(&self, _index: usize) -> &AnimeRecord {
-        self
-    }
-}
-
-impl Records for Vec<AnimeRecord> {
-    fn record(&self, index: usize) -> &AnimeRecord {
-        &self[index]
-    }
-}
-
-impl Records for PageResult {
-    fn record(&self, index: usize) -> &AnimeRecord {
-        &self.items[index]
-    }
-}
-
 impl Anime {
-    /// One record of its own (a write's result).
-    pub fn owned(record: AnimeRecord) -> Self {
-        Self {
-            source: Arc::new(record),
-            index: 0,
+    /// One row of its own (a write's result).
+    pub fn owned(row: anime::Model) -> Self {
+        Self::entity(Arc::new(row))
+    }
+
+    /// One cached entity.
+    pub fn entity(row: Arc<anime::Model>) -> Self {
+        Self { row, list: None }
+    }
+
+    /// The anime of list `query` (a page, ranking or search result holding
+    /// ids), each read as its entity through the cache; ids whose anime
+    /// no longer exists (deleted since the list was stored) are left out.
+    /// Each relation is then loaded for all of them at once.
+    pub async fn list<L>(ctx: &Context<'_>, query: L) -> Result<(Arc<L::Output>, Vec<Self>)>
+    where
+        L: CachedQuery,
+        L::Output: IdList,
+    {
+        let service = &state(ctx)?.anime;
+        let (list, outcomes) = load_list(ctx, query, |id| service.by_id(id)).await?;
+        let mut rows = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            if let Some(row) = outcome.map_err(|err| err.as_ref().extend())?.as_ref() {
+                rows.push(Arc::clone(row));
+            }
         }
+        Ok((list, Self::list_of(rows)))
     }
 
-    /// Every record of a shared list, in order.
-    pub fn all_of(list: &Arc<Vec<AnimeRecord>>) -> Vec<Self> {
-        Self::list_of(Arc::clone(list) as Arc<dyn Records>, list.len())
-    }
-
-    /// Records `0..len` of `records`, viewed as one list of this response:
-    /// each relation is loaded for all of them at once.
-    fn list_of(records: Arc<dyn Records>, len: usize) -> Vec<Self> {
-        let source: Arc<dyn Records> = Arc::new(Listed {
-            records,
-            batches: ListBatches {
-                len,
-                genres: OnceCell::new(),
-                themes: OnceCell::new(),
-                studios: OnceCell::new(),
-                players: OnceCell::new(),
-                episodes: OnceCell::new(),
-                taxonomies: Default::default(),
-            },
+    /// `rows`, viewed as one list of this response: each relation is
+    /// loaded for all of them at once.
+    fn list_of(rows: Vec<Arc<anime::Model>>) -> Vec<Self> {
+        let batches = Arc::new(ListBatches {
+            ids: rows.iter().map(|row| row.id).collect(),
+            genres: OnceCell::new(),
+            themes: OnceCell::new(),
+            studios: OnceCell::new(),
+            players: OnceCell::new(),
+            episodes: OnceCell::new(),
+            taxonomies: Default::default(),
         });
-        (0..len)
-            .map(|index| Self {
-                source: Arc::clone(&source),
-                index,
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, row)| Self {
+                row,
+                list: Some((Arc::clone(&batches), index)),
             })
             .collect()
     }
 
-    fn record(&self) -> &AnimeRecord {
-        self.source.record(self.index)
-    }
-
     fn model(&self) -> &anime::Model {
-        &self.record().anime
+        &self.row
     }
 
     /// One relation of this anime: for an item of a list, its outcome of
@@ -155,21 +125,19 @@ impl Anime {
         query: impl Fn(&AnimeService, i32) -> Q,
     ) -> Result<Arc<Q::Output>> {
         let service = &state(ctx)?.anime;
-        let Some(batches) = self.source.batches() else {
+        let Some((batches, index)) = &self.list else {
             return load(ctx, query(service, self.model().id)).await;
         };
         let outcomes = cell(batches)
             .get_or_try_init(|| {
-                let queries = (0..batches.len)
-                    .map(|index| query(service, self.source.record(index).anime.id));
+                let queries = batches.ids.iter().map(|&id| query(service, id));
                 load_all(ctx, queries)
             })
             .await?;
-        match outcomes.get(self.index) {
+        match outcomes.get(*index) {
             Some(outcome) => outcome.clone().map_err(|err| err.as_ref().extend()),
             None => Err(AppError::Internal(anyhow::anyhow!(
-                "a list's relation load has no item {}",
-                self.index
+                "a list's relation load has no item {index}"
             ))
             .extend()),
         }
@@ -196,8 +164,8 @@ impl Anime {
             }
         };
         let list = async {
-            match self.source.batches() {
-                Some(batches) => {
+            match &self.list {
+                Some((batches, _)) => {
                     let cell = &batches.taxonomies[kind.index()];
                     cell.get_or_try_init(|| taxonomy::list(ctx, kind))
                         .await
@@ -284,12 +252,16 @@ impl Anime {
     }
 
     /// Genre names, in the anime's own order (alphabetical for anime
-    /// written through this API). Kept as it was for older clients: it is
-    /// part of the anime's own entry, so a genre rename shows here once
-    /// that entry is refreshed. `genreList` gives each genre's id, slug
-    /// and anime count as well, always under its current name.
-    async fn genres(&self) -> &[String] {
-        &self.record().genres
+    /// written through this API). Kept for older clients: `genreList`
+    /// gives each genre's id, slug and anime count as well. Cached as
+    /// `genreList` is.
+    #[graphql(complexity = "TAXA_COST")]
+    async fn genres(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        let taxa = self.taxa(ctx, Taxonomy::Genre).await?;
+        Ok(taxa
+            .iter()
+            .map(|taxon| taxon.entry().taxon.name.clone())
+            .collect())
     }
 
     /// The genres, in the anime's own order, as objects (what `genres`
@@ -501,14 +473,24 @@ pub struct AnimePage {
     pub items: Vec<Anime>,
 }
 
-impl From<Arc<PageResult>> for AnimePage {
-    fn from(result: Arc<PageResult>) -> Self {
+impl AnimePage {
+    /// A page of ids with the anime read for them.
+    pub fn new(result: &PageResult, items: Vec<Anime>) -> Self {
         Self {
             total: result.total,
             page: result.request.page,
             per_page: result.request.per_page,
             has_next_page: result.request.has_next_page(result.total),
-            items: Anime::list_of(Arc::clone(&result) as Arc<dyn Records>, result.items.len()),
+            items,
         }
+    }
+
+    /// Page `query` (ids) with its anime, read through the cache.
+    pub async fn load<L>(ctx: &Context<'_>, query: L) -> Result<Self>
+    where
+        L: CachedQuery<Output = PageResult>,
+    {
+        let (result, items) = Anime::list(ctx, query).await?;
+        Ok(Self::new(&result, items))
     }
 }

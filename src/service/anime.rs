@@ -1,7 +1,8 @@
 //! Reading the anime catalogue, through the cache.
 //!
 //! Each cached read is a [`CachedQuery`]: the policy it follows, its key
-//! parameters and its database load. [`AnimeService`] builds them; the
+//! parameters, its invalidation tags (from [`InvalidationPolicy`]) and its
+//! database load. Lists hold ids; each anime is the entity [`AnimeById`]. [`AnimeService`] builds them; the
 //! GraphQL loader batches them, and [`AnimeService::get`] reads one without
 //! GraphQL (benchmarks, tools).
 
@@ -9,8 +10,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::tags::InvalidationPolicy;
+use crate::cache::entity::IdList;
 use crate::cache::{Cache, CachedQuery, Resolver};
-use crate::db::{AnimeFilter, AnimeRecord, AnimeRepo};
+use crate::db::{AnimeFilter, AnimeRepo, AnimeSort};
+use crate::entities::anime;
 use crate::error::{AppError, Result};
 
 /// The catalogue's use cases (reads here, writes in `anime_write`). Cheap
@@ -19,6 +23,8 @@ use crate::error::{AppError, Result};
 pub struct AnimeService {
     pub(super) repo: AnimeRepo,
     pub(super) cache: Cache,
+    /// What each read depends on and what each write bumps.
+    pub(super) policy: InvalidationPolicy,
 }
 
 /// A validated page request: `page` ≥ 1 and `per_page` ≥ 1.
@@ -43,9 +49,10 @@ impl PageRequest {
     }
 }
 
-/// One page of anime with the total it was cut from: of the catalogue in
-/// id order (`animePage`), or of the anime a filter keeps in an order
-/// (`animeList`, see `catalogue`).
+/// One page of anime ids with the total it was cut from: of the catalogue
+/// in id order (`animePage`), or of the anime a filter keeps in an order
+/// (`animeList`, see `catalogue`). The anime themselves are entities,
+/// cached on their own ([`AnimeById`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PageResult {
     /// The request this page answers.
@@ -53,32 +60,45 @@ pub struct PageResult {
     /// Number of anime in the catalogue (or that the list's filter keeps)
     /// when the page was read.
     pub total: u64,
-    /// The anime on the page (empty past the end).
-    pub items: Vec<AnimeRecord>,
+    /// The ids of the anime on the page, in order (empty past the end).
+    pub ids: Vec<i32>,
+}
+
+impl IdList for PageResult {
+    fn ids(&self) -> &[i32] {
+        &self.ids
+    }
 }
 
 /// `popularAnime(limit)`: most members first, ties by id.
 pub struct PopularAnime {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
     limit: u64,
 }
 
 impl CachedQuery for PopularAnime {
-    type Output = Vec<AnimeRecord>;
+    type Output = Vec<i32>;
     const RESOLVER: Resolver = Resolver::PopularAnime;
 
     fn params(&self) -> String {
         format!("limit={}", self.limit)
     }
 
+    fn tags(&self) -> Vec<String> {
+        self.policy
+            .list(&AnimeFilter::default(), AnimeSort::Popularity.natural())
+    }
+
     async fn load(&self) -> Result<Self::Output> {
-        self.repo.popular(self.limit).await
+        self.repo.popular_ids(self.limit).await
     }
 }
 
 /// `animePage(page, perPage)`: one page in id order with the total.
 pub struct AnimePage {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
     request: PageRequest,
 }
 
@@ -93,18 +113,23 @@ impl CachedQuery for AnimePage {
         )
     }
 
+    fn tags(&self) -> Vec<String> {
+        self.policy
+            .list(&AnimeFilter::default(), AnimeSort::Id.natural())
+    }
+
     async fn load(&self) -> Result<Self::Output> {
         let request = self.request;
         let total = self.repo.count(&AnimeFilter::default()).await?;
-        let items = if request.offset() >= total {
+        let ids = if request.offset() >= total {
             Vec::new()
         } else {
-            self.repo.page(request.offset(), request.per_page).await?
+            self.repo.page_ids(request.offset(), request.per_page).await?
         };
         Ok(PageResult {
             request,
             total,
-            items,
+            ids,
         })
     }
 }
@@ -112,6 +137,7 @@ impl CachedQuery for AnimePage {
 /// `animeCount`.
 pub struct AnimeCount {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
 }
 
 impl CachedQuery for AnimeCount {
@@ -122,28 +148,36 @@ impl CachedQuery for AnimeCount {
         "all".to_owned()
     }
 
+    fn tags(&self) -> Vec<String> {
+        self.policy.count(&AnimeFilter::default())
+    }
+
     async fn load(&self) -> Result<Self::Output> {
         self.repo.count(&AnimeFilter::default()).await
     }
 }
 
-/// `anime(id)`: one anime, or none (an absence is cached for the shorter
-/// `CACHE_TTL_NOT_FOUND`, and invalidated when that id is created).
+/// `anime(id)`, and every anime a list shows: one anime's row, the entity
+/// entry lists share; or none (an absence is cached for the shorter
+/// `CACHE_TTL_NOT_FOUND`, and invalidated when that id is created). The
+/// misses of one batch load with one statement (`WHERE id IN (…)`).
 pub struct AnimeById {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
     id: i32,
 }
 
 impl CachedQuery for AnimeById {
-    type Output = Option<AnimeRecord>;
+    type Output = Option<Arc<anime::Model>>;
     const RESOLVER: Resolver = Resolver::Anime;
+    const LOADS_IN_BATCHES: bool = true;
 
     fn params(&self) -> String {
         format!("id={}", self.id)
     }
 
-    fn tag(&self) -> String {
-        format!("{}:{}", Self::RESOLVER.prefix(), self.id)
+    fn tags(&self) -> Vec<String> {
+        self.policy.anime(self.id)
     }
 
     fn is_negative(output: &Self::Output) -> bool {
@@ -151,14 +185,35 @@ impl CachedQuery for AnimeById {
     }
 
     async fn load(&self) -> Result<Self::Output> {
-        self.repo.by_id(self.id).await
+        Ok(self.repo.rows(&[self.id]).await?.remove(&self.id).map(Arc::new))
+    }
+
+    async fn load_many(queries: &[&Self]) -> Result<Vec<Self::Output>> {
+        // One repository for the whole batch: every query of it comes from
+        // the one service.
+        let Some(first) = queries.first() else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<i32> = queries.iter().map(|query| query.id).collect();
+        let mut rows = first.repo.rows(&ids).await?;
+        Ok(ids.iter().map(|id| rows.remove(id).map(Arc::new)).collect())
     }
 }
 
 impl AnimeService {
-    /// A service reading through `cache` from `repo`.
-    pub fn new(repo: AnimeRepo, cache: Cache) -> Self {
-        Self { repo, cache }
+    /// A service reading through `cache` from `repo`, invalidating by
+    /// `policy`.
+    pub fn new(repo: AnimeRepo, cache: Cache, policy: InvalidationPolicy) -> Self {
+        Self {
+            repo,
+            cache,
+            policy,
+        }
+    }
+
+    /// The invalidation policy.
+    pub fn policy(&self) -> &InvalidationPolicy {
+        &self.policy
     }
 
     /// The cache this service reads through.
@@ -170,6 +225,7 @@ impl AnimeService {
     pub fn popular(&self, limit: u64) -> PopularAnime {
         PopularAnime {
             repo: self.repo.clone(),
+            policy: self.policy,
             limit,
         }
     }
@@ -178,6 +234,7 @@ impl AnimeService {
     pub fn page(&self, request: PageRequest) -> AnimePage {
         AnimePage {
             repo: self.repo.clone(),
+            policy: self.policy,
             request,
         }
     }
@@ -186,6 +243,7 @@ impl AnimeService {
     pub fn count(&self) -> AnimeCount {
         AnimeCount {
             repo: self.repo.clone(),
+            policy: self.policy,
         }
     }
 
@@ -193,6 +251,7 @@ impl AnimeService {
     pub fn by_id(&self, id: i32) -> AnimeById {
         AnimeById {
             repo: self.repo.clone(),
+            policy: self.policy,
             id,
         }
     }

@@ -2,10 +2,11 @@
 //! invalidation of every cached entry the write can have changed, on every
 //! instance, before the write returns.
 //!
-//! The tags each write bumps are in [`super::tags`]: lists and pages are
-//! invalidated as a whole (one generation each), since a change can move an
-//! anime in or out of any list and a create or delete shifts every later
-//! page. That is coarse but O(1) per write.
+//! The tags each write bumps come from the invalidation policy
+//! ([`super::tags`]), which compares the anime before and after the write:
+//! an edit of a field no list orders or filters by drops the anime's own
+//! entry alone; a field lists depend on drops only the lists of the
+//! anime's partitions that order or filter by it.
 
 use std::ops::RangeInclusive;
 
@@ -13,7 +14,7 @@ use chrono::Utc;
 use sea_orm::ActiveValue::{NotSet, Set};
 
 use super::AnimeService;
-use super::tags::{self, AnimeWrite};
+use super::tags::AnimeChange;
 use crate::db::AnimeRecord;
 use crate::db::relations::{EpisodeDraft, PlayerDraft, RelationWrites};
 use crate::entities::anime::{self, AgeRating, Format, Season, Status};
@@ -150,53 +151,74 @@ impl AnimeChanges {
 }
 
 impl AnimeService {
-    /// Inserts an anime with its genres (one transaction; a genre name
-    /// without a row gets one), then invalidates what it changes.
+    /// Inserts an anime with its relations (one transaction; a genre, theme
+    /// or studio name without a row gets one), then invalidates what it
+    /// changes.
     pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeRecord> {
         let (row, relations) = validate_draft(draft)?.into_parts(Utc::now());
         let created = self.repo.create(row, &relations).await?;
-        self.invalidate_after_write(&[created.anime.id], AnimeWrite::CreatedOrDeleted)
-            .await?;
-        Ok(created)
+        self.invalidate_change(&AnimeChange {
+            id: created.row.id,
+            before: None,
+            after: Some(&created),
+            has_new_players: true,
+            has_new_episodes: true,
+        })
+        .await?;
+        Ok(created.record())
     }
 
     /// Applies `changes` to anime `id` (its row and, when given, its
-    /// genres, in one transaction), then invalidates what they change.
+    /// relations, in one transaction), then invalidates what they changed:
+    /// the policy compares the anime before and after (`service::tags`).
     pub async fn update(&self, id: i32, mut changes: AnimeChanges) -> Result<AnimeRecord> {
         changes = validate_changes(changes)?;
         let relations = changes.take_relations();
-        let kind = AnimeWrite::Updated {
-            has_relation_changes: relations.changes_taxonomy(),
-        };
-        let updated = self
+        let (before, after) = self
             .repo
             .update(id, |row| apply(row, changes), &relations)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("anime {id}")))?;
-        self.invalidate_after_write(&[id], kind).await?;
-        Ok(updated)
+        self.invalidate_change(&AnimeChange {
+            id,
+            before: Some(&before),
+            after: Some(&after),
+            has_new_players: relations.players.is_some(),
+            has_new_episodes: relations.episodes.is_some(),
+        })
+        .await?;
+        Ok(after.record())
     }
 
     /// Deletes anime `id`, then invalidates what that changes.
     pub async fn delete(&self, id: i32) -> Result<()> {
-        if !self.repo.delete(id).await? {
-            return Err(AppError::NotFound(format!("anime {id}")));
-        }
-        self.invalidate_after_write(&[id], AnimeWrite::CreatedOrDeleted)
-            .await
+        let deleted = self
+            .repo
+            .delete(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("anime {id}")))?;
+        self.invalidate_change(&AnimeChange {
+            id,
+            before: Some(&deleted),
+            after: None,
+            has_new_players: true,
+            has_new_episodes: true,
+        })
+        .await
     }
 
-    /// Invalidates `ids` as if each had been written (for changes made to
-    /// the database outside the service). Returns the tags invalidated.
+    /// Invalidates everything about `ids`, and every list, as if each had
+    /// been rewritten behind the service's back (changes made to the
+    /// database directly). Returns the tags invalidated.
     pub async fn invalidate(&self, ids: &[i32]) -> Result<u64> {
         self.cache
-            .invalidate(tags::for_anime_write(ids, AnimeWrite::CreatedOrDeleted))
+            .invalidate(self.policy.for_outside_change(ids))
             .await
     }
 
-    async fn invalidate_after_write(&self, ids: &[i32], kind: AnimeWrite) -> Result<()> {
+    async fn invalidate_change(&self, change: &AnimeChange<'_>) -> Result<()> {
         self.cache
-            .invalidate(tags::for_anime_write(ids, kind))
+            .invalidate(self.policy.for_anime_change(change))
             .await
             .map(drop)
     }

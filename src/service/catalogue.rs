@@ -3,9 +3,11 @@
 //! `genre(slug) { anime }`, theme and studio alike), and the number of
 //! anime a filter keeps (a filtered `animeCount`).
 //!
-//! Both follow the `anime_list` tag (`service::tags::ANIME_LIST`): any
-//! anime write and any taxonomy write drops them. The unfiltered count
-//! keeps its own key and tag ([`AnimeCount`], `anime_count:all`).
+//! A page holds ids and its total (the anime are entities of their own);
+//! both depend on the tags of their filter's partition and fields, and the
+//! page on those of its order (`service::tags`): only writes that can move
+//! anime in or out of the filter, or within the order, drop them. The
+//! unfiltered count keeps its own key ([`AnimeCount`], `anime_count:all`).
 //!
 //! # Keys
 //!
@@ -28,13 +30,14 @@ use crate::entities::anime::{Format, Season, Status};
 use crate::error::Result;
 
 use super::anime::{AnimeCount, AnimeService, PageRequest, PageResult};
-use super::tags;
+use super::tags::InvalidationPolicy;
 use super::taxonomy::is_slug;
 
 /// `animeList(filter, sort, order, page, perPage)`: one page of the anime
 /// `filter` keeps, in `order` (ties by id), with their total.
 pub struct AnimeList {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
     filter: AnimeFilter,
     order: AnimeOrder,
     page: PageRequest,
@@ -58,24 +61,24 @@ impl CachedQuery for AnimeList {
         params
     }
 
-    fn tag(&self) -> String {
-        tags::ANIME_LIST.to_owned()
+    fn tags(&self) -> Vec<String> {
+        self.policy.list(&self.filter, self.order)
     }
 
     async fn load(&self) -> Result<Self::Output> {
         let request = self.page;
         let total = self.repo.count(&self.filter).await?;
-        let items = if request.offset() >= total {
+        let ids = if request.offset() >= total {
             Vec::new()
         } else {
             self.repo
-                .list(&self.filter, self.order, request.offset(), request.per_page)
+                .list_ids(&self.filter, self.order, request.offset(), request.per_page)
                 .await?
         };
         Ok(PageResult {
             request,
             total,
-            items,
+            ids,
         })
     }
 }
@@ -84,6 +87,7 @@ impl CachedQuery for AnimeList {
 /// anime it keeps. (Without one, [`AnimeCount`] answers, under its own key.)
 pub struct FilteredAnimeCount {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
     filter: AnimeFilter,
 }
 
@@ -95,8 +99,8 @@ impl CachedQuery for FilteredAnimeCount {
         filter_params(&self.filter)
     }
 
-    fn tag(&self) -> String {
-        tags::ANIME_LIST.to_owned()
+    fn tags(&self) -> Vec<String> {
+        self.policy.count(&self.filter)
     }
 
     async fn load(&self) -> Result<Self::Output> {
@@ -127,6 +131,7 @@ impl AnimeService {
     ) -> Option<AnimeList> {
         can_match(&filter).then(|| AnimeList {
             repo: self.repo.clone(),
+            policy: self.policy,
             filter,
             order,
             page,
@@ -143,6 +148,7 @@ impl AnimeService {
         } else {
             CountQuery::Filtered(FilteredAnimeCount {
                 repo: self.repo.clone(),
+                policy: self.policy,
                 filter,
             })
         }

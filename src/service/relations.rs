@@ -1,7 +1,8 @@
 //! Reading an anime's relations, through the cache: its genres, themes,
 //! studios, video players and episodes, one entry per anime and relation
-//! (`anime_genres:id=7`, …), each tagged with the anime's own tag
-//! ([`tags::anime`]), which every write to that anime bumps.
+//! (`anime_genres:id=7`, …), each with a tag of its own
+//! ([`tags::relation`], `anime:7:genres`), which only a write that changes
+//! that relation bumps.
 //!
 //! Every query here sets [`CachedQuery::LOADS_IN_BATCHES`]: the misses of
 //! one DataLoader batch load with one call of the repository's batch
@@ -17,11 +18,9 @@
 //! tagged `taxonomy`) when the field is resolved, and an id the list does
 //! not hold (a taxon deleted since the entry was stored) is skipped.
 //! This is deliberate: these entries stay valid across a taxon rename or
-//! delete, which then needs only the `taxonomy` tag for them. (A theme or
-//! studio rename bumps nothing else; a genre rename or delete still bumps
-//! its anime, because the cached anime records embed genre names for the
-//! old `Anime.genres` field: see `service::tags`.) Players and episodes belong to one anime
-//! each, so their entries store the rows themselves.
+//! delete, which then needs only the `taxonomy:{kind}` tag for them (the
+//! old `Anime.genres` names are read the same way). Players and episodes
+//! belong to one anime each, so their entries store the rows themselves.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +30,7 @@ use crate::entities::{episode, player};
 use crate::error::{AppError, Result};
 
 use super::AnimeService;
-use super::tags;
+use super::tags::{self, Relation};
 
 /// The one output of a batch of one query, from [`CachedQuery::load_many`].
 fn single<T>(mut outputs: Vec<T>) -> Result<T> {
@@ -87,7 +86,7 @@ impl From<episode::Model> for EpisodeEntry {
 /// each row becomes one `$item` through `$map`) and the
 /// [`AnimeService`] method that builds it.
 macro_rules! relation_query {
-    ($name:ident, $method:ident, $resolver:expr, $loader:ident, $item:ty, $map:expr, $doc:literal) => {
+    ($name:ident, $method:ident, $resolver:expr, $relation:expr, $loader:ident, $item:ty, $map:expr, $doc:literal) => {
         #[doc = $doc]
         pub struct $name {
             repo: AnimeRepo,
@@ -103,8 +102,8 @@ macro_rules! relation_query {
                 format!("id={}", self.anime_id)
             }
 
-            fn tag(&self) -> String {
-                tags::anime(self.anime_id)
+            fn tags(&self) -> Vec<String> {
+                vec![tags::relation(self.anime_id, $relation)]
             }
 
             async fn load(&self) -> Result<Self::Output> {
@@ -142,6 +141,7 @@ relation_query!(
     AnimeGenres,
     genres_of,
     Resolver::AnimeGenres,
+    Relation::Genres,
     genres_of,
     i32,
     |taxon: Taxon| taxon.id,
@@ -151,6 +151,7 @@ relation_query!(
     AnimeThemes,
     themes_of,
     Resolver::AnimeThemes,
+    Relation::Themes,
     themes_of,
     i32,
     |taxon: Taxon| taxon.id,
@@ -160,6 +161,7 @@ relation_query!(
     AnimeStudios,
     studios_of,
     Resolver::AnimeStudios,
+    Relation::Studios,
     studios_of,
     i32,
     |taxon: Taxon| taxon.id,
@@ -169,6 +171,7 @@ relation_query!(
     AnimePlayers,
     players_of,
     Resolver::AnimePlayers,
+    Relation::Players,
     players_of,
     PlayerEntry,
     PlayerEntry::from,
@@ -178,6 +181,7 @@ relation_query!(
     AnimeEpisodes,
     episodes_of,
     Resolver::AnimeEpisodes,
+    Relation::Episodes,
     episodes_of,
     EpisodeEntry,
     EpisodeEntry::from,

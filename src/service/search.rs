@@ -34,8 +34,9 @@
 //!
 //! # Caching
 //!
-//! Tagged `anime_search` (`service::tags::ANIME_SEARCH`): every anime write
-//! drops every search. Search keys are free client input, so their misses
+//! A result holds ids (the anime are entities of their own) and depends on
+//! the `search` tag (`service::tags`): title changes, creates and deletes
+//! drop every search; other edits reach results through the entities. Search keys are free client input, so their misses
 //! pass the cache's admission (`cache::admission`): stored the second time a
 //! text misses, and only within the `CACHE_SEARCH_MAX_ENTRIES` budget.
 
@@ -44,11 +45,11 @@ use sha2::{Digest as _, Sha256};
 use crate::cache::admission::Admission;
 use crate::cache::{CachedQuery, Resolver};
 use crate::db::anime_query::normalize_search;
-use crate::db::{AnimeRecord, AnimeRepo};
+use crate::db::AnimeRepo;
 use crate::error::{AppError, Result};
 
 use super::AnimeService;
-use super::tags;
+use super::tags::InvalidationPolicy;
 
 /// Longest search text accepted as sent, in bytes.
 pub const MAX_RAW_BYTES: usize = 1_024;
@@ -161,12 +162,13 @@ fn encode(text: &str) -> String {
 /// popular, then by id (`db::anime_query`).
 pub struct SearchAnime {
     repo: AnimeRepo,
+    policy: InvalidationPolicy,
     text: SearchText,
     limit: u64,
 }
 
 impl CachedQuery for SearchAnime {
-    type Output = Vec<AnimeRecord>;
+    type Output = Vec<i32>;
     const RESOLVER: Resolver = Resolver::AnimeSearch;
     const ADMISSION: Admission = Admission::Bounded;
 
@@ -174,12 +176,12 @@ impl CachedQuery for SearchAnime {
         format!("q={}:limit={}", self.text.key_text(), self.limit)
     }
 
-    fn tag(&self) -> String {
-        tags::ANIME_SEARCH.to_owned()
+    fn tags(&self) -> Vec<String> {
+        self.policy.search()
     }
 
     async fn load(&self) -> Result<Self::Output> {
-        self.repo.search(self.text.as_str(), self.limit).await
+        self.repo.search_ids(self.text.as_str(), self.limit).await
     }
 }
 
@@ -188,6 +190,7 @@ impl AnimeService {
     pub fn search(&self, text: SearchText, limit: u64) -> SearchAnime {
         SearchAnime {
             repo: self.repo.clone(),
+            policy: self.policy,
             text,
             limit,
         }

@@ -45,8 +45,8 @@ impl CachedQuery for TaxonomyList {
         format!("kind={}", self.kind.table())
     }
 
-    fn tag(&self) -> String {
-        tags::TAXONOMY.to_owned()
+    fn tags(&self) -> Vec<String> {
+        vec![tags::taxonomy(self.kind)]
     }
 
     async fn load(&self) -> Result<Self::Output> {
@@ -113,8 +113,8 @@ impl CachedQuery for TaxonBySlug {
         format!("kind={}:slug={}", self.kind.table(), self.slug)
     }
 
-    fn tag(&self) -> String {
-        tags::TAXONOMY.to_owned()
+    fn tags(&self) -> Vec<String> {
+        vec![tags::taxonomy(self.kind)]
     }
 
     fn is_negative(output: &Self::Output) -> bool {

@@ -1,13 +1,13 @@
 //! Writing genres, themes and studios: create, rename (the slug stays
 //! unless a new one is asked for), delete. Each runs in one transaction,
-//! then invalidates what it changed (`tags::for_taxon_write`) on every
+//! then invalidates what it changed (`InvalidationPolicy::for_taxon_write`) on every
 //! instance before it returns.
 
 use migration::slug;
 
 use super::AnimeService;
 use super::anime_write::{MAX_GENRE_NAME, MAX_TAXON_NAME, text};
-use super::tags::{self, TaxonWrite};
+use super::tags::TaxonWrite;
 use crate::db::{TaxonCount, TaxonWriteError, Taxonomy};
 use crate::error::{AppError, Result};
 
@@ -30,7 +30,7 @@ impl AnimeService {
             .await
             .map_err(|err| refused(kind, err, &name, None))?;
         self.cache
-            .invalidate(tags::for_taxon_write(kind, TaxonWrite::Created, &[]))
+            .invalidate(self.policy.for_taxon_write(kind, TaxonWrite::Created, &[]))
             .await?;
         Ok(created)
     }
@@ -72,7 +72,7 @@ impl AnimeService {
             slug_changed: renamed.taxon.slug != slug,
         };
         self.cache
-            .invalidate(tags::for_taxon_write(kind, kind_of_write, &members))
+            .invalidate(self.policy.for_taxon_write(kind, kind_of_write, &members))
             .await?;
         Ok(renamed)
     }
@@ -87,7 +87,7 @@ impl AnimeService {
             .await?
             .ok_or_else(|| not_found(kind, slug))?;
         self.cache
-            .invalidate(tags::for_taxon_write(kind, TaxonWrite::Deleted, &members))
+            .invalidate(self.policy.for_taxon_write(kind, TaxonWrite::Deleted, &members))
             .await?;
         Ok(deleted)
     }

@@ -35,8 +35,8 @@ impl CachedQuery for Square {
         format!("square={}", self.n)
     }
 
-    fn tag(&self) -> String {
-        format!("square:{}", self.n)
+    fn tags(&self) -> Vec<String> {
+        vec![format!("square:{}", self.n)]
     }
 
     async fn load(&self) -> Result<u64, AppError> {

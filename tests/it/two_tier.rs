@@ -178,10 +178,7 @@ async fn an_invalidation_on_one_instance_reaches_the_other_within_a_second() {
         )
         .await;
     // anime:5 and every list, count and taxonomy tag (service::tags).
-    let tags = anigo::service::tags::for_anime_write(
-        &[5],
-        anigo::service::tags::AnimeWrite::CreatedOrDeleted,
-    );
+    let tags = anigo::service::tags::InvalidationPolicy::default().for_outside_change(&[5]);
     assert_eq!(
         body["data"]["invalidateAnime"]["deleted"],
         json!(tags.len()),
@@ -515,8 +512,8 @@ impl CachedQuery for GatedQuery {
         "gated".to_owned()
     }
 
-    fn tag(&self) -> String {
-        "race".to_owned()
+    fn tags(&self) -> Vec<String> {
+        vec!["race".to_owned()]
     }
 
     async fn load(&self) -> Result<u64, anigo::error::AppError> {
