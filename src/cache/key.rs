@@ -165,15 +165,15 @@ mod tests {
         let keys = KeySpace::new("anigo");
         assert_eq!(
             keys.key(Resolver::PopularAnime, "limit=20"),
-            "anigo:v3:popular:limit=20"
+            "anigo:v4:popular:limit=20"
         );
         assert_eq!(
             keys.key(Resolver::AnimePage, "page=3:per_page=20"),
-            "anigo:v3:anime_paginated:page=3:per_page=20"
+            "anigo:v4:anime_paginated:page=3:per_page=20"
         );
         assert_eq!(
             keys.key(Resolver::AnimeCount, "all"),
-            "anigo:v3:anime_count:all"
+            "anigo:v4:anime_count:all"
         );
     }
 
@@ -182,12 +182,12 @@ mod tests {
         let keys = KeySpace::new("anigo");
         assert_eq!(
             keys.scoped_pattern("popular:*").as_deref(),
-            Ok("anigo:v3:popular:*")
+            Ok("anigo:v4:popular:*")
         );
-        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v3:*"));
+        assert_eq!(keys.scoped_pattern("*").as_deref(), Ok("anigo:v4:*"));
         assert_eq!(
             keys.scoped_pattern("*:*:*").as_deref(),
-            Ok("anigo:v3:*:*:*")
+            Ok("anigo:v4:*:*:*")
         );
         for bad in [
             "",
@@ -196,7 +196,7 @@ mod tests {
             "popular/*",
             "a\\*",
             "[a-z]*",
-            "anigo:v3:popular:*",
+            "anigo:v4:popular:*",
             "x y",
             "é*",
         ] {

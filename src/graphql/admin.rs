@@ -143,7 +143,7 @@ pub struct AdminMutation;
 #[Object]
 impl AdminMutation {
     /// Deletes cached entries matching `pattern`, relative to the service's
-    /// namespace and version: `"popular:*"` deletes `anigo:v3:popular:*`.
+    /// namespace and version: `"popular:*"` deletes `anigo:v4:popular:*`.
     /// Uses SCAN + UNLINK in batches, never KEYS. An empty pattern, or one
     /// that could reach outside the namespace, is refused. Admin only.
     #[graphql(guard = "AdminGuard")]
