@@ -26,9 +26,9 @@ use fred::interfaces::{ClientLike, EventInterface};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::new_generation;
-use super::redis::Op;
 use super::{Cache, GENERATION_TTL};
 use crate::error::AppError;
+use crate::redis::Op;
 
 /// How often pending generation bumps are retried while Redis is away.
 const BUMP_RETRY: Duration = Duration::from_millis(250);

@@ -39,7 +39,6 @@
 //! | [`local`] | the in-process tier (moka) |
 //! | [`persisted`] | automatic persisted query texts |
 //! | [`query`] | `CachedQuery` (what a resolver declares) and batching keys |
-//! | [`redis`] | the fred connection: timeouts, reconnects, breaker, stats |
 //! | [`response`] | whole kept responses (the fast path) |
 //! | [`stats`] | hit/miss/error counters per resolver |
 
@@ -53,7 +52,6 @@ pub mod local;
 pub mod persisted;
 pub mod policy;
 pub mod query;
-pub mod redis;
 pub mod response;
 pub mod stats;
 
@@ -71,14 +69,13 @@ use self::admission::{Admission, Doorkeeper};
 use self::envelope::{Meta, new_generation, now_ms};
 use self::local::{LocalEntry, LocalTier};
 use self::query::Loaded;
-use self::redis::Op;
 use crate::error::AppError;
+use crate::redis::{Op, RedisStore};
 
 pub use self::directive::CacheDirectives;
 pub use self::key::KeySpace;
 pub use self::policy::{CachePolicies, Resolver};
 pub use self::query::{CacheStatus, CachedQuery, Fetched, QueryKey, SharedValue, Tier};
-pub use self::redis::{RedisStatus, RedisStore};
 pub use self::response::{Dependencies, ResponseKey, StoredResponse};
 pub use self::stats::{CacheStats, Event};
 
