@@ -1,10 +1,12 @@
-//! Application state, start-up and shutdown.
+//! Start-up and shutdown.
 //!
 //! [`App::build`] connects the database and Redis, prepares the schema and
 //! binds the listener; [`App::run_until_stopped`] serves until the shutdown
 //! future resolves, then drains in-flight requests under a deadline, quits
 //! Redis, stops the database breaker's prober and closes the pool. `main` passes SIGINT/SIGTERM; tests pass their
-//! own future and read the bound port from [`App::local_addr`].
+//! own future and read the bound port from [`App::local_addr`]. The
+//! handles it builds form the [`AppState`], which lives in `state`, a leaf
+//! every layer may import.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,31 +15,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::cache::{Cache, RedisStore};
+use crate::cache::Cache;
 use crate::config::Config;
-use crate::db::{self, AnimeRepo, Database, DbStats};
+use crate::db::{self, AnimeRepo};
 use crate::graphql::{self, Schemas};
+use crate::redis::RedisStore;
 use crate::server;
 use crate::service::AnimeService;
-
-/// Everything a request handler needs. Cheap to clone: each field is a
-/// handle to shared state.
-#[derive(Clone)]
-pub struct AppState {
-    /// The configuration the app was built with.
-    pub config: Arc<Config>,
-    /// The database: the request pool behind the circuit breaker. Every
-    /// query of the server goes through it.
-    pub db: Database,
-    /// Statement counters of `db`.
-    pub db_stats: Arc<DbStats>,
-    /// The Redis connection (possibly disconnected and reconnecting).
-    pub redis: RedisStore,
-    /// The cache every cached resolver reads through.
-    pub cache: Cache,
-    /// Catalogue reads.
-    pub anime: AnimeService,
-}
+use crate::state::AppState;
 
 /// A built application: connected, migrated and bound, not yet serving.
 pub struct App {

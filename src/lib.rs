@@ -44,12 +44,14 @@
 //! | [`cli`] | subcommands: `serve`, `migrate`, `seed`, `schema` |
 //! | [`config`] | every environment variable, parsed and validated once |
 //! | [`telemetry`] | the tracing subscriber (pretty or JSON) |
-//! | [`app`] | `AppState`, start-up (`App::build`) and graceful shutdown |
+//! | [`state`] | `AppState`: the handles every request handler needs; a leaf any layer may import |
+//! | [`app`] | start-up (`App::build`) and graceful shutdown |
 //! | [`server`] | the connection loop and exact-bytes front door; axum routes (`/graphql`, `/healthz`, `/readyz`, `/metrics`, GraphiQL) and middleware; `Accept` negotiation; the `/graphql` request path |
 //! | [`ceiling`] | the benchmark ceiling: bare hyper serving fixed bytes (`anigo ceiling`, hidden) |
 //! | [`graphql`] | schema; the query fields (`query`: the anime reads; `catalogue`: lists and filtered counts; `taxonomy`: genres, themes, studios; `search`), API types with the relation fields (`types`), writes (`write`, `taxonomy_write`), cache loader, document limits and value checks before execution, error codes |
 //! | [`service`] | use cases and their cached queries, independent of GraphQL: anime reads, catalogue lists, taxonomy, search, relations; writes and the invalidation tags |
-//! | [`cache`] | policies, keys, batching, single-flight, admission of free-input keys (searches), Redis (fred), stats |
+//! | [`cache`] | policies, keys, batching, single-flight, admission of free-input keys (searches), stats |
+//! | [`redis`] | the Redis connection (fred) and every command the cache sends: timeouts, reconnects, the breaker every command goes through, per-slot MGET, SCAN, sharded pub/sub, server stats |
 //! | [`db`] | connecting (with start-up retries), migrating, the guarded `Database` handle (circuit breaker, timeouts) every query goes through, and every SQL query (`AnimeRepo`: records with genres, batch relation loaders, the catalogue list, count and search, taxonomies) |
 //! | [`entities`] | sea-orm entities: anime, genres, themes, studios and their links, players, episodes |
 //! | [`error`] | `AppError` and the GraphQL error codes |
@@ -66,10 +68,13 @@ pub mod entities;
 pub mod error;
 pub mod graphql;
 pub mod metrics;
+pub mod redis;
 pub mod seed;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod telemetry;
 
-pub use app::{App, AppState};
+pub use app::App;
 pub use config::Config;
+pub use state::AppState;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::app::AppState;
 use crate::cache::Resolver;
+use crate::state::AppState;
 
 /// GraphQL requests by operation name and outcome (`ok` / `error`):
 /// executed ones and those answered from a kept response.

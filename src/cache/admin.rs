@@ -13,9 +13,9 @@ use fred::types::Key;
 
 use super::Cache;
 use super::policy::Resolver;
-use super::redis::RedisServerStats;
 use super::stats::{ResolverStats, ResponseStats};
 use crate::error::AppError;
+use crate::redis::RedisServerStats;
 
 /// Most keys the stats scan examines: enough for an exact picture of a
 /// typical cache, bounded so that `cacheStats` stays fast on a huge one.

@@ -69,7 +69,6 @@ pub mod local;
 pub mod persisted;
 pub mod policy;
 pub mod query;
-pub mod redis;
 pub mod remote;
 pub mod response;
 pub mod stats;
@@ -91,13 +90,13 @@ use self::remote::{Found, RedisTier, as_ms};
 use self::response::hex;
 use self::stats::ResponseEvent;
 use crate::error::AppError;
+use crate::redis::RedisStore;
 
 pub use self::deps::Tag;
 pub use self::directive::CacheDirectives;
 pub use self::key::KeySpace;
 pub use self::policy::{CachePolicies, Resolver};
 pub use self::query::{CacheStatus, CachedQuery, Fetched, QueryKey, SharedValue, Tier};
-pub use self::redis::{RedisStatus, RedisStore};
 pub use self::response::{Dependencies, ResponseKey, StoredResponse};
 pub use self::stats::{CacheStats, Event};
 

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use moka::future::Cache as Moka;
 
-use super::redis::Op;
 use super::remote::RedisTier;
 use super::local::ENTRY_OVERHEAD_BYTES;
 use super::response::hex;
+use crate::redis::Op;
 
 /// How long Redis keeps a registered text.
 const PERSISTED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -16,7 +16,7 @@ use fred::types::{Key, Value};
 use super::envelope::{self, Generation, Meta, generation_text, now_ms, parse_generation};
 use super::key::KeySpace;
 use super::query::{QueryKey, SharedValue};
-use super::redis::{Op, RedisStore};
+use crate::redis::{Op, RedisStore};
 
 /// Generation keys live a day and are refreshed by every write-back that
 /// uses them; if one still expires or is evicted, its entries become

@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use async_graphql::{Context, ErrorExtensions, Guard, Object, Result, ResultExt, SimpleObject};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
 use crate::cache::admin::{CacheReport, ClearOutcome};
 use crate::config::Secret;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// The caller's credentials and address, put into each request's data by
 /// the HTTP handler.

@@ -20,12 +20,12 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions};
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::cache::entity::{IdList, list_status, record_status};
 use crate::cache::{
     Cache, CacheDirectives, CacheStatus, CachedQuery, Dependencies, Fetched, QueryKey, Tier,
 };
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Header that asks for the cache debug extension.
 pub const CACHE_DEBUG_HEADER: &str = "x-anigo-cache-debug";

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, ValidationMode};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The query root: the catalogue plus admin-only cache stats.
 // Named `Query` (and the mutation root `Mutation`) in the schema: the names

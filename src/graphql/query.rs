@@ -9,9 +9,9 @@ use async_graphql::{Context, ErrorExtensions, ID, Object, Result, ResultExt};
 use super::catalogue::AnimeFilterInput;
 use super::loader::load;
 use super::types::{Anime, AnimePage};
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::service::{CountQuery, PageRequest};
+use crate::state::AppState;
 
 /// Allowed `limit` and `perPage`. Arguments are read as 64-bit integers
 /// (still `Int` in the schema) so that an out-of-range literal such as

@@ -8,10 +8,10 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, Re
 use super::admin::{AdminGuard, ClearResult};
 use super::query::parse_id;
 use super::types::{AgeRating, Anime, AnimeFormat, AnimeSeason, AnimeStatus};
-use crate::app::AppState;
 use crate::db::relations::{EpisodeDraft, PlayerDraft};
 use crate::error::AppError;
 use crate::service::{AnimeChanges, AnimeDraft};
+use crate::state::AppState;
 
 /// A new anime.
 #[derive(InputObject)]

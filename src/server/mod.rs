@@ -45,14 +45,14 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
-use crate::cache::RedisStatus;
 use crate::cache::ResponseKey;
 use crate::error::{INTERNAL_MESSAGE, code};
 use crate::graphql::Schemas;
 use crate::graphql::document::DocumentCache;
 use crate::graphql::errors::attach_request_id;
 use crate::graphql::loader::CACHE_DEBUG_HEADER;
+use crate::redis::RedisStatus;
+use crate::state::AppState;
 use graphql::{error_response, single_response};
 
 /// Header carrying the request id, generated when the client sends none.

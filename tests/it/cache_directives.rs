@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anigo::cache::{CacheConfig, CacheDirectives, CacheStatus, RedisStore, Resolver, Tier};
+use anigo::cache::{CacheConfig, CacheDirectives, CacheStatus, Resolver, Tier};
+use anigo::redis::RedisStore;
 use reqwest::header::CACHE_CONTROL;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};

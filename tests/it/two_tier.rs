@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anigo::cache::{CacheConfig, CachedQuery, RedisStore, Resolver};
+use anigo::cache::{CacheConfig, CachedQuery, Resolver};
 use anigo::entities::anime;
+use anigo::redis::RedisStore;
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, QuerySelect};
 use serde_json::{Value, json};
 
