@@ -600,7 +600,7 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
 
 /// `CACHE_INVALIDATION` (`precise`, the default, or `coarse`) and
 /// `CACHE_RELAXED_FIELDS` (comma-separated `popularity`, `score`, `year`,
-/// `title`; default `popularity`; empty: none). See `service::tags`.
+/// `title`, or `none`; default `popularity`). See `service::tags`.
 fn invalidation_policy(env: &Env<'_>) -> Result<InvalidationPolicy, ConfigError> {
     let mode = match env.get("CACHE_INVALIDATION").as_deref().map(str::trim) {
         None | Some("precise") => Mode::Precise,
@@ -615,6 +615,7 @@ fn invalidation_policy(env: &Env<'_>) -> Result<InvalidationPolicy, ConfigError>
     };
     let relaxed = match env.get("CACHE_RELAXED_FIELDS") {
         None => InvalidationPolicy::default().relaxed(),
+        Some(list) if list.trim() == "none" => Vec::new(),
         Some(list) => {
             let mut fields = Vec::new();
             for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
@@ -622,7 +623,7 @@ fn invalidation_policy(env: &Env<'_>) -> Result<InvalidationPolicy, ConfigError>
                     return Err(ConfigError {
                         var: "CACHE_RELAXED_FIELDS",
                         value: list.clone(),
-                        expected: "a comma-separated list of popularity, score, year, title (or nothing)"
+                        expected: "a comma-separated list of popularity, score, year, title, or none"
                             .to_owned(),
                     });
                 };

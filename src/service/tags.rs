@@ -45,7 +45,7 @@
 //! filters by it catch up when their entries expire, at most the list's
 //! TTL (plus `CACHE_STALE_WHILE_REVALIDATE`) later. Any of `popularity`,
 //! `score`, `year` and `title` may be relaxed; none is with
-//! `CACHE_RELAXED_FIELDS=` (empty).
+//! `CACHE_RELAXED_FIELDS=none`.
 //!
 //! # Coarse mode
 //!

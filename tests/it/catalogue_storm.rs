@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::{TestApp, id_of};
 use crate::support::RedisServer;
-use crate::two_tier::{BEARER, two_instances};
+use crate::two_tier::{BEARER, STRICT, two_instances};
 
 /// xorshift64: deterministic, so a failure replays.
 struct Rng(u64);
@@ -325,7 +325,8 @@ async fn check_reads(rng: &mut Rng, reader: &TestApp, what: &str) {
     assert_eq!(
         ids(&data["searchAnime"]),
         expected,
-        "{what}: stale search {search:?}"
+        "{what}: stale search {search:?} {}",
+        body["extensions"]
     );
 }
 
@@ -335,7 +336,7 @@ async fn a_catalogue_write_storm_under_eviction_never_serves_stale_data() {
     let redis = RedisServer::start();
     redis.command(&["CONFIG", "SET", "maxmemory", "4mb"]);
     redis.command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
-    let (a, b) = two_instances(&redis, &[]).await;
+    let (a, b) = two_instances(&redis, STRICT).await;
     let genres: Vec<String> = a.data("{ genres { name } }", json!({})).await["genres"]
         .as_array()
         .expect("genres")

@@ -47,6 +47,11 @@ pub(crate) fn settings_on(
 }
 
 /// Two instances on one Redis and one database, with one namespace.
+/// No relaxed field: every write, members counts included, re-ranks at
+/// once (`CACHE_RELAXED_FIELDS`), so reads can be checked exactly against
+/// the database. The relaxed default is checked on its own.
+pub(crate) const STRICT: &[(&str, &str)] = &[("CACHE_RELAXED_FIELDS", "none")];
+
 pub(crate) async fn two_instances(
     redis: &RedisServer,
     vars: &[(&'static str, &str)],
@@ -245,7 +250,7 @@ fn view_of(body: &Value) -> (Vec<i64>, i64, Vec<i64>) {
 #[tokio::test]
 async fn writes_are_visible_on_both_instances_immediately() {
     let redis = RedisServer::start();
-    let (a, b) = two_instances(&redis, &[]).await;
+    let (a, b) = two_instances(&redis, STRICT).await;
     // Warm both instances, local tiers included.
     for app in [&a, &b] {
         for _ in 0..3 {
@@ -619,7 +624,7 @@ async fn a_write_storm_under_eviction_never_serves_stale_data() {
     let redis = RedisServer::start();
     redis.command(&["CONFIG", "SET", "maxmemory", "3mb"]);
     redis.command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
-    let (a, b) = two_instances(&redis, &[]).await;
+    let (a, b) = two_instances(&redis, STRICT).await;
     let filler = "x".repeat(20_000);
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move |n: u64| {
