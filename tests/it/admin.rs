@@ -98,8 +98,10 @@ async fn cache_stats_match_redis_info_and_counters_move_by_one() {
     );
     let hits_now: u64 = info_field(&info, "keyspace_hits").parse().expect("hits");
     let reported_hits = after_hit["keyspaceHits"].as_u64().expect("keyspaceHits");
+    // Background write-backs (the list and each of its five anime re-read
+    // their generations before storing) may land between the two reads.
     assert!(
-        reported_hits <= hits_now && reported_hits + 5 >= hits_now,
+        reported_hits <= hits_now && reported_hits + 40 >= hits_now,
         "{reported_hits} vs INFO {hits_now}"
     );
     assert!(before["memoryUsed"].as_u64().is_some_and(|m| m > 0));
@@ -107,8 +109,10 @@ async fn cache_stats_match_redis_info_and_counters_move_by_one() {
         after_hit["keys"],
         json!(redis.command(&["DBSIZE"]).parse::<u64>().expect("dbsize"))
     );
-    // Two entries and the generation key of their tag.
-    assert_eq!(after_hit["namespaceKeys"], json!(3));
+    // Two lists of ids, the five anime they name (each an entity with the
+    // generation key of its tag), and the generation keys of the lists'
+    // two tags (`catalogue`, `list:all`).
+    assert_eq!(after_hit["namespaceKeys"], json!(2 + 5 * 2 + 2));
     assert_eq!(after_hit["keyCountsAreExact"], json!(true));
 
     // Per-resolver counters: exactly one more miss, then one more hit.

@@ -286,3 +286,20 @@ pub(crate) fn first_error_code(body: &Value) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A cache entry as stored in `redis` under `key`: its envelope's meta and
+/// its payload as JSON; `None` when absent or unreadable.
+pub(crate) fn stored_entry(
+    redis: &crate::support::RedisServer,
+    key: &str,
+) -> Option<(anigo::cache::envelope::Meta, Value)> {
+    let bytes = redis.get_bytes(key)?;
+    let (meta, payload) = anigo::cache::envelope::unwrap(&bytes).ok()?;
+    Some((meta, serde_json::from_slice(&payload).ok()?))
+}
+
+/// The value inside the entry stored under `key` (`Null` when absent or
+/// unreadable).
+pub(crate) fn stored_value(redis: &crate::support::RedisServer, key: &str) -> Value {
+    stored_entry(redis, key).map_or(Value::Null, |(_, value)| value)
+}

@@ -1,7 +1,7 @@
 //! A throwaway `redis-server` and a tiny RESP client to inspect it.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -135,6 +135,30 @@ impl RedisServer {
         }
         (&stream).write_all(&request)?;
         read_reply(&mut BufReader::new(stream))
+    }
+
+    /// The raw bytes stored under `key` (`GET`), `None` when absent: cache
+    /// entries are binary (`anigo::cache::envelope`).
+    pub(crate) fn get_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let stream = TcpStream::connect_timeout(&address, COMMAND_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(COMMAND_TIMEOUT)).expect("timeout");
+        let request = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+        (&stream).write_all(request.as_bytes()).expect("write");
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).expect("read");
+        let header = String::from_utf8_lossy(&line);
+        let length: i64 = header
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|len| len.parse().ok())
+            .unwrap_or_else(|| panic!("GET {key}: unexpected reply {header:?}"));
+        let length = usize::try_from(length).ok()?;
+        let mut data = vec![0; length + 2];
+        reader.read_exact(&mut data).expect("read value");
+        data.truncate(length);
+        Some(data)
     }
 
     /// Every key matching `pattern`, from a full SCAN (each key once).
