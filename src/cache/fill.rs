@@ -301,43 +301,118 @@ impl Fills {
         None
     }
 
-    /// Loads the misses of resolvers whose misses load in batches: one
-    /// `CachedQuery::load_many` per resolver, every key its own writer (no
-    /// single-flight or lease: see `CachedQuery::LOADS_IN_BATCHES`).
+    /// Loads the misses of queries that load in batches (entities): a key
+    /// already loading in this process (same invalidation epoch; a refresh
+    /// joins only a refresh) joins that load, like [`Fills::load_once`];
+    /// the others load together, one `CachedQuery::load_many` per resolver,
+    /// each registered as loading so that concurrent batches join it
+    /// instead of loading it again. No fill lease is taken: one statement
+    /// per batch bounds the database's work already. Returns, per item,
+    /// the outcome and whether this caller is to write it back.
     pub(super) async fn load_batches<'k, T>(
-        &self,
-        items: Vec<(T, &'k QueryKey)>,
+        self: &Arc<Self>,
+        items: Vec<(T, &'k QueryKey, Fill)>,
+        start: Epoch,
     ) -> Vec<(T, Result<Filled, Arc<AppError>>, bool)> {
-        let mut groups: Vec<Vec<(T, &'k QueryKey)>> = Vec::new();
-        for item in items {
-            match groups
-                .iter_mut()
-                .find(|group| group[0].1.resolver() == item.1.resolver())
-            {
-                Some(group) => group.push(item),
-                None => groups.push(vec![item]),
+        let mut waits = Vec::with_capacity(items.len());
+        {
+            let mut inflight = self.inflight();
+            // New loads, grouped by resolver: (keys, their flags).
+            let mut groups: Vec<Vec<(QueryKey, bool, u64, Arc<AtomicBool>)>> = Vec::new();
+            for (item, key, fill) in items {
+                let is_refresh = matches!(fill, Fill::Refresh { .. });
+                let supersedes = fill == Fill::Refresh { is_stored: true };
+                match inflight.get(key.key_arc()) {
+                    Some(running) if running.start == start && (running.is_refresh || !is_refresh) => {
+                        waits.push((item, Some(running.load.clone()), None));
+                        continue;
+                    }
+                    Some(running) if supersedes && !running.is_refresh => {
+                        running.superseded.store(true, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                let superseded = Arc::new(AtomicBool::new(false));
+                let id = rand::random::<u64>();
+                let entry = (key.clone(), is_refresh, id, Arc::clone(&superseded));
+                match groups
+                    .iter_mut()
+                    .find(|group| group[0].0.resolver() == key.resolver())
+                {
+                    Some(group) => group.push(entry),
+                    None => groups.push(vec![entry]),
+                }
+                // Its load is known once the group is complete (below).
+                waits.push((item, None, Some((Arc::clone(key.key_arc()), superseded))));
+            }
+            let mut loads: HashMap<Arc<str>, SharedLoad> = HashMap::new();
+            for group in groups {
+                let keys: Vec<QueryKey> = group.iter().map(|(key, ..)| key.clone()).collect();
+                let ids: Vec<(Arc<str>, u64)> = group
+                    .iter()
+                    .map(|(key, _, id, _)| (Arc::clone(key.key_arc()), *id))
+                    .collect();
+                let fills = Arc::clone(self);
+                let batch = async move {
+                    for key in &keys {
+                        fills.stats.record(key.resolver(), Event::Load);
+                    }
+                    let refs: Vec<&QueryKey> = keys.iter().collect();
+                    let loaded = QueryKey::load_batch(&refs).await.map_err(Arc::new);
+                    let mut inflight = fills.inflight();
+                    for (key, id) in &ids {
+                        if inflight.get(key).is_some_and(|running| running.id == *id) {
+                            inflight.remove(key);
+                        }
+                    }
+                    loaded.map(Arc::new)
+                }
+                .boxed()
+                .shared();
+                for (index, (key, is_refresh, id, superseded)) in group.into_iter().enumerate() {
+                    let load: SharedLoad = batch
+                        .clone()
+                        .map(move |loaded| {
+                            let loaded = loaded?;
+                            loaded.get(index).cloned().map(Filled::Loaded).ok_or_else(|| {
+                                Arc::new(AppError::Internal(anyhow::anyhow!(
+                                    "a batch load lost a value"
+                                )))
+                            })
+                        })
+                        .boxed()
+                        .shared();
+                    loads.insert(Arc::clone(key.key_arc()), load.clone());
+                    inflight.insert(
+                        Arc::clone(key.key_arc()),
+                        InflightLoad {
+                            start,
+                            id,
+                            load,
+                            is_refresh,
+                            superseded,
+                        },
+                    );
+                }
+            }
+            for (_, load, started) in &mut waits {
+                if let (None, Some((key, _))) = (&load, started) {
+                    *load = loads.get(key).cloned();
+                }
             }
         }
-        let loads = join_all(groups.into_iter().map(|group| async move {
-            for (_, key) in &group {
-                self.stats.record(key.resolver(), Event::Load);
-            }
-            let keys: Vec<&QueryKey> = group.iter().map(|(_, key)| *key).collect();
-            let loaded = QueryKey::load_batch(&keys).await.map_err(Arc::new);
-            match loaded {
-                Ok(values) => group
-                    .into_iter()
-                    .zip(values)
-                    .map(|((item, _), value)| (item, Ok(Filled::Loaded(value)), true))
-                    .collect::<Vec<_>>(),
-                Err(err) => group
-                    .into_iter()
-                    .map(|(item, _)| (item, Err(Arc::clone(&err)), true))
-                    .collect(),
-            }
+        join_all(waits.into_iter().map(|(item, load, started)| async move {
+            let result = match load {
+                Some(load) => load.await,
+                None => Err(Arc::new(AppError::Internal(anyhow::anyhow!(
+                    "a batch load was not started"
+                )))),
+            };
+            // Relaxed suffices: see `load_once`.
+            let is_writer = started.is_some_and(|(_, flag)| !flag.load(Ordering::Relaxed));
+            (item, result, is_writer)
         }))
-        .await;
-        loads.into_iter().flatten().collect()
+        .await
     }
 
     /// Refreshes `key` in the background (early refresh or revalidation):

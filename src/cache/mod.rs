@@ -225,6 +225,21 @@ impl Pending<'_> {
             && self.is_admitted
     }
 
+    /// How its load fills the key.
+    fn fill(&self) -> Fill {
+        if self.key.directives().has_no_cache {
+            Fill::Refresh {
+                is_stored: self.status == CacheStatus::Refresh && self.is_stored(),
+            }
+        } else if self.status == CacheStatus::Miss && self.is_stored() {
+            Fill::Leased
+        } else {
+            // A bypass, or a `no-store` miss: holding the lease would make
+            // other instances wait for a value it never writes.
+            Fill::Direct
+        }
+    }
+
     /// The generations to commit under, when every tag has one.
     fn complete_generations(&self) -> Option<Vec<Generation>> {
         self.generations.iter().copied().collect()
@@ -401,25 +416,22 @@ impl Cache {
         self.ensure_generations(&mut pending).await;
 
         // Misses of resolvers that load in batches: one load per resolver.
+        let is_trusted = inner.bus.is_redis_trusted();
         let (batched, single): (Vec<Pending<'_>>, Vec<Pending<'_>>) = pending
             .into_iter()
             .partition(|item| item.key.loads_in_batches());
-        let batch_loads = inner
-            .fills
-            .load_batches(batched.into_iter().map(|item| { let key = item.key; (item, key) }).collect());
-        let is_trusted = inner.bus.is_redis_trusted();
+        let batch_loads = inner.fills.load_batches(
+            batched
+                .into_iter()
+                .map(|item| {
+                    let (key, fill) = (item.key, item.fill());
+                    (item, key, fill)
+                })
+                .collect(),
+            start,
+        );
         let single_loads = join_all(single.into_iter().map(|item| async move {
-            let fill = if item.key.directives().has_no_cache {
-                Fill::Refresh {
-                    is_stored: item.status == CacheStatus::Refresh && item.is_stored(),
-                }
-            } else if item.status == CacheStatus::Miss && item.is_stored() {
-                Fill::Leased
-            } else {
-                // A bypass, or a `no-store` miss: holding the lease would
-                // make other instances wait for a value it never writes.
-                Fill::Direct
-            };
+            let fill = item.fill();
             let (filled, is_writer) = inner.fills.load_once(item.key, fill, start, is_trusted).await;
             (item, filled, is_writer)
         }));
