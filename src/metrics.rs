@@ -17,7 +17,8 @@ use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::cache::Resolver;
-use crate::state::AppState;
+use crate::cache::Cache;
+use crate::db::Database;
 
 /// GraphQL requests by operation name and outcome (`ok` / `error`):
 /// executed ones and those answered from a kept response.
@@ -55,6 +56,9 @@ pub const CACHE_BYPASSES_TOTAL: &str = "anigo_cache_bypasses_total";
 pub const CACHE_REFRESHES_TOTAL: &str = "anigo_cache_refreshes_total";
 /// Database loads made by the cache layer, by resolver.
 pub const CACHE_LOADS_TOTAL: &str = "anigo_cache_loads_total";
+/// List reads whose ids came from the cache while some of the anime they
+/// name did not (those alone loaded), by resolver; also counted as hits.
+pub const CACHE_PARTIALS_TOTAL: &str = "anigo_cache_partials_total";
 /// Write-backs dropped because too many were pending.
 pub const CACHE_DROPPED_WRITES_TOTAL: &str = "anigo_cache_dropped_writes_total";
 /// Loaded values not stored because the resolver's admission refused them
@@ -167,6 +171,10 @@ fn describe() {
     );
     describe_counter!(CACHE_LOADS_TOTAL, "Database loads made by the cache layer");
     describe_counter!(
+        CACHE_PARTIALS_TOTAL,
+        "List reads served from cached ids with some of their anime loaded (also counted as hits)"
+    );
+    describe_counter!(
         CACHE_DROPPED_WRITES_TOTAL,
         "Cache write-backs dropped under pressure"
     );
@@ -180,13 +188,14 @@ fn describe() {
     );
 }
 
-/// The Prometheus text for `GET /metrics`.
-pub fn render(state: &AppState) -> String {
+/// The Prometheus text for `GET /metrics`: the counters of `cache`, the
+/// state of its Redis connection and of the database breaker `db`.
+pub fn render(cache: &Cache, db: &Database) -> String {
     let Some(handle) = install() else {
         return String::new();
     };
     for resolver in Resolver::ALL {
-        let stats = state.cache.stats().snapshot(resolver);
+        let stats = cache.stats().snapshot(resolver);
         let label = [("resolver", resolver.name())];
         metrics::counter!(CACHE_HITS_TOTAL, &label).absolute(stats.hits);
         metrics::counter!(CACHE_MISSES_TOTAL, &label).absolute(stats.misses);
@@ -194,10 +203,11 @@ pub fn render(state: &AppState) -> String {
         metrics::counter!(CACHE_BYPASSES_TOTAL, &label).absolute(stats.bypasses);
         metrics::counter!(CACHE_REFRESHES_TOTAL, &label).absolute(stats.refreshes);
         metrics::counter!(CACHE_LOADS_TOTAL, &label).absolute(stats.loads);
+        metrics::counter!(CACHE_PARTIALS_TOTAL, &label).absolute(stats.partials);
         metrics::counter!(CACHE_DROPPED_WRITES_TOTAL, &label).absolute(stats.dropped_writes);
         metrics::counter!(CACHE_NOT_ADMITTED_TOTAL, &label).absolute(stats.not_admitted);
     }
-    let responses = state.cache.stats().response_snapshot();
+    let responses = cache.stats().response_snapshot();
     for (outcome, count) in [
         ("hit", responses.hits),
         ("miss", responses.misses),
@@ -206,9 +216,9 @@ pub fn render(state: &AppState) -> String {
     ] {
         metrics::counter!(RESPONSE_CACHE_TOTAL, "outcome" => outcome).absolute(count);
     }
-    let is_up = state.redis.is_available();
+    let is_up = cache.redis().is_available();
     metrics::gauge!(REDIS_CONNECTED).set(if is_up { 1.0 } else { 0.0 });
-    let is_open = state.db.breaker_state().is_open();
+    let is_open = db.breaker_state().is_open();
     metrics::gauge!(DB_BREAKER_OPEN).set(if is_open { 1.0 } else { 0.0 });
     handle.run_upkeep();
     handle.render()

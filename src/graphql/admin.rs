@@ -274,6 +274,14 @@ pub struct ResolverCacheStats {
     /// Reads that skipped every tier at the client's request
     /// (`Cache-Control: no-cache`) and loaded from the database.
     pub refreshes: u64,
+    /// Database loads (for anime, one per anime loaded).
+    pub loads: u64,
+    /// List reads whose ids were cached while some of their anime were
+    /// not (only those loaded); also counted in `hits`.
+    pub partials: u64,
+    /// Loaded values not stored because admission refused them (a search
+    /// seen once, or the search budget spent).
+    pub not_admitted: u64,
     /// hits / (hits + misses) since this process started.
     pub hit_rate: f64,
     /// Current keys under this prefix (null when Redis is down).
@@ -311,6 +319,9 @@ impl From<CacheReport> for CacheStats {
                     errors: r.counters.errors,
                     bypasses: r.counters.bypasses,
                     refreshes: r.counters.refreshes,
+                    loads: r.counters.loads,
+                    partials: r.counters.partials,
+                    not_admitted: r.counters.not_admitted,
                     hit_rate: r.counters.hit_rate(),
                     keys: r.keys,
                     bytes: r.bytes,

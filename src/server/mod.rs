@@ -260,7 +260,7 @@ async fn metrics_text(State(state): State<ServerState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&state.app),
+        crate::metrics::render(&state.app.cache, &state.app.db),
     )
         .into_response()
 }
