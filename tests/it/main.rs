@@ -22,6 +22,7 @@ mod contract;
 mod db;
 mod deploy;
 mod fast_path;
+mod field_storm;
 mod faults;
 mod fuzz;
 mod health;
