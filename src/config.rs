@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::service::tags::{InvalidationPolicy, ListField, Mode};
 use crate::cache::policy::Resolver;
+use crate::cache::codec::Compression;
 use crate::cache::{CacheConfig, key};
 
 /// The embedded default database: a SQLite file in the working directory,
@@ -595,6 +596,14 @@ fn cache_config(env: &Env<'_>) -> Result<CacheConfig, ConfigError> {
             defaults.search_max_entries,
             "a whole number of entries (0: searches are never stored)",
         )?,
+        compression: match env.get("CACHE_COMPRESSION") {
+            None => defaults.compression,
+            Some(name) => Compression::parse(name.trim()).ok_or(ConfigError {
+                var: "CACHE_COMPRESSION",
+                value: name.clone(),
+                expected: "zstd-dictionary, zstd, lz4 or none".to_owned(),
+            })?,
+        },
     })
 }
 

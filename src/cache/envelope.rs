@@ -2,12 +2,13 @@
 //! safe to serve. Binary, little-endian:
 //!
 //! ```text
-//! byte 0        format: 1 = payload as it is, 2 = payload lz4-compressed
+//! byte 0        format of the payload (`codec`): as it is, lz4, zstd,
+//!               or zstd with a dictionary
 //! byte 1        n, the number of generations (one per tag of the entry)
 //! 8 × n bytes   the generation token of each tag when the entry was filled
 //! 8 bytes       logical expiry, unix ms
 //! 4 bytes       how long the load took, ms
-//! the rest      the payload (the value's JSON, or its lz4 block)
+//! the rest      the payload (the value's JSON, compressed or not)
 //! ```
 //!
 //! - generations: an entry depends on one or more invalidation tags (an
@@ -22,33 +23,19 @@
 //!   fails.
 //! - load time: for probabilistic early refresh (XFetch).
 //!
-//! Payloads of at least [`COMPRESS_MIN_BYTES`] are compressed with lz4
-//! when that saves at least [`COMPRESS_MIN_SAVING`] of them (see
-//! `docs/performance.md`, "Memory": a cached anime's JSON shrinks to
-//! well under half).
+//! Payloads are compressed where it pays (`codec`).
 
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Format byte: the payload follows as it is.
-const PLAIN: u8 = 1;
-/// Format byte: the payload is an lz4 block with its length prepended.
-const LZ4: u8 = 2;
-
-/// Payloads shorter than this are stored as they are: below it lz4 saves
-/// little, and the header it needs eats most of that.
-pub const COMPRESS_MIN_BYTES: usize = 256;
-
-/// A compressed payload is kept only if it is at least this fraction
-/// smaller than the plain one (otherwise decoding it would cost time for
-/// nothing).
-pub const COMPRESS_MIN_SAVING: f64 = 0.1;
+use super::codec::{self, Codec, CodecError};
 
 /// Most tags an entry may depend on (the count is one byte).
 pub const MAX_TAGS: usize = u8::MAX as usize;
 
-/// A generation token: random, 64 bits. Stored in its generation key as 16
-/// lowercase hex digits.
+/// A generation token: random, 63 bits. Stored in its generation key as a
+/// decimal number, which Redis keeps as an integer (72 bytes a key
+/// instead of 104 for 16 hex digits, by `MEMORY USAGE`).
 pub type Generation = u64;
 
 /// What the cache needs to know about a stored value besides the value.
@@ -66,36 +53,31 @@ pub struct Meta {
 /// Why stored bytes could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// Too short, an unknown format byte, or a bad compressed block.
+    /// Too short, or an unknown format byte.
     #[error("malformed cache entry: {0}")]
     Malformed(&'static str),
+    /// The payload could not be decompressed.
+    #[error(transparent)]
+    Payload(#[from] CodecError),
 }
 
-/// Wraps `payload` (already serialized) with `meta`, compressing it where
-/// that pays.
-pub fn wrap(meta: &Meta, payload: &[u8]) -> Vec<u8> {
+/// Wraps `payload` (already serialized) with `meta`, compressed by `codec`
+/// where that pays.
+pub fn wrap(meta: &Meta, payload: &[u8], codec: &Codec) -> Vec<u8> {
+    let (format, body) = codec.encode(payload);
     let header = 2 + 8 * meta.generations.len() + 8 + 4;
-    let compressed = (payload.len() >= COMPRESS_MIN_BYTES)
-        .then(|| lz4_flex::compress_prepend_size(payload))
-        .filter(|packed| {
-            (packed.len() as f64) <= payload.len() as f64 * (1.0 - COMPRESS_MIN_SAVING)
-        });
-    let (format, body) = match &compressed {
-        Some(packed) => (LZ4, packed.as_slice()),
-        None => (PLAIN, payload),
-    };
     let mut out = Vec::with_capacity(header + body.len());
     out.push(format);
-    // Callers never pass more than MAX_TAGS (QueryKey checks); saturate
-    // rather than wrap if one ever did, which makes the entry unreadable
-    // (a miss), never wrong.
+    // Callers never pass more than MAX_TAGS (QueryKey::is_storable);
+    // saturate rather than wrap if one ever did, which makes the entry
+    // unreadable (a miss), never wrong.
     out.push(u8::try_from(meta.generations.len()).unwrap_or(u8::MAX));
     for generation in &meta.generations {
         out.extend_from_slice(&generation.to_le_bytes());
     }
     out.extend_from_slice(&meta.expires_at_ms.to_le_bytes());
     out.extend_from_slice(&meta.load_ms.to_le_bytes());
-    out.extend_from_slice(body);
+    out.extend_from_slice(&body);
     out
 }
 
@@ -121,14 +103,7 @@ pub fn unwrap(bytes: &[u8]) -> Result<(Meta, Cow<'_, [u8]>), DecodeError> {
     }
     let expires_at_ms = u64::from_le_bytes(array(take(8)?));
     let load_ms = u32::from_le_bytes(array(take(4)?));
-    let payload = match format {
-        PLAIN => Cow::Borrowed(rest),
-        LZ4 => Cow::Owned(
-            lz4_flex::decompress_size_prepended(rest)
-                .map_err(|_| DecodeError::Malformed("bad lz4 block"))?,
-        ),
-        _ => return Err(DecodeError::Malformed("unknown format")),
-    };
+    let payload = codec::decode(format, rest)?;
     Ok((
         Meta {
             generations,
@@ -147,21 +122,21 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 /// A fresh random generation token.
 pub fn new_generation() -> Generation {
-    rand::random::<u64>()
+    rand::random::<u64>() >> 1
 }
 
-/// A generation as its key stores it: 16 lowercase hex digits.
+/// A generation as its key stores it: decimal.
 pub fn generation_text(generation: Generation) -> String {
-    format!("{generation:016x}")
+    generation.to_string()
 }
 
-/// A generation key's value read back; `None` for anything that is not 16
-/// hex digits (never written by us: treated as absent).
+/// A generation key's value read back; `None` for anything that is not a
+/// decimal number (never written by us: treated as absent).
 pub fn parse_generation(text: &[u8]) -> Option<Generation> {
-    if text.len() != 16 {
+    if text.is_empty() || text.len() > 20 || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(text).ok()?, 16).ok()
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// Now, in unix milliseconds (shared across instances, unlike `Instant`).
@@ -175,6 +150,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::codec::{Compression, PLAIN};
 
     fn meta(generations: Vec<u64>) -> Meta {
         Meta {
@@ -187,7 +163,7 @@ mod tests {
     #[test]
     fn wrapped_values_read_back() {
         let meta = meta(vec![new_generation(), 7]);
-        let bytes = wrap(&meta, br#"[1,2,3]"#);
+        let bytes = wrap(&meta, br#"[1,2,3]"#, &Codec::new(Compression::Zstd));
         let (read, payload) = unwrap(&bytes).expect("valid");
         assert_eq!(read, meta);
         assert_eq!(&*payload, br#"[1,2,3]"#);
@@ -198,19 +174,13 @@ mod tests {
     fn long_payloads_are_compressed_and_read_back() {
         let text = "In Kyoto, a girl finds a door that opens on the sea. ".repeat(20);
         let payload = serde_json::to_vec(&text).expect("json");
-        let bytes = wrap(&meta(vec![1]), &payload);
-        assert_eq!(bytes[0], LZ4);
-        assert!(bytes.len() < payload.len() / 2, "{} bytes", bytes.len());
-        let (_, read) = unwrap(&bytes).expect("valid");
-        assert_eq!(&*read, payload.as_slice());
-    }
-
-    #[test]
-    fn incompressible_payloads_stay_plain() {
-        let noise: Vec<u8> = (0..600).map(|_| rand::random::<u8>()).collect();
-        let bytes = wrap(&meta(vec![]), &noise);
-        assert_eq!(bytes[0], PLAIN);
-        assert_eq!(&*unwrap(&bytes).expect("valid").1, noise.as_slice());
+        for mode in [Compression::Lz4, Compression::Zstd] {
+            let bytes = wrap(&meta(vec![1]), &payload, &Codec::new(mode));
+            assert_ne!(bytes[0], PLAIN);
+            assert!(bytes.len() < payload.len() / 2, "{} bytes", bytes.len());
+            let (_, read) = unwrap(&bytes).expect("valid");
+            assert_eq!(&*read, payload.as_slice());
+        }
     }
 
     #[test]
@@ -221,6 +191,7 @@ mod tests {
             &[1, 2, 0, 0][..],
             &[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
             &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..],
+            &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..],
             br#"{"g":"00","e":1,"d":1,"v":1}"#,
         ] {
             assert!(unwrap(bad).is_err(), "{bad:?}");
@@ -228,12 +199,16 @@ mod tests {
     }
 
     #[test]
-    fn generations_round_trip_as_hex() {
-        let generation = new_generation();
-        let text = generation_text(generation);
-        assert_eq!(text.len(), 16);
-        assert_eq!(parse_generation(text.as_bytes()), Some(generation));
+    fn generations_round_trip_as_decimal_below_2_63() {
+        for _ in 0..100 {
+            let generation = new_generation();
+            assert!(generation < 1 << 63);
+            let text = generation_text(generation);
+            assert_eq!(parse_generation(text.as_bytes()), Some(generation));
+        }
         assert_eq!(parse_generation(b"xyz"), None);
-        assert_eq!(parse_generation(b"0123456789abcdeg"), None);
+        assert_eq!(parse_generation(b""), None);
+        assert_eq!(parse_generation(b"-1"), None);
+        assert_eq!(parse_generation(b"99999999999999999999999"), None);
     }
 }

@@ -86,6 +86,16 @@ impl KeySpace {
         format!("{}apq:{sha256_hex}", self.versioned_prefix)
     }
 
+    /// The key holding compression dictionary `id` (`cache::dictionary`).
+    pub fn dictionary_key(&self, id: u32) -> String {
+        format!("{}dict:{id:08x}", self.versioned_prefix)
+    }
+
+    /// The key naming the dictionary new values are compressed with.
+    pub fn current_dictionary_key(&self) -> String {
+        format!("{}dict:current", self.versioned_prefix)
+    }
+
     /// The pub/sub channel carrying invalidations between instances.
     pub fn invalidation_channel(&self) -> String {
         format!("{}:invalidate", self.namespace)

@@ -51,14 +51,18 @@
 //! | [`admin`] | pattern clears, namespace clears, the admin stats report |
 //! | [`policy`] | per-resolver name, prefix and TTL |
 //! | [`query`] | `CachedQuery` (what a resolver declares) and batching keys |
-//! | [`envelope`] | the stored value format (generations, expiry, load time, compression) |
+//! | [`envelope`] | the stored value format (generations, expiry, load time) |
+//! | [`codec`] | compression of stored values: lz4, zstd, zstd with a trained dictionary |
+//! | [`dictionary`] | the namespace's dictionary: trained from the catalogue, shared through Redis |
 //! | [`key`] | key format `{namespace}:{version}:{prefix}:{params}` |
 //! | [`directive`] | the request's `Cache-Control` / `Pragma` directives |
 //! | [`stats`] | hit/miss/partial/error counters per resolver |
 
 pub mod admin;
 pub mod admission;
+pub mod codec;
 pub mod deps;
+pub mod dictionary;
 pub mod directive;
 pub mod entity;
 pub mod envelope;
@@ -82,6 +86,8 @@ use futures_util::future::join_all;
 use sha2::{Digest as _, Sha256};
 
 use self::admission::{Admission, Doorkeeper};
+use self::codec::{Codec, Compression};
+use self::dictionary::{DictionaryKeeper, Samples};
 use self::envelope::{Generation, Meta, now_ms};
 use self::fill::{Fill, FillSettings, Filled, Fills, Write};
 use self::invalidation::InvalidationBus;
@@ -137,6 +143,9 @@ pub struct CacheConfig {
     /// no-cache` / `no-store` (and `Pragma: no-cache`) are honoured. Off,
     /// the headers are ignored, so no client can force database loads.
     pub is_client_directives_enabled: bool,
+    /// `CACHE_COMPRESSION`: how values stored in Redis are compressed
+    /// ([`codec`]).
+    pub compression: Compression,
     /// `CACHE_SEARCH_MAX_ENTRIES`: the budget of search entries
     /// ([`Admission::Bounded`] resolvers) written to Redis per window
     /// across all instances (0: searches are never stored), and the number
@@ -160,6 +169,7 @@ impl Default for CacheConfig {
             stale_if_error: Duration::from_secs(600),
             is_client_directives_enabled: true,
             search_max_entries: 10_000,
+            compression: Compression::default(),
         }
     }
 }
@@ -253,6 +263,7 @@ impl Cache {
         let remote = Arc::new(RedisTier::new(
             redis,
             keys,
+            Arc::new(Codec::new(config.compression)),
             config.stale_while_revalidate,
             config.stale_if_error,
         ));
@@ -685,6 +696,26 @@ impl Cache {
     /// waiting for their acknowledgements. Returns the number of tags.
     pub async fn invalidate(&self, tags: Vec<String>) -> Result<u64, AppError> {
         Ok(self.inner.bus.invalidate(tags).await)
+    }
+
+    /// Keeps the namespace's compression dictionary in the background
+    /// (`CACHE_COMPRESSION=zstd-dictionary`, the default; see
+    /// [`dictionary`]), training it from `samples` when there is none.
+    pub fn keep_dictionary(&self, samples: Samples) {
+        if self.inner.config.compression == Compression::ZstdDictionary {
+            DictionaryKeeper::new(
+                Arc::clone(&self.inner.remote),
+                Arc::clone(self.inner.remote.codec()),
+                samples,
+            )
+            .start();
+        }
+    }
+
+    /// The id of the dictionary new values are compressed with, once one
+    /// is installed.
+    pub fn compression_dictionary(&self) -> Option<u32> {
+        self.inner.remote.codec().current().map(|d| d.id())
     }
 
     /// Starts listening for other instances' invalidations (see

@@ -30,13 +30,6 @@ pub enum Resolver {
     Taxonomy,
     /// `searchAnime(query, limit)`.
     AnimeSearch,
-    /// `Anime.genreList`: one anime's genres (ids, named through the
-    /// cached taxonomy).
-    AnimeGenres,
-    /// `Anime.themes`.
-    AnimeThemes,
-    /// `Anime.studios`.
-    AnimeStudios,
     /// `Anime.players`.
     AnimePlayers,
     /// `Anime.episodeList`.
@@ -45,7 +38,7 @@ pub enum Resolver {
 
 impl Resolver {
     /// Every cached resolver, in a fixed order (index = position).
-    pub const ALL: [Resolver; 12] = [
+    pub const ALL: [Resolver; 9] = [
         Self::PopularAnime,
         Self::AnimePage,
         Self::AnimeCount,
@@ -53,9 +46,6 @@ impl Resolver {
         Self::AnimeList,
         Self::Taxonomy,
         Self::AnimeSearch,
-        Self::AnimeGenres,
-        Self::AnimeThemes,
-        Self::AnimeStudios,
         Self::AnimePlayers,
         Self::AnimeEpisodes,
     ];
@@ -70,9 +60,6 @@ impl Resolver {
             Self::AnimeList => "animeList",
             Self::Taxonomy => "taxonomy",
             Self::AnimeSearch => "searchAnime",
-            Self::AnimeGenres => "Anime.genreList",
-            Self::AnimeThemes => "Anime.themes",
-            Self::AnimeStudios => "Anime.studios",
             Self::AnimePlayers => "Anime.players",
             Self::AnimeEpisodes => "Anime.episodeList",
         }
@@ -88,9 +75,6 @@ impl Resolver {
             Self::AnimeList => "anime_list",
             Self::Taxonomy => "taxonomy",
             Self::AnimeSearch => "anime_search",
-            Self::AnimeGenres => "anime_genres",
-            Self::AnimeThemes => "anime_themes",
-            Self::AnimeStudios => "anime_studios",
             Self::AnimePlayers => "anime_players",
             Self::AnimeEpisodes => "anime_episodes",
         }
@@ -106,11 +90,7 @@ impl Resolver {
             Self::AnimeList => Duration::from_secs(300),
             Self::Taxonomy => Duration::from_secs(600),
             Self::AnimeSearch => Duration::from_secs(300),
-            Self::AnimeGenres
-            | Self::AnimeThemes
-            | Self::AnimeStudios
-            | Self::AnimePlayers
-            | Self::AnimeEpisodes => Duration::from_secs(300),
+            Self::AnimePlayers | Self::AnimeEpisodes => Duration::from_secs(300),
         }
     }
 
@@ -124,9 +104,6 @@ impl Resolver {
             Self::AnimeList => "CACHE_TTL_ANIME_LIST",
             Self::Taxonomy => "CACHE_TTL_TAXONOMY",
             Self::AnimeSearch => "CACHE_TTL_ANIME_SEARCH",
-            Self::AnimeGenres => "CACHE_TTL_ANIME_GENRES",
-            Self::AnimeThemes => "CACHE_TTL_ANIME_THEMES",
-            Self::AnimeStudios => "CACHE_TTL_ANIME_STUDIOS",
             Self::AnimePlayers => "CACHE_TTL_ANIME_PLAYERS",
             Self::AnimeEpisodes => "CACHE_TTL_ANIME_EPISODES",
         }

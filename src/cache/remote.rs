@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use fred::types::{Key, Value};
 
+use super::codec::Codec;
 use super::envelope::{self, Generation, Meta, generation_text, now_ms, parse_generation};
 use super::key::KeySpace;
 use super::query::{QueryKey, SharedValue};
@@ -46,6 +47,8 @@ pub(super) struct Looked {
 pub(super) struct RedisTier {
     redis: RedisStore,
     keys: KeySpace,
+    /// Compresses what is stored.
+    codec: Arc<Codec>,
     /// How long past expiry a value is served while one refresh runs.
     stale_while_revalidate: Duration,
     /// How long past expiry a value may stand in for a failed load.
@@ -56,12 +59,14 @@ impl RedisTier {
     pub(super) fn new(
         redis: RedisStore,
         keys: KeySpace,
+        codec: Arc<Codec>,
         stale_while_revalidate: Duration,
         stale_if_error: Duration,
     ) -> Self {
         Self {
             redis,
             keys,
+            codec,
             stale_while_revalidate,
             stale_if_error,
         }
@@ -73,6 +78,10 @@ impl RedisTier {
 
     pub(super) fn keys(&self) -> &KeySpace {
         &self.keys
+    }
+
+    pub(super) fn codec(&self) -> &Arc<Codec> {
+        &self.codec
     }
 
     /// How long an entry stays in Redis past its logical expiry: the longer
@@ -216,7 +225,7 @@ impl RedisTier {
         let mut ops = Vec::with_capacity(2 + key.generation_keys().len());
         ops.push(Op::Set {
             key: key.key().into(),
-            value: envelope::wrap(meta, payload),
+            value: envelope::wrap(meta, payload, &self.codec),
             ttl: ttl + self.stale_window(),
         });
         for generation_key in key.generation_keys() {

@@ -39,6 +39,33 @@ pub struct AnimeRecord {
     pub genres: Vec<String>,
 }
 
+/// One anime as the cache stores it (an entity entry, `anime:id=N`): the
+/// row, and the ids of its genres, themes and studios in its own order
+/// (their names, slugs and counts come from the cached taxonomy lists, so
+/// a rename never touches an anime's entry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnimeEntity {
+    /// The `anime` row.
+    pub row: anime::Model,
+    /// Genre ids, by position.
+    pub genres: Vec<i32>,
+    /// Theme ids, by position.
+    pub themes: Vec<i32>,
+    /// Studio ids, by position.
+    pub studios: Vec<i32>,
+}
+
+impl AnimeEntity {
+    /// The taxon ids of `kind`.
+    pub fn taxa(&self, kind: Taxonomy) -> &[i32] {
+        match kind {
+            Taxonomy::Genre => &self.genres,
+            Taxonomy::Theme => &self.themes,
+            Taxonomy::Studio => &self.studios,
+        }
+    }
+}
+
 /// One anime as a write saw it (before or after): the row, and its
 /// genres, themes and studios (id, name, slug) in its own order. What the
 /// invalidation policy compares to know what a write changed.
@@ -55,6 +82,17 @@ pub struct AnimeFacts {
 }
 
 impl AnimeFacts {
+    /// The anime as the cache stores it.
+    pub fn entity(&self) -> AnimeEntity {
+        let ids = |taxa: &[Taxon]| taxa.iter().map(|taxon| taxon.id).collect();
+        AnimeEntity {
+            row: self.row.clone(),
+            genres: ids(&self.genres),
+            themes: ids(&self.themes),
+            studios: ids(&self.studios),
+        }
+    }
+
     /// The row with its genre names (what the old record API returns).
     pub fn record(&self) -> AnimeRecord {
         AnimeRecord {
@@ -124,8 +162,35 @@ impl AnimeRepo {
         Ok(rows.into_iter().map(|row| row.id).collect())
     }
 
+    /// The anime of `ids` that exist, as the cache stores them, by id: two
+    /// statements (per [`MAX_IDS_PER_STATEMENT`] ids), the rows and the
+    /// genre, theme and studio ids of all of them.
+    pub async fn entities(&self, ids: &[i32]) -> Result<HashMap<i32, AnimeEntity>> {
+        let rows = self.rows(ids).await?;
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found: Vec<i32> = rows.keys().copied().collect();
+        let mut links = taxonomy::link_ids_of(&self.db, &found).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, row)| {
+                let [genres, themes, studios] = links.remove(&id).unwrap_or_default();
+                (
+                    id,
+                    AnimeEntity {
+                        row,
+                        genres,
+                        themes,
+                        studios,
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// The rows of `ids` that exist, by id: one statement (per
-    /// [`MAX_IDS_PER_STATEMENT`] ids), the entity load of the cache.
+    /// [`MAX_IDS_PER_STATEMENT`] ids).
     pub async fn rows(&self, ids: &[i32]) -> Result<HashMap<i32, anime::Model>> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in taxonomy::distinct(ids).chunks(MAX_IDS_PER_STATEMENT) {

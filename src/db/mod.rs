@@ -35,7 +35,7 @@ use sea_orm::{ConnectOptions, DatabaseConnection, EntityTrait, PaginatorTrait};
 use crate::config::DatabaseConfig;
 
 pub use anime_query::{AnimeFilter, AnimeOrder, AnimeSort, SortDirection, YearRange};
-pub use anime_repo::{AnimeFacts, AnimeRecord, AnimeRepo};
+pub use anime_repo::{AnimeEntity, AnimeFacts, AnimeRecord, AnimeRepo};
 pub use breaker::BreakerState;
 pub use database::Database;
 pub use startup::connect_for_maintenance;

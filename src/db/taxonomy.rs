@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use migration::slug;
 use sea_orm::sea_query::{
-    Alias, Condition, Expr, ExprTrait, Func, OnConflict, Order, Query, SelectStatement,
+    Alias, Condition, Expr, ExprTrait, Func, OnConflict, Order, Query, SelectStatement, UnionType,
 };
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
@@ -177,6 +177,55 @@ pub async fn links_of(
         }
     }
     Ok(out)
+}
+
+/// The genre, theme and studio ids of each of `anime_ids`, in each
+/// anime's order: one statement (`UNION ALL` of the three join tables,
+/// per [`MAX_IDS_PER_STATEMENT`] ids), reading the join tables alone. Every
+/// id asked for is a key.
+pub async fn link_ids_of(
+    conn: &impl ConnectionTrait,
+    anime_ids: &[i32],
+) -> Result<HashMap<i32, [Vec<i32>; 3]>, DbErr> {
+    let mut out: HashMap<i32, [Vec<i32>; 3]> =
+        anime_ids.iter().map(|&id| (id, Default::default())).collect();
+    for chunk in distinct(anime_ids).chunks(MAX_IDS_PER_STATEMENT) {
+        let select = |kind: Taxonomy| {
+            Query::select()
+                .expr_as(Expr::val(kind.index() as i32), col("kind"))
+                .column((j(kind), col("anime_id")))
+                .expr_as(Expr::col((j(kind), col(kind.key()))), col("taxon_id"))
+                .column((j(kind), col("position")))
+                .from(j(kind))
+                .and_where(Expr::col((j(kind), col("anime_id"))).is_in(chunk.iter().copied()))
+                .to_owned()
+        };
+        let mut stmt = select(Taxonomy::Genre);
+        stmt.union(UnionType::All, select(Taxonomy::Theme))
+            .union(UnionType::All, select(Taxonomy::Studio))
+            .order_by(col("kind"), Order::Asc)
+            .order_by(col("anime_id"), Order::Asc)
+            .order_by(col("position"), Order::Asc);
+        let rows = LinkIdRow::find_by_statement(conn.get_database_backend().build(&stmt))
+            .all(conn)
+            .await?;
+        for row in rows {
+            if let (Some(links), Ok(kind)) = (out.get_mut(&row.anime_id), usize::try_from(row.kind))
+                && let Some(ids) = links.get_mut(kind)
+            {
+                ids.push(row.taxon_id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One row of [`link_ids_of`].
+#[derive(FromQueryResult)]
+struct LinkIdRow {
+    kind: i32,
+    anime_id: i32,
+    taxon_id: i32,
 }
 
 /// `ids` without repeats, in first-seen order.

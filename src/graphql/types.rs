@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::cache::CachedQuery;
 use crate::cache::entity::IdList;
-use crate::db::Taxonomy;
+use crate::db::{AnimeEntity, Taxonomy};
 use crate::entities::anime;
 use crate::error::AppError;
 use crate::service::anime_write::{MAX_EPISODES, MAX_NAMES, MAX_PLAYERS};
@@ -35,7 +35,7 @@ const EPISODES_COST: usize = MAX_EPISODES;
 /// every list that shows it), so answering from the cache copies no row
 /// before serialization.
 pub struct Anime {
-    row: Arc<anime::Model>,
+    entity: Arc<AnimeEntity>,
     /// For an item of a list: the list's shared relation loads and the
     /// item's position in it.
     list: Option<(Arc<ListBatches>, usize)>,
@@ -49,9 +49,6 @@ pub struct Anime {
 struct ListBatches {
     /// The list's anime, in order.
     ids: Vec<i32>,
-    genres: OnceCell<Vec<Outcome<Vec<i32>>>>,
-    themes: OnceCell<Vec<Outcome<Vec<i32>>>>,
-    studios: OnceCell<Vec<Outcome<Vec<i32>>>>,
     players: OnceCell<Vec<Outcome<Vec<PlayerEntry>>>>,
     episodes: OnceCell<Vec<Outcome<Vec<EpisodeEntry>>>>,
     /// The genre, theme and studio lists that name the ids above, in
@@ -60,14 +57,20 @@ struct ListBatches {
 }
 
 impl Anime {
-    /// One row of its own (a write's result).
-    pub fn owned(row: anime::Model) -> Self {
-        Self::entity(Arc::new(row))
+    /// Anime `id` read through the cache (a write's result, read after
+    /// the write's invalidation: what any client reads next); NOT_FOUND
+    /// when it is gone.
+    pub async fn read(ctx: &Context<'_>, id: i32) -> Result<Self> {
+        let entity = load(ctx, state(ctx)?.anime.by_id(id)).await?;
+        match entity.as_ref() {
+            Some(entity) => Ok(Self::entity(Arc::clone(entity))),
+            None => Err(AppError::NotFound(format!("anime {id}")).extend()),
+        }
     }
 
     /// One cached entity.
-    pub fn entity(row: Arc<anime::Model>) -> Self {
-        Self { row, list: None }
+    pub fn entity(entity: Arc<AnimeEntity>) -> Self {
+        Self { entity, list: None }
     }
 
     /// The anime of list `query` (a page, ranking or search result holding
@@ -92,27 +95,24 @@ impl Anime {
 
     /// `rows`, viewed as one list of this response: each relation is
     /// loaded for all of them at once.
-    fn list_of(rows: Vec<Arc<anime::Model>>) -> Vec<Self> {
+    fn list_of(rows: Vec<Arc<AnimeEntity>>) -> Vec<Self> {
         let batches = Arc::new(ListBatches {
-            ids: rows.iter().map(|row| row.id).collect(),
-            genres: OnceCell::new(),
-            themes: OnceCell::new(),
-            studios: OnceCell::new(),
+            ids: rows.iter().map(|entity| entity.row.id).collect(),
             players: OnceCell::new(),
             episodes: OnceCell::new(),
             taxonomies: Default::default(),
         });
         rows.into_iter()
             .enumerate()
-            .map(|(index, row)| Self {
-                row,
+            .map(|(index, entity)| Self {
+                entity,
                 list: Some((Arc::clone(&batches), index)),
             })
             .collect()
     }
 
     fn model(&self) -> &anime::Model {
-        &self.row
+        &self.entity.row
     }
 
     /// One relation of this anime: for an item of a list, its outcome of
@@ -143,39 +143,20 @@ impl Anime {
         }
     }
 
-    /// Its genres, themes or studios, read as cached taxon ids and named
-    /// through the cached list of `kind` (both loaded at once); ids the
-    /// list no longer holds (deleted) are skipped.
+    /// Its genres, themes or studios: the ids its entry holds, named
+    /// through the cached list of `kind` (read once per list); ids the list
+    /// no longer holds (deleted) are skipped.
     async fn taxa(&self, ctx: &Context<'_>, kind: Taxonomy) -> Result<Vec<TaxonSource>> {
-        let ids = async {
-            match kind {
-                Taxonomy::Genre => {
-                    self.related(ctx, |b| &b.genres, AnimeService::genres_of)
-                        .await
-                }
-                Taxonomy::Theme => {
-                    self.related(ctx, |b| &b.themes, AnimeService::themes_of)
-                        .await
-                }
-                Taxonomy::Studio => {
-                    self.related(ctx, |b| &b.studios, AnimeService::studios_of)
-                        .await
-                }
+        let list = match &self.list {
+            Some((batches, _)) => {
+                let cell = &batches.taxonomies[kind.index()];
+                cell.get_or_try_init(|| taxonomy::list(ctx, kind))
+                    .await
+                    .cloned()?
             }
+            None => taxonomy::list(ctx, kind).await?,
         };
-        let list = async {
-            match &self.list {
-                Some((batches, _)) => {
-                    let cell = &batches.taxonomies[kind.index()];
-                    cell.get_or_try_init(|| taxonomy::list(ctx, kind))
-                        .await
-                        .cloned()
-                }
-                None => taxonomy::list(ctx, kind).await,
-            }
-        };
-        let (ids, list) = futures_util::try_join!(ids, list)?;
-        Ok(listed(&list, &ids))
+        Ok(listed(&list, self.entity.taxa(kind)))
     }
 }
 

@@ -166,7 +166,7 @@ impl CatalogMutation {
             .await
             .map_err(|err| err.into_field_error(ctx))?;
         tracing::info!(id = created.anime.id, "Anime created");
-        Ok(Anime::owned(created.anime))
+        Anime::read(ctx, created.anime.id).await
     }
 
     /// Changes an anime; an unknown id is NOT_FOUND. Admin only. Every
@@ -186,7 +186,7 @@ impl CatalogMutation {
             .await
             .map_err(|err| err.into_field_error(ctx))?;
         tracing::info!(id, "Anime updated");
-        Ok(Anime::owned(updated.anime))
+        Anime::read(ctx, updated.anime.id).await
     }
 
     /// Deletes an anime; an unknown id is NOT_FOUND. Admin only.

@@ -216,6 +216,32 @@ impl RedisStore {
         let reply = self.breaker.guarded("SET NX", Guard::Cache, set).await?;
         Ok(!reply.is_null())
     }
+
+    /// `SET key value NX PX ttl` off the request path (admin timeout, not
+    /// counted by the breaker): whether the value was set.
+    pub async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, Error> {
+        let client = self.client.with_options(&self.admin_options());
+        let set = client.set::<Value, _, _>(
+            key,
+            value,
+            Some(Expiration::PX(millis(ttl))),
+            Some(SetOptions::NX),
+            false,
+        );
+        let reply = self.breaker.guarded("SET NX", Guard::Admin, set).await?;
+        Ok(!reply.is_null())
+    }
+
+    /// `GET key` off the request path (admin timeout, not counted by the
+    /// breaker): its bytes, `None` when absent.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let client = self.client.with_options(&self.admin_options());
+        let reply: Value = self
+            .breaker
+            .guarded("GET", Guard::Admin, client.get::<Value, _>(key))
+            .await?;
+        Ok(reply.as_bytes().map(<[u8]>::to_vec))
+    }
 }
 
 /// The values of an MGET reply for `count` keys.

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::tags::InvalidationPolicy;
+use crate::cache::dictionary::Samples;
 use crate::cache::entity::IdList;
 use crate::cache::{Cache, CachedQuery, Resolver};
-use crate::db::{AnimeFilter, AnimeRepo, AnimeSort};
-use crate::entities::anime;
+use crate::db::{AnimeEntity, AnimeFilter, AnimeRepo, AnimeSort};
 use crate::error::{AppError, Result};
 
 /// The catalogue's use cases (reads here, writes in `anime_write`). Cheap
@@ -48,6 +48,10 @@ impl PageRequest {
         self.offset().saturating_add(self.per_page) < total
     }
 }
+
+/// Anime the compression dictionary is trained on: about 2.5 MB of JSON,
+/// some forty times the dictionary's size, which zstd's trainer wants.
+const DICTIONARY_SAMPLES: u64 = 2_000;
 
 /// One page of anime ids with the total it was cut from: of the catalogue
 /// in id order (`animePage`), or of the anime a filter keeps in an order
@@ -157,10 +161,11 @@ impl CachedQuery for AnimeCount {
     }
 }
 
-/// `anime(id)`, and every anime a list shows: one anime's row, the entity
-/// entry lists share; or none (an absence is cached for the shorter
-/// `CACHE_TTL_NOT_FOUND`, and invalidated when that id is created). The
-/// misses of one batch load with one statement (`WHERE id IN (…)`).
+/// `anime(id)`, and every anime a list shows: one anime's row with its
+/// genre, theme and studio ids, the entity entry lists share; or none (an
+/// absence is cached for the shorter `CACHE_TTL_NOT_FOUND`, and
+/// invalidated when that id is created). The misses of one batch load with
+/// two statements (`WHERE id IN (…)`: the rows, then their links).
 pub struct AnimeById {
     repo: AnimeRepo,
     policy: InvalidationPolicy,
@@ -168,7 +173,7 @@ pub struct AnimeById {
 }
 
 impl CachedQuery for AnimeById {
-    type Output = Option<Arc<anime::Model>>;
+    type Output = Option<Arc<AnimeEntity>>;
     const RESOLVER: Resolver = Resolver::Anime;
     const LOADS_IN_BATCHES: bool = true;
 
@@ -185,7 +190,7 @@ impl CachedQuery for AnimeById {
     }
 
     async fn load(&self) -> Result<Self::Output> {
-        Ok(self.repo.rows(&[self.id]).await?.remove(&self.id).map(Arc::new))
+        Ok(self.repo.entities(&[self.id]).await?.remove(&self.id).map(Arc::new))
     }
 
     async fn load_many(queries: &[&Self]) -> Result<Vec<Self::Output>> {
@@ -195,8 +200,8 @@ impl CachedQuery for AnimeById {
             return Ok(Vec::new());
         };
         let ids: Vec<i32> = queries.iter().map(|query| query.id).collect();
-        let mut rows = first.repo.rows(&ids).await?;
-        Ok(ids.iter().map(|id| rows.remove(id).map(Arc::new)).collect())
+        let mut found = first.repo.entities(&ids).await?;
+        Ok(ids.iter().map(|id| found.remove(id).map(Arc::new)).collect())
     }
 }
 
@@ -292,6 +297,29 @@ impl AnimeService {
             }
         }
         Ok(found)
+    }
+
+    /// Samples of the anime entries the cache stores, as it stores them:
+    /// what its compression dictionary is trained on (`cache::dictionary`).
+    /// The most popular anime, which are also the most read.
+    pub fn dictionary_samples(&self) -> Samples {
+        let repo = self.repo.clone();
+        Arc::new(move || {
+            let repo = repo.clone();
+            Box::pin(async move {
+                let ids = repo.popular_ids(DICTIONARY_SAMPLES).await?;
+                let mut entities = repo.entities(&ids).await?;
+                ids.iter()
+                    .filter_map(|id| entities.remove(id))
+                    .map(|entity| {
+                        let entry: <AnimeById as CachedQuery>::Output = Some(Arc::new(entity));
+                        serde_json::to_vec(&entry).map_err(|err| {
+                            AppError::Internal(anyhow::Error::new(err).context("serializing a sample"))
+                        })
+                    })
+                    .collect()
+            })
+        })
     }
 
     /// Runs one query through the cache, outside GraphQL.

@@ -18,7 +18,7 @@ pub use anime::{
 pub use anime_write::{AnimeChanges, AnimeDraft};
 pub use catalogue::{AnimeList, CountQuery, FilteredAnimeCount};
 pub use relations::{
-    AnimeEpisodes, AnimeGenres, AnimePlayers, AnimeStudios, AnimeThemes, EpisodeEntry, PlayerEntry,
+    AnimeEpisodes, AnimePlayers, EpisodeEntry, PlayerEntry,
 };
 pub use search::{SearchAnime, SearchText};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};

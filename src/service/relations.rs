@@ -1,31 +1,23 @@
-//! Reading an anime's relations, through the cache: its genres, themes,
-//! studios, video players and episodes, one entry per anime and relation
-//! (`anime_genres:id=7`, …), each with a tag of its own
-//! ([`tags::relation`], `anime:7:genres`), which only a write that changes
-//! that relation bumps.
+//! Reading an anime's video players and episodes, through the cache: one
+//! entry per anime and relation (`anime_players:id=7`,
+//! `anime_episodes:id=7`), each with a tag of its own
+//! ([`tags::relation`], `anime:7:players`), which only a write that
+//! replaces that relation bumps. They belong to one anime each, so their
+//! entries hold the rows themselves.
 //!
 //! Every query here sets [`CachedQuery::LOADS_IN_BATCHES`]: the misses of
 //! one DataLoader batch load with one call of the repository's batch
-//! loader (`AnimeRepo::genres_of`, …), so a page of 100 anime selecting
-//! four relations costs one statement per relation on a miss, and none on
-//! a hit.
+//! loader (`AnimeRepo::players_of`, …), so a page of 100 anime selecting
+//! players costs one statement on a miss, and none on a hit.
 //!
-//! # Genres, themes and studios hold ids only
-//!
-//! A genre (theme, studio) entry stores the anime's taxon ids, in the
-//! anime's order, and nothing else: names, slugs and anime counts come
-//! from the cached taxonomy list (`service::taxonomy::TaxonomyList`,
-//! tagged `taxonomy`) when the field is resolved, and an id the list does
-//! not hold (a taxon deleted since the entry was stored) is skipped.
-//! This is deliberate: these entries stay valid across a taxon rename or
-//! delete, which then needs only the `taxonomy:{kind}` tag for them (the
-//! old `Anime.genres` names are read the same way). Players and episodes
-//! belong to one anime each, so their entries store the rows themselves.
+//! An anime's genres, themes and studios are not relations here: their
+//! ids are part of the anime's own entry (`db::AnimeEntity`), named
+//! through the cached taxonomy lists.
 
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CachedQuery, Resolver};
-use crate::db::{AnimeRepo, Taxon};
+use crate::db::AnimeRepo;
 use crate::entities::{episode, player};
 use crate::error::{AppError, Result};
 
@@ -137,36 +129,6 @@ macro_rules! relation_query {
     };
 }
 
-relation_query!(
-    AnimeGenres,
-    genres_of,
-    Resolver::AnimeGenres,
-    Relation::Genres,
-    genres_of,
-    i32,
-    |taxon: Taxon| taxon.id,
-    "`Anime.genreList`: one anime's genre ids, in its order (see the module doc for why not the names)."
-);
-relation_query!(
-    AnimeThemes,
-    themes_of,
-    Resolver::AnimeThemes,
-    Relation::Themes,
-    themes_of,
-    i32,
-    |taxon: Taxon| taxon.id,
-    "`Anime.themes`: one anime's theme ids, in its order."
-);
-relation_query!(
-    AnimeStudios,
-    studios_of,
-    Resolver::AnimeStudios,
-    Relation::Studios,
-    studios_of,
-    i32,
-    |taxon: Taxon| taxon.id,
-    "`Anime.studios`: one anime's studio ids, in its order."
-);
 relation_query!(
     AnimePlayers,
     players_of,

@@ -9,8 +9,8 @@
 //!
 //! | tag | entry | bumped by |
 //! |---|---|---|
-//! | `anime:{id}` | the anime's row (`anime(id)`, and every list's items) | any write to the anime (its `updatedAt` changes) |
-//! | `anime:{id}:genres` (`themes`, `studios`, `players`, `episodes`) | one relation of the anime | a write that changes that relation |
+//! | `anime:{id}` | the anime: its row and its genre, theme and studio ids (`anime(id)`, and every list's items) | any write to the anime (its `updatedAt` changes); deleting a genre, theme or studio it has |
+//! | `anime:{id}:players` (`episodes`) | its players (episodes) | a write that replaces them |
 //!
 //! # Lists and counts
 //!
@@ -106,15 +106,10 @@ impl ListField {
     }
 }
 
-/// One relation of an anime, cached as an entry of its own.
+/// A relation of an anime cached as an entry of its own (genre, theme
+/// and studio ids are part of the anime's own entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Relation {
-    /// Its genre ids.
-    Genres,
-    /// Its theme ids.
-    Themes,
-    /// Its studio ids.
-    Studios,
     /// Its video players.
     Players,
     /// Its episodes.
@@ -123,30 +118,12 @@ pub enum Relation {
 
 impl Relation {
     /// Every relation.
-    pub const ALL: [Self; 5] = [
-        Self::Genres,
-        Self::Themes,
-        Self::Studios,
-        Self::Players,
-        Self::Episodes,
-    ];
+    pub const ALL: [Self; 2] = [Self::Players, Self::Episodes];
 
     fn name(self) -> &'static str {
         match self {
-            Self::Genres => "genres",
-            Self::Themes => "themes",
-            Self::Studios => "studios",
             Self::Players => "players",
             Self::Episodes => "episodes",
-        }
-    }
-
-    /// The relation listing taxa of `kind`.
-    pub fn of(kind: Taxonomy) -> Self {
-        match kind {
-            Taxonomy::Genre => Self::Genres,
-            Taxonomy::Theme => Self::Themes,
-            Taxonomy::Studio => Self::Studios,
         }
     }
 }
@@ -316,11 +293,6 @@ fn slugs(taxa: &[Taxon]) -> BTreeSet<&str> {
     taxa.iter().map(|taxon| taxon.slug.as_str()).collect()
 }
 
-/// Ids of `taxa`, in order (what a relation entry holds).
-fn ids(taxa: &[Taxon]) -> Vec<i32> {
-    taxa.iter().map(|taxon| taxon.id).collect()
-}
-
 impl InvalidationPolicy {
     /// A policy in `mode` relaxing `relaxed` (module doc).
     pub fn new(mode: Mode, relaxed: &[ListField]) -> Self {
@@ -447,9 +419,6 @@ impl InvalidationPolicy {
         };
         for kind in Taxonomy::ALL {
             let (old, new) = (Self::taxa_of(before, kind), Self::taxa_of(after, kind));
-            if ids(old) != ids(new) {
-                tags.add(self::relation(id, Relation::of(kind)));
-            }
             if slugs(old) != slugs(new) {
                 tags.add(taxonomy(kind));
             }
@@ -544,14 +513,10 @@ impl InvalidationPolicy {
     ) -> Vec<String> {
         let mut tags = vec![self::taxonomy(taxonomy)];
         if kind == TaxonWrite::Deleted {
-            // Their relation entries still name the id; the taxonomy list
-            // no longer does, so it would be skipped, but an id must never
-            // outlive its taxon in a cached entry.
-            tags.extend(
-                members
-                    .iter()
-                    .map(|&id| relation(id, Relation::of(taxonomy))),
-            );
+            // Their entries still name the id; the taxonomy list no longer
+            // does, so it would be skipped, but an id must never outlive
+            // its taxon in a cached entry.
+            tags.extend(members.iter().map(|&id| anime(id)));
         }
         let lists_change = match kind {
             TaxonWrite::Created => false,
@@ -724,8 +689,8 @@ mod tests {
         assert!(!overlaps(&policy.list(&genre("romance"), by(AnimeSort::Score)), &bumped));
         assert!(!overlaps(&policy.list(&AnimeFilter::default(), by(AnimeSort::Score)), &bumped));
         assert!(bumped.contains(&taxonomy(Taxonomy::Genre)));
-        assert!(bumped.contains(&relation(7, Relation::Genres)));
-        assert!(!bumped.contains(&relation(7, Relation::Themes)));
+        assert!(bumped.contains(&anime(7)));
+        assert!(!bumped.contains(&relation(7, Relation::Players)));
         assert!(!bumped.contains(&taxonomy(Taxonomy::Theme)));
     }
 
@@ -813,7 +778,7 @@ mod tests {
         assert!(overlaps(&policy.list(&genre("action"), by(AnimeSort::Id)), &moved));
         let deleted = policy.for_taxon_write(Taxonomy::Theme, TaxonWrite::Deleted, &[4]);
         assert!(overlaps(&policy.count(&AnimeFilter::default()), &deleted));
-        assert!(deleted.contains(&relation(4, Relation::Themes)));
+        assert!(deleted.contains(&anime(4)), "its members' entries hold its id");
         assert_eq!(
             policy.for_taxon_write(Taxonomy::Genre, TaxonWrite::Created, &[]),
             vec![taxonomy(Taxonomy::Genre)]

@@ -57,15 +57,6 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// The status of the read of `key` in a debug response's trace.
-fn status_of(body: &Value, key: &str) -> String {
-    trace(body)
-        .into_iter()
-        .find(|(read, _)| read == key)
-        .map(|(_, status)| status)
-        .unwrap_or_else(|| panic!("no read of {key} in {body}"))
-}
-
 /// Milliseconds until the stored entry's logical expiry (its envelope's).
 fn logical_ttl_ms(redis: &RedisServer, key: &str) -> i64 {
     let (meta, _) = stored_entry(redis, key).expect("a stored entry");

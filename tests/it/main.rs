@@ -30,6 +30,7 @@ mod hostile;
 mod http;
 mod lifecycle;
 mod limits;
+mod memory;
 mod random;
 mod taxonomy_writes;
 mod topologies;
