@@ -143,8 +143,13 @@ impl<K: Hash + Eq + Clone> Dependents<K> {
 pub struct Invalidations {
     /// Incremented by every invalidation.
     epoch: AtomicU64,
-    /// Epoch of the last "everything" invalidation; also raised when
-    /// records are dropped early (fills from before it are refused).
+    /// Epoch of the last "everything" invalidation: nothing from before
+    /// it is served or inserted.
+    all: AtomicU64,
+    /// Epoch of the newest record dropped from the log (by age or count):
+    /// a fill that started before it can no longer be checked, so it is
+    /// not inserted. Entries already held are not concerned (the
+    /// dependency index drops them when their tags are invalidated).
     floor: AtomicU64,
     /// A std mutex: held for map operations only, never across an await.
     log: Mutex<Log>,
@@ -161,6 +166,7 @@ impl Default for Invalidations {
     fn default() -> Self {
         Self {
             epoch: AtomicU64::new(0),
+            all: AtomicU64::new(0),
             floor: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
         }
@@ -176,7 +182,7 @@ impl Invalidations {
     /// Whether no invalidation of `tags` (nor of everything) happened since
     /// `start`.
     pub fn is_current(&self, tags: &[Tag], start: Epoch) -> bool {
-        if start.0 < self.floor.load(Ordering::Acquire) {
+        if !self.is_after_clear(start) || start.0 < self.floor.load(Ordering::Acquire) {
             return false;
         }
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
@@ -189,10 +195,10 @@ impl Invalidations {
         self.epoch.load(Ordering::Acquire) == start.0
     }
 
-    /// Whether an entry from `start` is still allowed by the last
+    /// Whether an entry filled from `start` is still allowed by the last
     /// "everything" invalidation (one atomic load: the read path's check).
-    pub fn is_after_floor(&self, start: Epoch) -> bool {
-        start.0 >= self.floor.load(Ordering::Acquire)
+    pub fn is_after_clear(&self, start: Epoch) -> bool {
+        start.0 >= self.all.load(Ordering::Acquire)
     }
 
     /// Records an invalidation of `tags`; fills that started before it and
@@ -227,7 +233,7 @@ impl Invalidations {
     pub fn invalidate_all(&self) {
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        self.floor.fetch_max(epoch, Ordering::AcqRel);
+        self.all.fetch_max(epoch, Ordering::AcqRel);
         log.by_tag.clear();
         log.order.clear();
     }
@@ -261,7 +267,7 @@ mod tests {
         assert!(log.is_current(&tags(&["anime:1"]), later));
         log.invalidate_all();
         assert!(!log.is_current(&tags(&["anime:2"]), later));
-        assert!(!log.is_after_floor(later));
+        assert!(!log.is_after_clear(later));
         assert_eq!(log.records(), 0);
     }
 
@@ -278,6 +284,10 @@ mod tests {
             "records it dropped may have concerned this fill"
         );
         assert!(log.is_current(&tags(&["unrelated"]), log.begin()));
+        assert!(
+            log.is_after_clear(start),
+            "entries held from before stay: only fills in flight are refused"
+        );
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl LocalTier {
     /// A fresh value for `key`, if held, with its logical expiry (unix ms).
     pub async fn get(&self, key: &str) -> Option<(SharedValue, u64)> {
         let held = self.values.as_ref()?.get(key).await?;
-        if held.entry.expires_at_ms <= now_ms() || !self.log.is_after_floor(held.start) {
+        if held.entry.expires_at_ms <= now_ms() || !self.log.is_after_clear(held.start) {
             return None;
         }
         Some((held.entry.value, held.entry.expires_at_ms))

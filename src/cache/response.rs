@@ -219,7 +219,7 @@ impl ResponseStore {
 
     pub(super) async fn get(&self, key: &ResponseKey) -> Option<Arc<StoredResponse>> {
         let held = self.cache.as_ref()?.get(key).await?;
-        (held.response.expires_at_ms > now_ms() && self.log.is_after_floor(held.response.start))
+        (held.response.expires_at_ms > now_ms() && self.log.is_after_clear(held.response.start))
             .then_some(held.response)
     }
 
