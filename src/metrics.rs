@@ -16,9 +16,6 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::cache::Resolver;
-use crate::cache::Cache;
-use crate::db::Database;
 
 /// GraphQL requests by operation name and outcome (`ok` / `error`):
 /// executed ones and those answered from a kept response.
@@ -186,42 +183,6 @@ fn describe() {
         RESPONSE_CACHE_TOTAL,
         "Response fast path: requests answered from a kept response (hit), executed (miss), responses kept (stored), lookups skipped while the cache was untrusted (bypass)"
     );
-}
-
-/// The Prometheus text for `GET /metrics`: the counters of `cache`, the
-/// state of its Redis connection and of the database breaker `db`.
-pub fn render(cache: &Cache, db: &Database) -> String {
-    let Some(handle) = install() else {
-        return String::new();
-    };
-    for resolver in Resolver::ALL {
-        let stats = cache.stats().snapshot(resolver);
-        let label = [("resolver", resolver.name())];
-        metrics::counter!(CACHE_HITS_TOTAL, &label).absolute(stats.hits);
-        metrics::counter!(CACHE_MISSES_TOTAL, &label).absolute(stats.misses);
-        metrics::counter!(CACHE_ERRORS_TOTAL, &label).absolute(stats.errors);
-        metrics::counter!(CACHE_BYPASSES_TOTAL, &label).absolute(stats.bypasses);
-        metrics::counter!(CACHE_REFRESHES_TOTAL, &label).absolute(stats.refreshes);
-        metrics::counter!(CACHE_LOADS_TOTAL, &label).absolute(stats.loads);
-        metrics::counter!(CACHE_PARTIALS_TOTAL, &label).absolute(stats.partials);
-        metrics::counter!(CACHE_DROPPED_WRITES_TOTAL, &label).absolute(stats.dropped_writes);
-        metrics::counter!(CACHE_NOT_ADMITTED_TOTAL, &label).absolute(stats.not_admitted);
-    }
-    let responses = cache.stats().response_snapshot();
-    for (outcome, count) in [
-        ("hit", responses.hits),
-        ("miss", responses.misses),
-        ("stored", responses.stored),
-        ("bypass", responses.bypasses),
-    ] {
-        metrics::counter!(RESPONSE_CACHE_TOTAL, "outcome" => outcome).absolute(count);
-    }
-    let is_up = cache.redis().is_available();
-    metrics::gauge!(REDIS_CONNECTED).set(if is_up { 1.0 } else { 0.0 });
-    let is_open = db.breaker_state().is_open();
-    metrics::gauge!(DB_BREAKER_OPEN).set(if is_open { 1.0 } else { 0.0 });
-    handle.run_upkeep();
-    handle.render()
 }
 
 /// Handles for one operation label: registered once, then used without a

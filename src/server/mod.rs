@@ -24,6 +24,7 @@ mod front;
 mod graphiql;
 mod graphql;
 mod media;
+mod prometheus;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -260,7 +261,7 @@ async fn metrics_text(State(state): State<ServerState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&state.app.cache, &state.app.db),
+        prometheus::render(&state.app.cache, &state.app.db),
     )
         .into_response()
 }
