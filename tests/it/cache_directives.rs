@@ -76,7 +76,6 @@ async fn rename_behind_the_cache(app: &TestApp, id: u32, title: &str) {
         .expect("UPDATE");
 }
 
-
 /// Hits, misses and stores of the response fast path so far.
 fn response_counts(app: &TestApp) -> (u64, u64, u64) {
     let stats = app.state.cache.stats().response_snapshot();
@@ -119,7 +118,7 @@ async fn no_cache_loads_a_change_made_behind_the_caches_back_and_stores_it() {
     assert_eq!(fresh["data"]["anime"]["title"], "Behind The Cache");
     assert_eq!(anime_stats(&app).loads, loads + 1);
     assert_eq!(
-        stored_value(&redis, &app.key("anime:id=7"))["title"],
+        stored_value(&redis, &app.key("anime:id=7"))["row"]["title"],
         "Behind The Cache"
     );
     let next = traced(&app, ANIME_7, &[]).await;
@@ -242,7 +241,7 @@ async fn no_cache_with_no_store_loads_fresh_and_leaves_the_cache_as_it_was() {
     assert_eq!(statuses(&fresh), refreshed(), "{fresh}");
     assert_eq!(fresh["data"]["anime"]["title"], "Seen Once");
     assert_eq!(
-        stored_value(&redis, &app.key("anime:id=11"))["title"],
+        stored_value(&redis, &app.key("anime:id=11"))["row"]["title"],
         old
     );
     let next = traced(&app, query, &[]).await;
@@ -266,8 +265,11 @@ async fn fifty_concurrent_no_cache_requests_share_one_database_load() {
         lock.execute_unprepared("LOCK TABLE anime IN ACCESS EXCLUSIVE MODE")
             .await
             .expect("LOCK TABLE");
-        let (loads, queries, anime_loads) =
-            (popular(&app).loads, app.db_queries(), anime_stats(&app).loads);
+        let (loads, queries, anime_loads) = (
+            popular(&app).loads,
+            app.db_queries(),
+            anime_stats(&app).loads,
+        );
 
         // Act: public (fast-path eligible) requests, 25 at once, and 25
         // more once the first load has started: those cannot share its

@@ -1,8 +1,10 @@
 //! An anime's relations as fields (`genreList`, `themes`, `studios`,
 //! `players`, `episodeList`): one statement per relation for a whole page
 //! on a miss and none on a hit, values equal to what the database holds,
-//! writes that show at once, taxon renames and deletes that reach the
-//! cached relations without invalidating them, and the complexity budget
+//! writes that show at once, taxon renames that reach the cached anime
+//! (which hold their genre, theme and studio ids) without reloading them
+//! and deletes that reload only the anime that had the taxon, and the
+//! complexity budget
 //! that lets a 100-anime grid with relations through but refuses an
 //! episode list per anime.
 
@@ -76,18 +78,14 @@ async fn a_page_of_100_costs_one_statement_per_relation_then_none(backend: Backe
     let first = app.graphql_debug(GRID).await;
     let cold = app.db_queries() - before;
 
-    // Assert: the page (count, rows, genre names), one statement per
-    // relation for all 100 anime, and one per taxonomy list that names
-    // them.
+    // Assert: the page (count, ids), its anime (their rows, then the
+    // genre, theme and studio ids of all of them: the anime's own
+    // entries), one statement for the players of all 100, and one per
+    // taxonomy list that names the genres, themes and studios.
     assert!(first.get("errors").is_none(), "{first}");
-    assert_eq!(cold, 3 + 4 + 3, "statements of a cold grid");
+    assert_eq!(cold, 2 + 2 + 1 + 3, "statements of a cold grid");
     let entries = trace(&first);
-    for resolver in [
-        "Anime.genreList",
-        "Anime.themes",
-        "Anime.studios",
-        "Anime.players",
-    ] {
+    for resolver in ["anime", "Anime.players"] {
         let misses = entries
             .iter()
             .filter(|(name, status)| name == resolver && status == "MISS")
@@ -137,12 +135,7 @@ async fn a_page_of_100_costs_one_statement_per_relation_then_none(backend: Backe
         .map(|kind| app.key(&format!("taxonomy:kind={kind}")))
         .collect();
     keys.push(app.key("anime_paginated:page=1:per_page=100"));
-    for prefix in [
-        "anime_genres",
-        "anime_themes",
-        "anime_studios",
-        "anime_players",
-    ] {
+    for prefix in ["anime", "anime_players"] {
         keys.extend(ids.iter().map(|id| app.key(&format!("{prefix}:id={id}"))));
     }
     let redis = crate::support::shared_redis();
@@ -171,9 +164,17 @@ async fn a_page_of_100_costs_one_statement_per_relation_then_none(backend: Backe
     // Assert: no statement, every read a hit, the same data.
     assert_eq!(app.db_queries() - before, 0, "statements of a warm grid");
     let entries = trace(&second);
-    // The page, 4 relations of each anime, and each taxonomy list once
-    // for the whole page.
-    assert_eq!(entries.len(), 1 + 4 * 100 + 3, "{entries:?}");
+    // The page, each anime (with its genre, theme and studio ids), the
+    // players of each, and each taxonomy list once for the whole page.
+    assert_eq!(entries.len(), 1 + 100 + 100 + 3, "{entries:?}");
+    assert_eq!(entries[0].0, "animePage", "{entries:?}");
+    for (resolver, reads) in [("anime", 100), ("Anime.players", 100), ("taxonomy", 3)] {
+        assert_eq!(
+            entries.iter().filter(|(name, _)| name == resolver).count(),
+            reads,
+            "{resolver} in {entries:?}"
+        );
+    }
     assert!(
         entries.iter().all(|(_, status)| status == "HIT"),
         "{entries:?}"
@@ -378,22 +379,43 @@ async fn a_theme_rename_or_delete_reaches_cached_relations_without_reloading_the
     let first = themes[0]["slug"].as_str().expect("slug").to_owned();
     let second = themes[1]["slug"].as_str().expect("slug").to_owned();
 
-    // Act: rename one theme and delete another, through the service (what
-    // the admin mutations run).
+    // Act: rename one theme in place, through the service (what the admin
+    // mutation runs).
     let service = &app.state.anime;
     service
         .rename_taxon(Taxonomy::Theme, &first, "Renamed", None)
         .await
         .expect("rename");
+    let renamed = app.graphql_debug(&query).await;
+
+    // Assert: the new name, and the anime's own entry (row and theme ids)
+    // still a hit: only the taxonomy list was invalidated.
+    let shown = &renamed["data"]["anime"]["themes"];
+    assert_eq!(
+        shown[0],
+        json!({ "name": "Renamed", "slug": first }),
+        "{renamed}"
+    );
+    assert_eq!(shown.as_array().map(Vec::len), Some(themes.len()));
+    assert_eq!(
+        trace(&renamed),
+        [
+            ("anime".to_owned(), "HIT".to_owned()),
+            ("taxonomy".to_owned(), "MISS".to_owned())
+        ],
+        "{renamed}"
+    );
+
+    // Act: delete another theme.
     service
         .delete_taxon(Taxonomy::Theme, &second)
         .await
         .expect("delete");
     let after = app.graphql_debug(&query).await;
 
-    // Assert: the new name, the deleted theme gone, and the anime's own
-    // entries (record and theme ids) still hits: only the taxonomy list
-    // was invalidated.
+    // Assert: the deleted theme gone, the rename kept. A delete drops the
+    // entry of each anime that had it (no cached entry may keep the id of
+    // a taxon that is gone).
     let shown = &after["data"]["anime"]["themes"];
     assert_eq!(
         shown[0],
@@ -405,16 +427,13 @@ async fn a_theme_rename_or_delete_reaches_cached_relations_without_reloading_the
         "deleted theme shown: {after}"
     );
     assert_eq!(shown.as_array().map(Vec::len), Some(themes.len() - 1));
-    let entries = trace(&after);
-    for resolver in ["anime", "Anime.themes"] {
-        assert!(
-            entries.contains(&(resolver.to_owned(), "HIT".to_owned())),
-            "{resolver} reloaded: {entries:?}"
-        );
-    }
-    assert!(
-        entries.contains(&("taxonomy".to_owned(), "MISS".to_owned())),
-        "{entries:?}"
+    assert_eq!(
+        trace(&after),
+        [
+            ("anime".to_owned(), "MISS".to_owned()),
+            ("taxonomy".to_owned(), "MISS".to_owned())
+        ],
+        "{after}"
     );
 }
 

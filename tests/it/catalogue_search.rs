@@ -95,15 +95,34 @@ fn ids(body: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// The one cache read of a search: (key, status).
+/// The cache read of a search: (key, status). The trace holds it first,
+/// then one read per anime found, in the order found (each anime is an
+/// entry of its own, shared with every list and `anime(id)`).
 fn read(body: &Value) -> (String, String) {
     let entries = body["extensions"]["cache"]
         .as_array()
         .unwrap_or_else(|| panic!("no cache trace in {body}"));
-    assert_eq!(entries.len(), 1, "{body}");
-    assert_eq!(entries[0]["resolver"], "searchAnime");
+    assert!(!entries.is_empty(), "{body}");
+    assert_eq!(entries[0]["resolver"], "searchAnime", "{body}");
+    let key = entries[0]["key"].as_str().unwrap_or_default().to_owned();
+    let found: Vec<i64> = body["data"]["searchAnime"]
+        .as_array()
+        .map(|found| found.iter().map(id_of).collect())
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 1 + found.len(), "{body}");
+    let (prefix, _) = key
+        .split_once("anime_search:")
+        .unwrap_or_else(|| panic!("not a search key: {key}"));
+    for (entry, id) in entries[1..].iter().zip(&found) {
+        assert_eq!(entry["resolver"], "anime", "{body}");
+        assert_eq!(
+            entry["key"].as_str().unwrap_or_default(),
+            format!("{prefix}anime:id={id}"),
+            "{body}"
+        );
+    }
     (
-        entries[0]["key"].as_str().unwrap_or_default().to_owned(),
+        key,
         entries[0]["status"].as_str().unwrap_or_default().to_owned(),
     )
 }
