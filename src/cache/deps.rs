@@ -51,11 +51,15 @@ pub const REGISTRATION_BYTES: u32 = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Epoch(u64);
 
+/// One shard of [`Dependents`]: per tag, the entries (key → entry id)
+/// depending on it.
+type Shard<K> = HashMap<Tag, HashMap<K, u64>>;
+
 /// Which entries depend on which tag. `K` identifies an entry of one tier;
 /// the id tells two entries under one key apart, so the removal of an old
 /// one never unregisters its replacement.
 pub struct Dependents<K> {
-    shards: Box<[Mutex<HashMap<Tag, HashMap<K, u64>>>]>,
+    shards: Box<[Mutex<Shard<K>>]>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -69,7 +73,7 @@ impl<K: Hash + Eq + Clone> Default for Dependents<K> {
 }
 
 impl<K: Hash + Eq + Clone> Dependents<K> {
-    fn shard(&self, tag: &str) -> std::sync::MutexGuard<'_, HashMap<Tag, HashMap<K, u64>>> {
+    fn shard(&self, tag: &str) -> std::sync::MutexGuard<'_, Shard<K>> {
         let index = (self.hasher.hash_one(tag) as usize) % self.shards.len();
         // A std mutex: held only for map operations, never across an await.
         self.shards[index]
@@ -262,7 +266,10 @@ mod tests {
         let start = log.begin();
         log.invalidate(&tags(&["anime:1"]));
         assert!(!log.is_current(&tags(&["anime:2", "anime:1"]), start));
-        assert!(log.is_current(&tags(&["anime:2"]), start), "other tags stay");
+        assert!(
+            log.is_current(&tags(&["anime:2"]), start),
+            "other tags stay"
+        );
         let later = log.begin();
         assert!(log.is_current(&tags(&["anime:1"]), later));
         log.invalidate_all();

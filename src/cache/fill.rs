@@ -96,6 +96,14 @@ impl Filled {
     }
 }
 
+/// A key of a batch that starts a load of its own.
+struct NewLoad {
+    key: QueryKey,
+    is_refresh: bool,
+    id: u64,
+    superseded: Arc<AtomicBool>,
+}
+
 /// A value to write back: its key, the load, and the generation of each of
 /// its tags seen before the load (it commits only if they still hold).
 pub(super) type Write = (QueryKey, Loaded, Vec<Generation>);
@@ -246,7 +254,11 @@ impl Fills {
         (result, is_writer)
     }
 
-    async fn load_with_lease(&self, key: &QueryKey, use_lease: bool) -> Result<Filled, Arc<AppError>> {
+    async fn load_with_lease(
+        &self,
+        key: &QueryKey,
+        use_lease: bool,
+    ) -> Result<Filled, Arc<AppError>> {
         let mut holds_lease = false;
         if use_lease {
             match self.remote.try_lease(key, &self.instance, LEASE_TTL).await {
@@ -264,7 +276,12 @@ impl Fills {
                     if let Ok(mut looked) = self.remote.lookup(&[key]).await
                         && let Some(Found::Fresh(value, ..)) = looked.pop().map(|l| l.found)
                     {
-                        if self.remote.run(vec![self.remote.release_op(key)]).await.is_err() {
+                        if self
+                            .remote
+                            .run(vec![self.remote.release_op(key)])
+                            .await
+                            .is_err()
+                        {
                             tracing::debug!("Releasing an unused fill lease failed; it expires");
                         }
                         return Ok(Filled::FromRedis(value));
@@ -281,7 +298,12 @@ impl Fills {
             // this key (here or on another instance) waits LEASE_WAIT for
             // nothing, which during a database outage turns a fast failure
             // into a one-second one.
-            if self.remote.run(vec![self.remote.release_op(key)]).await.is_err() {
+            if self
+                .remote
+                .run(vec![self.remote.release_op(key)])
+                .await
+                .is_err()
+            {
                 tracing::debug!("Releasing the fill lease of a failed load failed; it expires");
             }
         }
@@ -309,21 +331,23 @@ impl Fills {
     /// instead of loading it again. No fill lease is taken: one statement
     /// per batch bounds the database's work already. Returns, per item,
     /// the outcome and whether this caller is to write it back.
-    pub(super) async fn load_batches<'k, T>(
+    pub(super) async fn load_batches<T>(
         self: &Arc<Self>,
-        items: Vec<(T, &'k QueryKey, Fill)>,
+        items: Vec<(T, &QueryKey, Fill)>,
         start: Epoch,
     ) -> Vec<(T, Result<Filled, Arc<AppError>>, bool)> {
         let mut waits = Vec::with_capacity(items.len());
         {
             let mut inflight = self.inflight();
-            // New loads, grouped by resolver: (keys, their flags).
-            let mut groups: Vec<Vec<(QueryKey, bool, u64, Arc<AtomicBool>)>> = Vec::new();
+            // New loads, grouped by resolver.
+            let mut groups: Vec<Vec<NewLoad>> = Vec::new();
             for (item, key, fill) in items {
                 let is_refresh = matches!(fill, Fill::Refresh { .. });
                 let supersedes = fill == Fill::Refresh { is_stored: true };
                 match inflight.get(key.key_arc()) {
-                    Some(running) if running.start == start && (running.is_refresh || !is_refresh) => {
+                    Some(running)
+                        if running.start == start && (running.is_refresh || !is_refresh) =>
+                    {
                         waits.push((item, Some(running.load.clone()), None));
                         continue;
                     }
@@ -334,10 +358,15 @@ impl Fills {
                 }
                 let superseded = Arc::new(AtomicBool::new(false));
                 let id = rand::random::<u64>();
-                let entry = (key.clone(), is_refresh, id, Arc::clone(&superseded));
+                let entry = NewLoad {
+                    key: key.clone(),
+                    is_refresh,
+                    id,
+                    superseded: Arc::clone(&superseded),
+                };
                 match groups
                     .iter_mut()
-                    .find(|group| group[0].0.resolver() == key.resolver())
+                    .find(|group| group[0].key.resolver() == key.resolver())
                 {
                     Some(group) => group.push(entry),
                     None => groups.push(vec![entry]),
@@ -347,10 +376,10 @@ impl Fills {
             }
             let mut loads: HashMap<Arc<str>, SharedLoad> = HashMap::new();
             for group in groups {
-                let keys: Vec<QueryKey> = group.iter().map(|(key, ..)| key.clone()).collect();
+                let keys: Vec<QueryKey> = group.iter().map(|new| new.key.clone()).collect();
                 let ids: Vec<(Arc<str>, u64)> = group
                     .iter()
-                    .map(|(key, _, id, _)| (Arc::clone(key.key_arc()), *id))
+                    .map(|new| (Arc::clone(new.key.key_arc()), new.id))
                     .collect();
                 let fills = Arc::clone(self);
                 let batch = async move {
@@ -369,16 +398,26 @@ impl Fills {
                 }
                 .boxed()
                 .shared();
-                for (index, (key, is_refresh, id, superseded)) in group.into_iter().enumerate() {
+                for (index, new) in group.into_iter().enumerate() {
+                    let NewLoad {
+                        key,
+                        is_refresh,
+                        id,
+                        superseded,
+                    } = new;
                     let load: SharedLoad = batch
                         .clone()
                         .map(move |loaded| {
                             let loaded = loaded?;
-                            loaded.get(index).cloned().map(Filled::Loaded).ok_or_else(|| {
-                                Arc::new(AppError::Internal(anyhow::anyhow!(
-                                    "a batch load lost a value"
-                                )))
-                            })
+                            loaded
+                                .get(index)
+                                .cloned()
+                                .map(Filled::Loaded)
+                                .ok_or_else(|| {
+                                    Arc::new(AppError::Internal(anyhow::anyhow!(
+                                        "a batch load lost a value"
+                                    )))
+                                })
                         })
                         .boxed()
                         .shared();
@@ -418,7 +457,11 @@ impl Fills {
     /// Refreshes `key` in the background (early refresh or revalidation):
     /// one caller per process, one instance via the lease. `generations`:
     /// its tags' generations seen at lookup.
-    pub(super) fn spawn_refresh(self: &Arc<Self>, key: QueryKey, generations: Vec<Option<Generation>>) {
+    pub(super) fn spawn_refresh(
+        self: &Arc<Self>,
+        key: QueryKey,
+        generations: Vec<Option<Generation>>,
+    ) {
         if self.inflight().contains_key(key.key_arc()) {
             return;
         }
@@ -435,7 +478,9 @@ impl Fills {
             let trusted = fills.bus.is_redis_trusted();
             let (filled, is_writer) = fills.load_once(&key, Fill::Leased, start, trusted).await;
             if let (Ok(Filled::Loaded(loaded)), true) = (filled, is_writer) {
-                fills.write_back(vec![(key, loaded, generations)], start).await;
+                fills
+                    .write_back(vec![(key, loaded, generations)], start)
+                    .await;
             }
         });
     }
@@ -492,7 +537,10 @@ impl Fills {
                 .zip(&seen)
                 .all(|(name, seen)| current.get(&**name).copied().flatten() == Some(*seen));
             if !is_unchanged || seen.len() != key.generation_keys().len() {
-                tracing::debug!(key = key.key(), "Skipping a write-back: invalidated while loading");
+                tracing::debug!(
+                    key = key.key(),
+                    "Skipping a write-back: invalidated while loading"
+                );
                 // Free the lease anyway, so other instances need not wait
                 // for it to expire.
                 ops.push(self.remote.release_op(&key));
@@ -539,7 +587,9 @@ impl Fills {
             expires_at_ms,
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
         };
-        self.local.insert(Arc::clone(key.key_arc()), entry, start).await;
+        self.local
+            .insert(Arc::clone(key.key_arc()), entry, start)
+            .await;
     }
 
     /// Keeps the writes of [`Admission::Bounded`] resolvers that fit their
@@ -580,7 +630,12 @@ impl Fills {
                     .remote
                     .keys()
                     .admission_key(resolver, admission::window_index(now_ms(), window));
-                match self.remote.redis().incr_by(&counter, wanted, window * 2).await {
+                match self
+                    .remote
+                    .redis()
+                    .incr_by(&counter, wanted, window * 2)
+                    .await
+                {
                     Ok(counted) => admission::within_budget(max, counted, wanted),
                     Err(_) => 0,
                 }

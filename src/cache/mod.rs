@@ -780,7 +780,7 @@ impl Cache {
             return None;
         }
         let digest = hex(&Sha256::digest(&body)[..16]);
-        let response = Arc::new(dependencies.into_response(body, &digest, start)?);
+        let response = Arc::new(dependencies.to_response(body, &digest, start)?);
         if !self.inner.local.insert_response(key, Arc::clone(&response)).await {
             return None;
         }

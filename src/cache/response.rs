@@ -119,7 +119,7 @@ impl Dependencies {
     /// `body` as a response to keep, built from these reads by an execution
     /// that started at `start`; `None` when it may not be kept. `digest`
     /// names the body in its entity tags.
-    pub(super) fn into_response(
+    pub(super) fn to_response(
         &self,
         body: Bytes,
         digest: &str,

@@ -20,6 +20,7 @@ mod catalogue_search;
 mod catalogue_storm;
 mod contract;
 mod db;
+mod dictionary;
 mod entities;
 mod deploy;
 mod fast_path;

@@ -142,7 +142,9 @@ impl RedisServer {
     pub(crate) fn get_bytes(&self, key: &str) -> Option<Vec<u8>> {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let stream = TcpStream::connect_timeout(&address, COMMAND_TIMEOUT).expect("connect");
-        stream.set_read_timeout(Some(COMMAND_TIMEOUT)).expect("timeout");
+        stream
+            .set_read_timeout(Some(COMMAND_TIMEOUT))
+            .expect("timeout");
         let request = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
         (&stream).write_all(request.as_bytes()).expect("write");
         let mut reader = BufReader::new(stream);
@@ -159,6 +161,26 @@ impl RedisServer {
         reader.read_exact(&mut data).expect("read value");
         data.truncate(length);
         Some(data)
+    }
+
+    /// `SET key bytes KEEPTTL`: replaces a binary value, keeping its TTL.
+    pub(crate) fn set_bytes(&self, key: &str, bytes: &[u8]) {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let stream = TcpStream::connect_timeout(&address, COMMAND_TIMEOUT).expect("connect");
+        stream
+            .set_read_timeout(Some(COMMAND_TIMEOUT))
+            .expect("timeout");
+        let mut request = format!(
+            "*4\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+            key.len(),
+            bytes.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(bytes);
+        request.extend_from_slice(b"\r\n$7\r\nKEEPTTL\r\n");
+        (&stream).write_all(&request).expect("write");
+        let reply = read_reply(&mut BufReader::new(stream)).expect("reply");
+        assert_eq!(reply, "OK", "SET {key}");
     }
 
     /// Every key matching `pattern`, from a full SCAN (each key once).
