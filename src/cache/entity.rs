@@ -78,35 +78,14 @@ impl Cache {
         E: CachedQuery,
     {
         let key = self.query_key(query);
-        let fetched = match self.get_local(&key).await {
-            Some(local) => local,
-            None => self
-                .fetch_many(std::slice::from_ref(&key))
-                .await
-                .remove(&key)
-                .ok_or_else(|| Arc::new(AppError::Internal(anyhow::anyhow!("cache batch lost a key"))))?,
-        };
+        let fetched = self
+            .read_all(std::slice::from_ref(&key))
+            .await
+            .pop()
+            .ok_or_else(|| Arc::new(AppError::Internal(anyhow::anyhow!("cache batch lost a key"))))?;
         let list = fetched.typed::<L::Output>()?;
         let keys: Vec<_> = list.ids().iter().map(|&id| self.query_key(entity(id))).collect();
-        let mut reads = Vec::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        for key in &keys {
-            let local = self.get_local(key).await;
-            if local.is_none() {
-                missing.push(key.clone());
-            }
-            reads.push(local);
-        }
-        let mut loaded = if missing.is_empty() {
-            Default::default()
-        } else {
-            self.fetch_many(&missing).await
-        };
-        let reads: Vec<Fetched> = keys
-            .iter()
-            .zip(reads)
-            .filter_map(|(key, local)| local.or_else(|| loaded.remove(key)))
-            .collect();
+        let reads = self.read_all(&keys).await;
         let status = list_status(&fetched, &reads);
         record_status(self.stats(), key.resolver(), status);
         let entities = reads.iter().map(Fetched::typed::<E::Output>).collect();

@@ -328,9 +328,19 @@ impl Cache {
         queries: impl IntoIterator<Item = Q>,
     ) -> Vec<Result<Arc<Q::Output>, Arc<AppError>>> {
         let keys: Vec<QueryKey> = queries.into_iter().map(|query| self.query_key(query)).collect();
+        self.read_all(&keys)
+            .await
+            .iter()
+            .map(Fetched::typed::<Q::Output>)
+            .collect()
+    }
+
+    /// Reads `keys`: what the in-process tier holds, the rest as one batch
+    /// (what the GraphQL loader does, without its batching window).
+    pub(crate) async fn read_all(&self, keys: &[QueryKey]) -> Vec<Fetched> {
         let mut found = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
-        for key in &keys {
+        for key in keys {
             let local = self.get_local(key).await;
             if local.is_none() {
                 missing.push(key.clone());
@@ -344,11 +354,15 @@ impl Cache {
         };
         keys.iter()
             .zip(found)
-            .map(|(key, local)| match local.or_else(|| fetched.remove(key)) {
-                Some(fetched) => fetched.typed::<Q::Output>(),
-                None => Err(Arc::new(AppError::Internal(anyhow::anyhow!(
-                    "cache batch lost a key"
-                )))),
+            .map(|(key, local)| {
+                local.or_else(|| fetched.remove(key)).unwrap_or_else(|| Fetched {
+                    value: Err(Arc::new(AppError::Internal(anyhow::anyhow!(
+                        "cache batch lost a key"
+                    )))),
+                    status: CacheStatus::Bypass,
+                    tier: Tier::Database,
+                    expires_at_ms: 0,
+                })
             })
             .collect()
     }

@@ -17,7 +17,6 @@ mod catalogue;
 mod catalogue_lists;
 mod catalogue_relations;
 mod catalogue_search;
-mod catalogue_storm;
 mod contract;
 mod db;
 mod dictionary;
