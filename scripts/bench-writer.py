@@ -119,7 +119,9 @@ def parse_args(argv):
     p.add_argument("--detail-ids", type=int, default=200, help="ids 1..N get half the writes (default 200)")
     p.add_argument("--random-ids", type=int, default=300,
                    help="size of the random pool of other ids that gets the other half (default 300)")
-    p.add_argument("--connections", type=int, default=4, help="keep-alive connections / worker threads (default 4)")
+    p.add_argument("--connections", type=int, default=32,
+                   help="keep-alive connections / worker threads, so slow answers delay later writes "
+                   "as little as possible (default 32)")
     p.add_argument("--timeout", type=float, default=10, help="seconds per request (default 10)")
     p.add_argument("--seed", type=int, help="random seed (default: time-based)")
     args = p.parse_args(argv)
