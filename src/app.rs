@@ -64,7 +64,9 @@ impl App {
             redis,
             cache,
         };
-        state.cache.keep_dictionary(state.anime.dictionary_samples());
+        state
+            .cache
+            .keep_dictionary(state.anime.dictionary_samples());
         let schema = graphql::build_schema(state.clone());
         Ok(Self {
             listener,

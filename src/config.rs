@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::service::tags::{InvalidationPolicy, ListField, Mode};
-use crate::cache::policy::Resolver;
 use crate::cache::codec::Compression;
+use crate::cache::policy::Resolver;
 use crate::cache::{CacheConfig, key};
+use crate::service::tags::{InvalidationPolicy, ListField, Mode};
 
 /// The embedded default database: a SQLite file in the working directory,
 /// created when missing (`mode=rwc`).
@@ -627,13 +627,18 @@ fn invalidation_policy(env: &Env<'_>) -> Result<InvalidationPolicy, ConfigError>
         Some(list) if list.trim() == "none" => Vec::new(),
         Some(list) => {
             let mut fields = Vec::new();
-            for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            for name in list
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+            {
                 let Some(field) = ListField::parse(name) else {
                     return Err(ConfigError {
                         var: "CACHE_RELAXED_FIELDS",
                         value: list.clone(),
-                        expected: "a comma-separated list of popularity, score, year, title, or none"
-                            .to_owned(),
+                        expected:
+                            "a comma-separated list of popularity, score, year, title, or none"
+                                .to_owned(),
                     });
                 };
                 fields.push(field);

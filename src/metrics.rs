@@ -16,7 +16,6 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-
 /// GraphQL requests by operation name and outcome (`ok` / `error`):
 /// executed ones and those answered from a kept response.
 pub const GRAPHQL_REQUESTS_TOTAL: &str = "anigo_graphql_requests_total";

@@ -329,7 +329,9 @@ fn zstd_decompress(frame: &[u8], dictionary: Option<&Dictionary>) -> Result<Vec<
     DECOMPRESSOR.with(|cell| {
         let mut context = cell.borrow_mut();
         let written = match dictionary {
-            Some(dictionary) => context.decompress_using_ddict(&mut out, frame, dictionary.decoder.as_ddict()),
+            Some(dictionary) => {
+                context.decompress_using_ddict(&mut out, frame, dictionary.decoder.as_ddict())
+            }
             None => context.decompress(&mut out, frame),
         };
         written.map_err(|_| CodecError::Malformed)

@@ -107,6 +107,14 @@ impl<K: Hash + Eq + Clone> Dependents<K> {
         }
     }
 
+    /// The entries registered under `tag`, left registered.
+    pub fn keys(&self, tag: &str) -> Vec<K> {
+        self.shard(tag)
+            .get(tag)
+            .map(|keys| keys.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Takes every entry registered under `tag`.
     pub fn take(&self, tag: &str) -> Vec<K> {
         self.shard(tag)

@@ -31,7 +31,8 @@ use crate::error::AppError;
 use crate::redis::Op;
 
 /// Samples of what the cache stores most (serialized anime), to train on.
-pub type Samples = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<Vec<u8>>, AppError>> + Send + Sync>;
+pub type Samples =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<Vec<u8>>, AppError>> + Send + Sync>;
 
 /// Largest dictionary trained: zstd's own default, enough for the field
 /// names and the common phrasing of a catalogue; larger ones gained little
@@ -81,7 +82,11 @@ impl DictionaryKeeper {
                         false
                     }
                 };
-                let pause = if is_installed { CHECK_EVERY } else { RETRY_EVERY };
+                let pause = if is_installed {
+                    CHECK_EVERY
+                } else {
+                    RETRY_EVERY
+                };
                 tokio::time::sleep(pause).await;
             }
         });
@@ -109,7 +114,12 @@ impl DictionaryKeeper {
                 let Some(dictionary) = dictionary else {
                     // The id without its dictionary, which nobody here has:
                     // start over.
-                    self.remote.run(vec![Op::Delete { key: current_key.into() }]).await.ok();
+                    self.remote
+                        .run(vec![Op::Delete {
+                            key: current_key.into(),
+                        }])
+                        .await
+                        .ok();
                     return Ok(false);
                 };
                 self.renew(&dictionary).await;
@@ -129,10 +139,14 @@ impl DictionaryKeeper {
         let samples = (self.samples)().await?;
         let total: usize = samples.iter().map(Vec::len).sum();
         if total < MIN_SAMPLE_BYTES {
-            tracing::debug!(bytes = total, "Too few samples to train a compression dictionary yet");
+            tracing::debug!(
+                bytes = total,
+                "Too few samples to train a compression dictionary yet"
+            );
             return Ok(false);
         }
-        let trained = tokio::task::spawn_blocking(move || codec::train(&samples, DICTIONARY_BYTES)).await?;
+        let trained =
+            tokio::task::spawn_blocking(move || codec::train(&samples, DICTIONARY_BYTES)).await?;
         let Some(dictionary) = trained else {
             return Ok(false);
         };

@@ -38,7 +38,10 @@ impl IdList for Vec<i32> {
 /// entities were read: a list whose entry was a hit is PARTIAL when some
 /// entity loaded from the database, HIT when none did; any other list
 /// status stands.
-pub fn list_status<'a>(list: &Fetched, entities: impl IntoIterator<Item = &'a Fetched>) -> CacheStatus {
+pub fn list_status<'a>(
+    list: &Fetched,
+    entities: impl IntoIterator<Item = &'a Fetched>,
+) -> CacheStatus {
     if list.status != CacheStatus::Hit {
         return list.status;
     }
@@ -82,9 +85,17 @@ impl Cache {
             .read_all(std::slice::from_ref(&key))
             .await
             .pop()
-            .ok_or_else(|| Arc::new(AppError::Internal(anyhow::anyhow!("cache batch lost a key"))))?;
+            .ok_or_else(|| {
+                Arc::new(AppError::Internal(anyhow::anyhow!(
+                    "cache batch lost a key"
+                )))
+            })?;
         let list = fetched.typed::<L::Output>()?;
-        let keys: Vec<_> = list.ids().iter().map(|&id| self.query_key(entity(id))).collect();
+        let keys: Vec<_> = list
+            .ids()
+            .iter()
+            .map(|&id| self.query_key(entity(id)))
+            .collect();
         let reads = self.read_all(&keys).await;
         let status = list_status(&fetched, &reads);
         record_status(self.stats(), key.resolver(), status);

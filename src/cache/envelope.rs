@@ -8,6 +8,11 @@
 //! 8 × n bytes   the generation token of each tag when the entry was filled
 //! 8 bytes       logical expiry, unix ms
 //! 4 bytes       how long the load took, ms
+//! byte          r, the number of ranged tags, then for each:
+//!   byte          its index among the entry's tags
+//!   4 bytes       the length of its log when the fill started
+//!   byte          k, the number of spans, then k × 24 bytes: low, high,
+//!                 and where an absent value sits (three f64)
 //! the rest      the payload (the value's JSON, compressed or not)
 //! ```
 //!
@@ -18,6 +23,9 @@
 //!   the tokens of the tags it changed, so every entry that depends on one
 //!   of them becomes a miss at once, and a lost (evicted) generation key
 //!   can only cause misses.
+//! - ranged tags (`ranged`): the entry also records what it covers of the
+//!   values the tag's log speaks of, and stays valid while no change
+//!   logged since its fill overlaps that.
 //! - expiry: the Redis TTL is longer by the stale windows, so an expired
 //!   value can still be served while revalidating or when the database
 //!   fails.
@@ -29,6 +37,7 @@ use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::codec::{self, Codec, CodecError};
+use super::ranged::Span;
 
 /// Most tags an entry may depend on (the count is one byte).
 pub const MAX_TAGS: usize = u8::MAX as usize;
@@ -38,12 +47,26 @@ pub const MAX_TAGS: usize = u8::MAX as usize;
 /// instead of 104 for 16 hex digits, by `MEMORY USAGE`).
 pub type Generation = u64;
 
+/// What an entry recorded of one of its ranged tags when it was filled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RangedStamp {
+    /// The tag's index among the entry's tags.
+    pub tag: u8,
+    /// How long the tag's log was when the fill started: later changes are
+    /// checked against `spans`.
+    pub offset: u32,
+    /// The values the entry covers (none recorded: any change drops it).
+    pub spans: Vec<Span>,
+}
+
 /// What the cache needs to know about a stored value besides the value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Meta {
     /// The generation of each of the entry's tags, in the entry's tag
     /// order, when it was filled.
     pub generations: Vec<Generation>,
+    /// What it covers of its ranged tags.
+    pub ranges: Vec<RangedStamp>,
     /// Logical expiry, unix milliseconds.
     pub expires_at_ms: u64,
     /// Database load time in milliseconds.
@@ -77,15 +100,24 @@ pub fn wrap(meta: &Meta, payload: &[u8], codec: &Codec) -> Vec<u8> {
     }
     out.extend_from_slice(&meta.expires_at_ms.to_le_bytes());
     out.extend_from_slice(&meta.load_ms.to_le_bytes());
+    out.push(u8::try_from(meta.ranges.len()).unwrap_or(u8::MAX));
+    for range in meta.ranges.iter().take(usize::from(u8::MAX)) {
+        out.push(range.tag);
+        out.extend_from_slice(&range.offset.to_le_bytes());
+        out.push(u8::try_from(range.spans.len()).unwrap_or(u8::MAX));
+        for span in range.spans.iter().take(usize::from(u8::MAX)) {
+            for value in [span.lo, span.hi, span.none_at] {
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+    }
     out.extend_from_slice(&body);
     out
 }
 
 /// Reads `bytes` back: the meta and the payload (decompressed if it was).
 pub fn unwrap(bytes: &[u8]) -> Result<(Meta, Cow<'_, [u8]>), DecodeError> {
-    let (&format, rest) = bytes
-        .split_first()
-        .ok_or(DecodeError::Malformed("empty"))?;
+    let (&format, rest) = bytes.split_first().ok_or(DecodeError::Malformed("empty"))?;
     let (&count, mut rest) = rest
         .split_first()
         .ok_or(DecodeError::Malformed("no generation count"))?;
@@ -103,10 +135,26 @@ pub fn unwrap(bytes: &[u8]) -> Result<(Meta, Cow<'_, [u8]>), DecodeError> {
     }
     let expires_at_ms = u64::from_le_bytes(array(take(8)?));
     let load_ms = u32::from_le_bytes(array(take(4)?));
+    let ranged = take(1)?[0];
+    let mut ranges = Vec::with_capacity(usize::from(ranged));
+    for _ in 0..ranged {
+        let tag = take(1)?[0];
+        let offset = u32::from_le_bytes(array(take(4)?));
+        let count = take(1)?[0];
+        let mut spans = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let lo = f64::from_le_bytes(array(take(8)?));
+            let hi = f64::from_le_bytes(array(take(8)?));
+            let none_at = f64::from_le_bytes(array(take(8)?));
+            spans.push(Span { lo, hi, none_at });
+        }
+        ranges.push(RangedStamp { tag, offset, spans });
+    }
     let payload = codec::decode(format, rest)?;
     Ok((
         Meta {
             generations,
+            ranges,
             expires_at_ms,
             load_ms,
         },
@@ -155,9 +203,22 @@ mod tests {
     fn meta(generations: Vec<u64>) -> Meta {
         Meta {
             generations,
+            ranges: Vec::new(),
             expires_at_ms: 1_700_000_000_000,
             load_ms: 3,
         }
+    }
+
+    #[test]
+    fn ranged_stamps_read_back() {
+        let mut meta = meta(vec![1, 2]);
+        meta.ranges = vec![RangedStamp {
+            tag: 1,
+            offset: 37,
+            spans: vec![Span::between(8.5, 9.5, f64::NEG_INFINITY)],
+        }];
+        let bytes = wrap(&meta, b"[1]", &Codec::new(Compression::Zstd));
+        assert_eq!(unwrap(&bytes).expect("valid").0, meta);
     }
 
     #[test]
@@ -189,9 +250,10 @@ mod tests {
             &b""[..],
             &[1][..],
             &[1, 2, 0, 0][..],
-            &[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
-            &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..],
-            &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..],
+            &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff][..],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0][..],
             br#"{"g":"00","e":1,"d":1,"v":1}"#,
         ] {
             assert!(unwrap(bad).is_err(), "{bad:?}");

@@ -19,12 +19,14 @@ use tokio::sync::Semaphore;
 
 use super::admission::{self, Admission};
 use super::deps::Epoch;
-use super::envelope::{Generation, Meta, new_generation, now_ms};
+use super::deps::Tag;
+use super::envelope::{Meta, RangedStamp, new_generation, now_ms};
 use super::invalidation::InvalidationBus;
 use super::local::{LocalEntry, LocalTier};
 use super::policy::{CachePolicies, Resolver};
 use super::query::{Loaded, QueryKey, SharedValue};
-use super::remote::{Found, RedisTier, as_ms};
+use super::ranged::{self, Span};
+use super::remote::{Found, RedisTier, TagState, as_ms};
 use super::stats::{CacheStats, Event};
 use crate::error::AppError;
 
@@ -104,9 +106,9 @@ struct NewLoad {
     superseded: Arc<AtomicBool>,
 }
 
-/// A value to write back: its key, the load, and the generation of each of
-/// its tags seen before the load (it commits only if they still hold).
-pub(super) type Write = (QueryKey, Loaded, Vec<Generation>);
+/// A value to write back: its key, the load, and the state of each of its
+/// tags seen before the load (it commits only if they still admit it).
+pub(super) type Write = (QueryKey, Loaded, Vec<TagState>);
 
 /// Loads in flight, leases and write-backs.
 pub(super) struct Fills {
@@ -460,7 +462,7 @@ impl Fills {
     pub(super) fn spawn_refresh(
         self: &Arc<Self>,
         key: QueryKey,
-        generations: Vec<Option<Generation>>,
+        generations: Vec<Option<TagState>>,
     ) {
         if self.inflight().contains_key(key.key_arc()) {
             return;
@@ -511,9 +513,14 @@ impl Fills {
         if writes.is_empty() || !self.bus.is_redis_trusted() {
             return;
         }
-        let mut names: Vec<Arc<str>> = writes
+        let mut names: Vec<(Tag, Arc<str>)> = writes
             .iter()
-            .flat_map(|(key, ..)| key.generation_keys().iter().cloned())
+            .flat_map(|(key, ..)| {
+                key.tags()
+                    .iter()
+                    .cloned()
+                    .zip(key.generation_keys().iter().cloned())
+            })
             .collect();
         names.sort_unstable();
         names.dedup();
@@ -523,20 +530,30 @@ impl Fills {
             }
             return;
         };
-        let current: HashMap<&str, Option<Generation>> =
-            names.iter().map(|name| &**name).zip(current).collect();
+        let current: HashMap<&str, Option<TagState>> =
+            names.iter().map(|(_, name)| &**name).zip(current).collect();
         let mut ops = Vec::with_capacity(writes.len() * 4);
         let mut committed = Vec::with_capacity(writes.len());
         for (key, loaded, seen) in writes {
-            // Commit only under the very generations the fill started with:
-            // anything else means an invalidation (or a lost generation key)
-            // happened while it loaded, and the value may predate it.
-            let is_unchanged = key
-                .generation_keys()
-                .iter()
-                .zip(&seen)
-                .all(|(name, seen)| current.get(&**name).copied().flatten() == Some(*seen));
-            if !is_unchanged || seen.len() != key.generation_keys().len() {
+            let meta_ranges = stamps(&key, &loaded, &seen);
+            // Commit only what the tags still admit: the same tokens the
+            // fill started under and, for a ranged tag, no change logged
+            // since that touches what the value covers. Anything else means
+            // a write (or a lost generation key) happened while it loaded,
+            // and the value may predate it.
+            let is_unchanged = seen.len() == key.generation_keys().len()
+                && key.generation_keys().iter().zip(&seen).enumerate().all(
+                    |(index, (name, seen))| {
+                        let stamp = meta_ranges
+                            .iter()
+                            .find(|range| usize::from(range.tag) == index);
+                        current
+                            .get(&**name)
+                            .and_then(Option::as_ref)
+                            .is_some_and(|now| now.admits(seen.token, stamp))
+                    },
+                );
+            if !is_unchanged {
                 tracing::debug!(
                     key = key.key(),
                     "Skipping a write-back: invalidated while loading"
@@ -552,7 +569,8 @@ impl Fills {
                 self.policies.ttl(key.resolver())
             });
             let meta = Meta {
-                generations: seen,
+                generations: seen.iter().map(|state| state.token).collect(),
+                ranges: meta_ranges,
                 expires_at_ms: now_ms() + as_ms(ttl),
                 load_ms: loaded.load_ms,
             };
@@ -566,8 +584,7 @@ impl Fills {
             return;
         }
         for (key, loaded, expires_at_ms) in committed {
-            self.fill_local(&key, &loaded.value, expires_at_ms, loaded.json.len(), start)
-                .await;
+            self.fill_local(&key, &loaded, expires_at_ms, start).await;
         }
     }
 
@@ -576,7 +593,29 @@ impl Fills {
     pub(super) async fn fill_local(
         &self,
         key: &QueryKey,
+        loaded: &Loaded,
+        expires_at_ms: u64,
+        start: Epoch,
+    ) {
+        self.fill_local_value(
+            key,
+            &loaded.value,
+            &loaded.spans,
+            expires_at_ms,
+            loaded.json.len(),
+            start,
+        )
+        .await;
+    }
+
+    /// Copies `value` (covering `spans` of its ranged tags) into the
+    /// in-process tier (unless one of its tags was invalidated since
+    /// `start`).
+    pub(super) async fn fill_local_value(
+        &self,
+        key: &QueryKey,
         value: &SharedValue,
+        spans: &Arc<[(String, Vec<Span>)]>,
         expires_at_ms: u64,
         weight: usize,
         start: Epoch,
@@ -584,6 +623,7 @@ impl Fills {
         let entry = LocalEntry {
             value: Arc::clone(value),
             tags: Arc::clone(key.tags()),
+            spans: Arc::clone(spans),
             expires_at_ms,
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
         };
@@ -668,6 +708,29 @@ impl Fills {
         }
         kept
     }
+}
+
+/// What a value of `key` covers of each of its ranged tags, as its
+/// envelope records it: each ranged tag's log offset before the load
+/// (`seen`) and the spans the query gave for it (none: it covers
+/// everything, and any change drops it).
+fn stamps(key: &QueryKey, loaded: &Loaded, seen: &[TagState]) -> Vec<RangedStamp> {
+    key.tags()
+        .iter()
+        .zip(seen)
+        .enumerate()
+        .filter(|(_, (tag, _))| ranged::is_ranged(tag))
+        .map(|(index, (tag, seen))| RangedStamp {
+            tag: u8::try_from(index).unwrap_or(u8::MAX),
+            offset: seen.offset(),
+            spans: loaded
+                .spans
+                .iter()
+                .find(|(name, _)| name.as_str() == &**tag)
+                .map(|(_, spans)| spans.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// `ttl` shortened by a random 0-5 % (at most 30 s).

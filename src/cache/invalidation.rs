@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::deps::Tag;
 use super::envelope::{generation_text, new_generation};
 use super::local::LocalTier;
+use super::ranged::Change;
 use super::remote::RedisTier;
 
 /// How often pending generation bumps are retried while Redis is away.
@@ -92,16 +93,20 @@ pub struct InvalidationBus {
 }
 
 /// A message on the invalidation channel.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Message {
     /// Random id, so the sender recognises its own echo.
     id: String,
     /// What to drop.
     drop: Scope,
+    /// Value changes logged against ranged tags: entries whose spans one
+    /// touches are dropped too (`cache::ranged`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<(String, Change)>,
 }
 
 /// What a message drops from local tiers.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 enum Scope {
     /// Entries carrying these tags.
@@ -148,25 +153,41 @@ impl InvalidationBus {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Invalidates `tags` everywhere: this instance's in-process tiers at
-    /// once, Redis entries through their generations, other instances'
-    /// in-process tiers through pub/sub (waiting for their
-    /// acknowledgements). Returns the number of tags invalidated.
-    pub(super) async fn invalidate(self: &Arc<Self>, tags: Vec<String>) -> u64 {
+    /// Invalidates `tags` everywhere, and logs `changes` against their
+    /// ranged tags: this instance's in-process tiers at once, Redis entries
+    /// through their generations and logs, other instances' in-process
+    /// tiers through pub/sub (waiting for their acknowledgements). Returns
+    /// the number of tags invalidated or changed.
+    pub(super) async fn invalidate(
+        self: &Arc<Self>,
+        tags: Vec<String>,
+        changes: Vec<(String, Change)>,
+    ) -> u64 {
         let shared: Vec<Tag> = tags.iter().map(|tag| Tag::from(tag.as_str())).collect();
-        self.local.invalidate_tags(&shared).await;
-        let count = tags.len() as u64;
-        let bumped = self.remote.redis().is_connected()
-            && self.remote.run(self.remote.bump_ops(&tags)).await.is_ok();
-        if bumped {
-            self.broadcast(Scope::Tags(tags)).await;
+        let shared_changes: Vec<(Tag, Change)> = changes
+            .iter()
+            .map(|(tag, change)| (Tag::from(tag.as_str()), *change))
+            .collect();
+        self.local.invalidate(&shared, &shared_changes).await;
+        let count = (tags.len() + changes.len()) as u64;
+        let is_applied = self.remote.redis().is_connected()
+            && self.remote.run(self.remote.bump_ops(&tags)).await.is_ok()
+            && self.remote.log_changes(&changes).await.is_ok();
+        if is_applied {
+            self.broadcast_changes(Scope::Tags(tags), changes).await;
         } else {
             tracing::warn!(
-                tags = tags.len(),
+                tags = tags.len() + changes.len(),
                 first = tags.first().map(String::as_str).unwrap_or_default(),
                 "Redis did not take an invalidation: reads skip Redis until it does"
             );
-            self.defer_bumps(tags);
+            // A change that may not have been logged is made a bump of its
+            // tag: every entry depending on it misses, which is safe.
+            let mut bumps = tags;
+            bumps.extend(changes.into_iter().map(|(tag, _)| tag));
+            bumps.sort_unstable();
+            bumps.dedup();
+            self.defer_bumps(bumps);
         }
         count
     }
@@ -181,9 +202,16 @@ impl InvalidationBus {
     /// Publishes `drop` and waits until every instance that received it has
     /// applied it (at most [`ACK_WAIT`]).
     async fn broadcast(&self, drop: Scope) {
+        self.broadcast_changes(drop, Vec::new()).await;
+    }
+
+    /// Publishes `drop` with `changes` and waits until every instance that
+    /// received it has applied it (at most [`ACK_WAIT`]).
+    async fn broadcast_changes(&self, drop: Scope, changes: Vec<(String, Change)>) {
         let message = Message {
             id: generation_text(new_generation()),
             drop,
+            changes,
         };
         let (done, acknowledged) = tokio::sync::oneshot::channel();
         self.acks().insert(
@@ -332,8 +360,14 @@ impl InvalidationBus {
                 };
                 match &message.drop {
                     Scope::Tags(tags) => {
-                        let tags: Vec<Tag> = tags.iter().map(|tag| Tag::from(tag.as_str())).collect();
-                        bus.local.invalidate_tags(&tags).await;
+                        let tags: Vec<Tag> =
+                            tags.iter().map(|tag| Tag::from(tag.as_str())).collect();
+                        let changes: Vec<(Tag, Change)> = message
+                            .changes
+                            .iter()
+                            .map(|(tag, change)| (Tag::from(tag.as_str()), *change))
+                            .collect();
+                        bus.local.invalidate(&tags, &changes).await;
                     }
                     Scope::All => bus.local.invalidate_all(),
                     Scope::Probe => {
@@ -346,7 +380,12 @@ impl InvalidationBus {
                 let acker = Arc::clone(&bus);
                 let ack_channel = ack_channel.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = acker.remote.redis().publish(&ack_channel, &message.id).await {
+                    if let Err(err) = acker
+                        .remote
+                        .redis()
+                        .publish(&ack_channel, &message.id)
+                        .await
+                    {
                         tracing::debug!(error = %err, "Acknowledging an invalidation failed");
                     }
                 });
@@ -371,6 +410,7 @@ impl InvalidationBus {
             let payload = serde_json::to_string(&Message {
                 id: id.clone(),
                 drop: Scope::Probe,
+                changes: Vec::new(),
             })
             .unwrap_or_default();
             // Until heard (or superseded by a newer probe), publish again.
@@ -428,6 +468,7 @@ mod tests {
         let message = Message {
             id: "ab12".to_owned(),
             drop: Scope::Tags(vec!["popular".to_owned(), "anime:7".to_owned()]),
+            changes: Vec::new(),
         };
         let text = serde_json::to_string(&message).expect("serializes");
         assert_eq!(

@@ -23,15 +23,20 @@ use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
 
-use super::deps::{Dependents, Epoch, Invalidations, REGISTRATION_BYTES, Tag};
+use super::deps::{Dependents, Epoch, Invalidations, Tag};
 use super::envelope::now_ms;
 use super::query::SharedValue;
+use super::ranged::{self, Change, Span};
 use super::response::{ResponseKey, ResponseStore, StoredResponse};
 
-/// What moka spends per entry besides the value (its node, the deques
-/// and timer wheel slot, the key handle): measured as the resident growth
-/// per entry of a tier filled with tiny values, rounded up.
-pub const ENTRY_OVERHEAD_BYTES: u32 = 256;
+/// What moka spends per entry besides the key's and value's own heap (its
+/// node, the deques and timer wheel slot, the key and value handles, its
+/// share of the frequency sketch): 280 bytes requested per entry, counted
+/// with a counting allocator (allocation-counter, this thread's
+/// allocations only) over 10,000 and 50,000 inserts into a cache built as
+/// this tier is (weigher, per-entry expiry, eviction listener), plus an
+/// eighth for the allocator's size classes.
+pub const ENTRY_OVERHEAD_BYTES: u32 = 320;
 
 /// One value held in memory.
 #[derive(Clone)]
@@ -40,6 +45,9 @@ pub struct LocalEntry {
     pub value: SharedValue,
     /// Its invalidation tags.
     pub tags: Arc<[Tag]>,
+    /// What it covers of its ranged tags (`cache::ranged`; a ranged tag
+    /// missing here is covered whole).
+    pub spans: Arc<[(String, Vec<Span>)]>,
     /// Logical expiry, unix ms.
     pub expires_at_ms: u64,
     /// Bytes of the payload it was decoded from (its weight is this plus
@@ -83,15 +91,36 @@ impl Expiry<Arc<str>, Held> for UntilLogicalExpiry {
     }
 }
 
-/// What an entry of `key` weighs: its payload, its key, its registrations
-/// and moka's per-entry cost.
+/// Bytes of decoded value one byte of an entry's `weight` stands for. The
+/// weight is the payload as stored: its JSON when this instance loaded
+/// it, but the compressed envelope when it came from Redis (zstd with the
+/// catalogue's dictionary packs an anime's 1,714 bytes of JSON into 364),
+/// while the tier holds the decoded value, about as large as the JSON.
+/// Under `scripts/soak`, where most entries come from Redis, an 8 MiB tier
+/// weighed as stored held 22 MiB of heap (heaptrack: 15.6 MiB of decoded
+/// values, 6.7 MiB of entries and registrations). Counting stored bytes
+/// four times weighs an entry from Redis about as it holds; one loaded
+/// here is over-weighed, which costs hit ratio, never memory. The exact
+/// cure is a weight from the decoded payload's length on the Redis path.
+const DECODED_PER_STORED_BYTE: u32 = 4;
+
+/// What one dependency registration costs in [`Dependents`]: 152 bytes
+/// requested (counting allocator, 12,000 entries of one tag each, as an
+/// anime entity has), since a tag with a single dependent has a map of its
+/// own (`deps::REGISTRATION_BYTES` is the cost once a tag is shared).
+const REGISTRATION_COST_BYTES: u32 = 160;
+
+/// What an entry of `key` weighs: its decoded value (see
+/// [`DECODED_PER_STORED_BYTE`]), its key (an `Arc<str>`), its
+/// registrations and moka's per-entry cost.
 fn weight(key: &str, held: &Held) -> u32 {
     let registrations = u32::try_from(held.entry.tags.len())
         .unwrap_or(u32::MAX)
-        .saturating_mul(REGISTRATION_BYTES);
+        .saturating_mul(REGISTRATION_COST_BYTES);
     held.entry
         .weight
-        .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
+        .saturating_mul(DECODED_PER_STORED_BYTE)
+        .saturating_add(u32::try_from(key.len() + 16).unwrap_or(u32::MAX))
         .saturating_add(registrations)
         .saturating_add(ENTRY_OVERHEAD_BYTES)
 }
@@ -188,15 +217,52 @@ impl LocalTier {
 
     /// Drops every value and response depending on one of `tags`.
     pub async fn invalidate_tags(&self, tags: &[Tag]) {
-        self.log.invalidate(tags);
+        self.invalidate(tags, &[]).await;
+    }
+
+    /// Drops every value and response depending on one of `tags`, and the
+    /// values depending on a ranged tag of `changes` that one of its
+    /// changes touches (`cache::ranged`); kept responses depending on such
+    /// a tag are dropped whole.
+    pub async fn invalidate(&self, tags: &[Tag], changes: &[(Tag, Change)]) {
+        let mut recorded: Vec<Tag> = tags.to_vec();
+        recorded.extend(changes.iter().map(|(tag, _)| Tag::clone(tag)));
+        // Fills in flight that depend on a changed tag are kept out
+        // whatever they cover: the log records tags, not values.
+        self.log.invalidate(&recorded);
         if let Some(values) = &self.values {
             for tag in tags {
                 for key in self.dependents.take(tag) {
                     values.invalidate(&key).await;
                 }
             }
+            let mut changed: Vec<&Tag> = changes.iter().map(|(tag, _)| tag).collect();
+            changed.sort_unstable();
+            changed.dedup();
+            for tag in changed {
+                let of_tag: Vec<Change> = changes
+                    .iter()
+                    .filter(|(changed, _)| changed == tag)
+                    .map(|(_, change)| *change)
+                    .collect();
+                for key in self.dependents.keys(tag) {
+                    let Some(held) = values.get(&key).await else {
+                        continue;
+                    };
+                    let spans = held
+                        .entry
+                        .spans
+                        .iter()
+                        .find(|(name, _)| name.as_str() == &**tag)
+                        .map(|(_, spans)| spans.as_slice())
+                        .unwrap_or_default();
+                    if !ranged::survives(spans, &of_tag) {
+                        values.invalidate(&key).await;
+                    }
+                }
+            }
         }
-        self.responses.invalidate_tags(tags).await;
+        self.responses.invalidate_tags(&recorded).await;
     }
 
     /// Drops everything.
@@ -240,6 +306,7 @@ mod tests {
         LocalEntry {
             value: Arc::new(1u64),
             tags: tags.iter().map(|tag| Tag::from(*tag)).collect(),
+            spans: Arc::from(Vec::new()),
             expires_at_ms: now_ms() + 60_000,
             weight,
         }
@@ -296,8 +363,12 @@ mod tests {
         tier.insert(Arc::from("k"), entry(&["a"], 10), before).await;
         tier.invalidate_all();
         assert!(tier.get("k").await.is_none());
-        tier.insert(Arc::from("k2"), entry(&["b"], 10), before).await;
-        assert!(tier.get("k2").await.is_none(), "a fill from before is refused");
+        tier.insert(Arc::from("k2"), entry(&["b"], 10), before)
+            .await;
+        assert!(
+            tier.get("k2").await.is_none(),
+            "a fill from before is refused"
+        );
     }
 
     #[tokio::test]

@@ -51,7 +51,8 @@
 //! | [`admin`] | pattern clears, namespace clears, the admin stats report |
 //! | [`policy`] | per-resolver name, prefix and TTL |
 //! | [`query`] | `CachedQuery` (what a resolver declares) and batching keys |
-//! | [`envelope`] | the stored value format (generations, expiry, load time) |
+//! | [`envelope`] | the stored value format (generations, ranges, expiry, load time) |
+//! | [`ranged`] | ranged tags: logs of value changes, and the spans an entry covers |
 //! | [`codec`] | compression of stored values: lz4, zstd, zstd with a trained dictionary |
 //! | [`dictionary`] | the namespace's dictionary: trained from the catalogue, shared through Redis |
 //! | [`key`] | key format `{namespace}:{version}:{prefix}:{params}` |
@@ -73,6 +74,7 @@ pub mod local;
 pub mod persisted;
 pub mod policy;
 pub mod query;
+pub mod ranged;
 pub mod remote;
 pub mod response;
 pub mod stats;
@@ -88,11 +90,11 @@ use sha2::{Digest as _, Sha256};
 use self::admission::{Admission, Doorkeeper};
 use self::codec::{Codec, Compression};
 use self::dictionary::{DictionaryKeeper, Samples};
-use self::envelope::{Generation, Meta, now_ms};
+use self::envelope::{Meta, now_ms};
 use self::fill::{Fill, FillSettings, Filled, Fills, Write};
 use self::invalidation::InvalidationBus;
 use self::local::LocalTier;
-use self::remote::{Found, RedisTier, as_ms};
+use self::remote::{Found, RedisTier, TagState, as_ms};
 use self::response::hex;
 use self::stats::ResponseEvent;
 use crate::error::AppError;
@@ -216,9 +218,9 @@ struct Inner {
 struct Pending<'k> {
     key: &'k QueryKey,
     status: CacheStatus,
-    /// The generations of the key's tags seen at lookup (`None`: absent);
-    /// a write-back commits only if they are all present and still current.
-    generations: Vec<Option<Generation>>,
+    /// The states of the key's tags seen at lookup (`None`: absent); a
+    /// write-back commits only if they are all present and still admit it.
+    generations: Vec<Option<TagState>>,
     /// An expired value that may stand in if the load fails.
     fallback: Option<(SharedValue, Meta)>,
     /// Whether a value it loads may be stored: false when the key's
@@ -250,9 +252,9 @@ impl Pending<'_> {
         }
     }
 
-    /// The generations to commit under, when every tag has one.
-    fn complete_generations(&self) -> Option<Vec<Generation>> {
-        self.generations.iter().copied().collect()
+    /// The states to commit under, when every tag has one.
+    fn complete_generations(&self) -> Option<Vec<TagState>> {
+        self.generations.iter().cloned().collect()
     }
 }
 
@@ -318,7 +320,11 @@ impl Cache {
         self.get_many(std::iter::once(query))
             .await
             .pop()
-            .unwrap_or_else(|| Err(Arc::new(AppError::Internal(anyhow::anyhow!("cache batch lost a key")))))
+            .unwrap_or_else(|| {
+                Err(Arc::new(AppError::Internal(anyhow::anyhow!(
+                    "cache batch lost a key"
+                ))))
+            })
     }
 
     /// Reads `queries` (of one type) through the cache as one batch: for
@@ -327,7 +333,10 @@ impl Cache {
         &self,
         queries: impl IntoIterator<Item = Q>,
     ) -> Vec<Result<Arc<Q::Output>, Arc<AppError>>> {
-        let keys: Vec<QueryKey> = queries.into_iter().map(|query| self.query_key(query)).collect();
+        let keys: Vec<QueryKey> = queries
+            .into_iter()
+            .map(|query| self.query_key(query))
+            .collect();
         self.read_all(&keys)
             .await
             .iter()
@@ -355,14 +364,16 @@ impl Cache {
         keys.iter()
             .zip(found)
             .map(|(key, local)| {
-                local.or_else(|| fetched.remove(key)).unwrap_or_else(|| Fetched {
-                    value: Err(Arc::new(AppError::Internal(anyhow::anyhow!(
-                        "cache batch lost a key"
-                    )))),
-                    status: CacheStatus::Bypass,
-                    tier: Tier::Database,
-                    expires_at_ms: 0,
-                })
+                local
+                    .or_else(|| fetched.remove(key))
+                    .unwrap_or_else(|| Fetched {
+                        value: Err(Arc::new(AppError::Internal(anyhow::anyhow!(
+                            "cache batch lost a key"
+                        )))),
+                        status: CacheStatus::Bypass,
+                        tier: Tier::Database,
+                        expires_at_ms: 0,
+                    })
             })
             .collect()
     }
@@ -382,7 +393,12 @@ impl Cache {
         }
         let (value, expires_at_ms) = inner.local.get(key.key()).await?;
         inner.stats.note(key, Event::Hit, "Cache HIT");
-        Some(Fetched::ok(value, CacheStatus::Hit, Tier::Local, expires_at_ms))
+        Some(Fetched::ok(
+            value,
+            CacheStatus::Hit,
+            Tier::Local,
+            expires_at_ms,
+        ))
     }
 
     /// Serves a batch of reads that the in-process tier did not answer
@@ -457,7 +473,10 @@ impl Cache {
         );
         let single_loads = join_all(single.into_iter().map(|item| async move {
             let fill = item.fill();
-            let (filled, is_writer) = inner.fills.load_once(item.key, fill, start, is_trusted).await;
+            let (filled, is_writer) = inner
+                .fills
+                .load_once(item.key, fill, start, is_trusted)
+                .await;
             (item, filled, is_writer)
         }));
         let (single_loads, batch_loads) =
@@ -535,10 +554,22 @@ impl Cache {
                     }
                     inner
                         .fills
-                        .fill_local(key, &value, meta.expires_at_ms, weight, start)
+                        .fill_local_value(
+                            key,
+                            &value,
+                            &spans_of(key, &meta),
+                            meta.expires_at_ms,
+                            weight,
+                            start,
+                        )
                         .await;
                 }
-                Some(Fetched::ok(value, CacheStatus::Hit, Tier::Redis, meta.expires_at_ms))
+                Some(Fetched::ok(
+                    value,
+                    CacheStatus::Hit,
+                    Tier::Redis,
+                    meta.expires_at_ms,
+                ))
             }
             Found::Revalidate(value) => {
                 inner.stats.note(key, Event::Hit, "Cache STALE");
@@ -655,17 +686,19 @@ impl Cache {
     /// If Redis does not answer, those reads are served without a
     /// write-back.
     async fn ensure_generations(&self, pending: &mut [Pending<'_>]) {
-        let needs = |item: &Pending<'_>| item.is_stored() && item.complete_generations().is_none();
-        let mut names: Vec<&str> = pending
+        let needs =
+            |item: &Pending<'_>| item.is_stored() && item.generations.iter().any(Option::is_none);
+        let mut names: Vec<(&str, &str)> = pending
             .iter()
             .filter(|item| needs(item))
             .flat_map(|item| {
                 item.key
-                    .generation_keys()
+                    .tags()
                     .iter()
+                    .zip(item.key.generation_keys())
                     .zip(&item.generations)
                     .filter(|(_, seen)| seen.is_none())
-                    .map(|(name, _)| &**name)
+                    .map(|((tag, name), _)| (&**tag, &**name))
             })
             .collect();
         names.sort_unstable();
@@ -679,7 +712,11 @@ impl Cache {
             .ensure_generations(&names)
             .await
             .unwrap_or_else(|| vec![None; names.len()]);
-        let by_name: HashMap<&str, Option<Generation>> = names.into_iter().zip(tokens).collect();
+        let by_name: HashMap<&str, Option<TagState>> = names
+            .into_iter()
+            .map(|(_, name)| name)
+            .zip(tokens)
+            .collect();
         for item in pending.iter_mut() {
             if !needs(item) {
                 continue;
@@ -692,9 +729,9 @@ impl Cache {
                 .enumerate()
                 .map(|(i, name)| {
                     seen.get(i)
-                        .copied()
+                        .cloned()
                         .flatten()
-                        .or_else(|| by_name.get(&**name).copied().flatten())
+                        .or_else(|| by_name.get(&**name).cloned().flatten())
                 })
                 .collect();
             if item.complete_generations().is_none() {
@@ -709,7 +746,17 @@ impl Cache {
     /// generations, other instances' in-process tiers through pub/sub,
     /// waiting for their acknowledgements. Returns the number of tags.
     pub async fn invalidate(&self, tags: Vec<String>) -> Result<u64, AppError> {
-        Ok(self.inner.bus.invalidate(tags).await)
+        Ok(self.inner.bus.invalidate(tags, Vec::new()).await)
+    }
+
+    /// Invalidates `tags` and logs `changes` against their ranged tags
+    /// (`ranged`), everywhere, as [`Cache::invalidate`] does.
+    pub async fn invalidate_with_changes(
+        &self,
+        tags: Vec<String>,
+        changes: Vec<(String, ranged::Change)>,
+    ) -> Result<u64, AppError> {
+        Ok(self.inner.bus.invalidate(tags, changes).await)
     }
 
     /// Keeps the namespace's compression dictionary in the background
@@ -795,7 +842,12 @@ impl Cache {
         }
         let digest = hex(&Sha256::digest(&body)[..16]);
         let response = Arc::new(dependencies.to_response(body, &digest, start)?);
-        if !self.inner.local.insert_response(key, Arc::clone(&response)).await {
+        if !self
+            .inner
+            .local
+            .insert_response(key, Arc::clone(&response))
+            .await
+        {
             return None;
         }
         self.inner.stats.record_response(ResponseEvent::Stored);
@@ -812,7 +864,10 @@ impl Cache {
     /// Registers `text` under `hash` (its SHA-256, already checked), in
     /// memory and in Redis.
     pub async fn persist_query(&self, hash: [u8; 32], text: Arc<str>) {
-        self.inner.persisted.put(&self.inner.remote, hash, text).await;
+        self.inner
+            .persisted
+            .put(&self.inner.remote, hash, text)
+            .await;
     }
 
     /// Counters per resolver.
@@ -870,6 +925,18 @@ impl Fetched {
     }
 }
 
+/// What an entry of `key` stored under `meta` covers of its ranged tags,
+/// by tag name.
+fn spans_of(key: &QueryKey, meta: &Meta) -> Arc<[(String, Vec<ranged::Span>)]> {
+    meta.ranges
+        .iter()
+        .filter_map(|range| {
+            let tag = key.tags().get(usize::from(range.tag))?;
+            Some((tag.to_string(), range.spans.clone()))
+        })
+        .collect()
+}
+
 /// XFetch: refresh early with probability rising as expiry nears, more
 /// eagerly for values that are slow to load.
 fn should_refresh_early(meta: &Meta) -> bool {
@@ -887,6 +954,7 @@ mod tests {
     fn xfetch_refreshes_near_expiry_not_long_before() {
         let far = Meta {
             generations: Vec::new(),
+            ranges: Vec::new(),
             expires_at_ms: now_ms() + 60_000,
             load_ms: 5,
         };

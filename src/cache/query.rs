@@ -30,11 +30,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::admission::Admission;
-use super::directive::CacheDirectives;
 use super::deps::Tag;
+use super::directive::CacheDirectives;
 use super::envelope::{self, MAX_TAGS, Meta};
 use super::key::KeySpace;
 use super::policy::Resolver;
+use super::ranged::Span;
 use crate::error::AppError;
 
 /// A loaded value shared by every request that asked for it.
@@ -59,6 +60,15 @@ pub trait CachedQuery: Send + Sync + 'static {
     /// entry of it). At most [`MAX_TAGS`].
     fn tags(&self) -> Vec<String> {
         vec![Self::RESOLVER.prefix().to_owned()]
+    }
+
+    /// What `output` covers of each of its ranged tags (`cache::ranged`:
+    /// tags whose name starts with `~`), e.g. a page of a ranking by score
+    /// covers the scores from its last item's to its first's. A ranged tag
+    /// left out here is covered whole: any change logged against it drops
+    /// the entry.
+    fn spans(&self, _output: &Self::Output) -> Vec<(String, Vec<Span>)> {
+        Vec::new()
     }
 
     /// Whether a result records an absence (cached for the shorter
@@ -102,6 +112,8 @@ pub struct Loaded {
     pub json: Arc<[u8]>,
     /// Whether it records an absence.
     pub is_negative: bool,
+    /// What it covers of its ranged tags ([`CachedQuery::spans`]).
+    pub spans: Arc<[(String, Vec<Span>)]>,
     /// How long the load took.
     pub load_ms: u32,
 }
@@ -139,13 +151,14 @@ fn elapsed_ms(started: std::time::Instant) -> u32 {
     u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)
 }
 
-/// A freshly loaded value with its JSON.
-fn loaded<Q: CachedQuery>(value: Q::Output, load_ms: u32) -> Result<Loaded, AppError> {
+/// A freshly loaded value of `query` with its JSON.
+fn loaded<Q: CachedQuery>(query: &Q, value: Q::Output, load_ms: u32) -> Result<Loaded, AppError> {
     let json = serde_json::to_vec(&value).map_err(|err| {
         AppError::Internal(anyhow::Error::new(err).context("serializing a value for the cache"))
     })?;
     Ok(Loaded {
         is_negative: Q::is_negative(&value),
+        spans: query.spans(&value).into(),
         value: Arc::new(value) as SharedValue,
         json: json.into(),
         load_ms,
@@ -157,7 +170,7 @@ impl<Q: CachedQuery> ErasedQuery for Q {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let value = CachedQuery::load(self).await?;
-            loaded::<Q>(value, elapsed_ms(started))
+            loaded::<Q>(self, value, elapsed_ms(started))
         })
     }
 
@@ -195,9 +208,10 @@ impl<Q: CachedQuery> ErasedQuery for Q {
             // The statement's time, charged to each value: XFetch weighs a
             // value's early refresh by what reloading it costs.
             let load_ms = elapsed_ms(started);
-            values
-                .into_iter()
-                .map(|value| loaded::<Q>(value, load_ms))
+            typed
+                .iter()
+                .zip(values)
+                .map(|(query, value)| loaded::<Q>(query, value, load_ms))
                 .collect()
         }))
     }

@@ -14,9 +14,13 @@ use std::time::Duration;
 use fred::types::{Key, Value};
 
 use super::codec::Codec;
-use super::envelope::{self, Generation, Meta, generation_text, now_ms, parse_generation};
+use super::deps::Tag;
+use super::envelope::{
+    self, Generation, Meta, RangedStamp, generation_text, now_ms, parse_generation,
+};
 use super::key::KeySpace;
 use super::query::{QueryKey, SharedValue};
+use super::ranged::{self, Log};
 use crate::redis::{Op, RedisStore};
 
 /// Generation keys live a day and are refreshed by every write-back that
@@ -36,10 +40,70 @@ pub(super) enum Found {
     Missing,
 }
 
-/// One key's lookup: what was found, and the current generation of each of
-/// its tags (`None`: absent), which a fill of it commits under.
+/// A tag's state as its generation key holds it: the token, and for a
+/// ranged tag the log of changes after it (`cache::ranged`).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct TagState {
+    pub(super) token: Generation,
+    pub(super) log: Option<Arc<[u8]>>,
+}
+
+impl TagState {
+    /// Parses the value of the generation key of `tag` (`None`: absent, or
+    /// not in the tag's format).
+    pub(super) fn parse(tag: &str, value: &[u8]) -> Option<Self> {
+        if ranged::is_ranged(tag) {
+            let log = Log::parse(value)?;
+            Some(Self {
+                token: log.token,
+                log: Some(Arc::from(log.entries)),
+            })
+        } else {
+            Some(Self {
+                token: parse_generation(value)?,
+                log: None,
+            })
+        }
+    }
+
+    /// For a ranged tag, the length of its log now: where a fill starting
+    /// now records its changes start.
+    pub(super) fn offset(&self) -> u32 {
+        self.log
+            .as_ref()
+            .map_or(0, |log| u32::try_from(log.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Whether an entry stamped with `token` (and, for a ranged tag, with
+    /// `stamp`) is still valid under this state.
+    pub(super) fn admits(&self, token: Generation, stamp: Option<&RangedStamp>) -> bool {
+        if self.token != token {
+            return false;
+        }
+        match (&self.log, stamp) {
+            (None, None) => true,
+            (Some(log), Some(stamp)) => self
+                .changes_since(log, stamp.offset)
+                .is_some_and(|changes| ranged::survives(&stamp.spans, &changes)),
+            // A ranged tag without a stamp, or a stamp for a plain tag:
+            // written under another format.
+            _ => false,
+        }
+    }
+
+    fn changes_since(&self, log: &[u8], offset: u32) -> Option<Vec<ranged::Change>> {
+        Log {
+            token: self.token,
+            entries: log,
+        }
+        .changes_since(offset)
+    }
+}
+
+/// One key's lookup: what was found, and the current state of each of its
+/// tags (`None`: absent), which a fill of it commits under.
 pub(super) struct Looked {
-    pub(super) generations: Vec<Option<Generation>>,
+    pub(super) generations: Vec<Option<TagState>>,
     pub(super) found: Found,
 }
 
@@ -112,7 +176,12 @@ impl RedisTier {
             }
         }
         let values = self.redis.mget(names).await.map_err(drop)?;
-        let generation_at = |index: usize| values.get(index).and_then(generation_of);
+        let state_at = |tag: &str, index: usize| {
+            values
+                .get(index)
+                .and_then(|value| value.as_ref()?.as_bytes())
+                .and_then(|bytes| TagState::parse(tag, bytes))
+        };
         let now = now_ms();
         let revalidate_ms = as_ms(self.stale_while_revalidate);
         let stale_ms = as_ms(self.stale_if_error);
@@ -120,13 +189,16 @@ impl RedisTier {
             .iter()
             .enumerate()
             .map(|(i, key)| {
-                let generations: Vec<Option<Generation>> = key
-                    .generation_keys()
+                let generations: Vec<Option<TagState>> = key
+                    .tags()
                     .iter()
-                    .map(|name| generation_at(generation_index[&**name]))
+                    .zip(key.generation_keys())
+                    .map(|(tag, name)| state_at(tag, generation_index[&**name]))
                     .collect();
                 let found = match values.get(i).and_then(|value| value.as_ref()) {
-                    Some(value) => self.classify(key, value, &generations, now, revalidate_ms, stale_ms),
+                    Some(value) => {
+                        self.classify(key, value, &generations, now, revalidate_ms, stale_ms)
+                    }
                     None => Found::Missing,
                 };
                 Looked { generations, found }
@@ -138,7 +210,7 @@ impl RedisTier {
         &self,
         key: &QueryKey,
         value: &Value,
-        generations: &[Option<Generation>],
+        generations: &[Option<TagState>],
         now: u64,
         revalidate_ms: u64,
         stale_ms: u64,
@@ -161,11 +233,17 @@ impl RedisTier {
             }
         };
         let is_current = meta.generations.len() == generations.len()
-            && meta
-                .generations
-                .iter()
-                .zip(generations)
-                .all(|(stored, current)| Some(*stored) == *current);
+            && meta.generations.iter().zip(generations).enumerate().all(
+                |(index, (stored, current))| {
+                    let stamp = meta
+                        .ranges
+                        .iter()
+                        .find(|range| usize::from(range.tag) == index);
+                    current
+                        .as_ref()
+                        .is_some_and(|current| current.admits(*stored, stamp))
+                },
+            );
         if !is_current {
             // Invalidated by a write, or a generation key was lost: never
             // served.
@@ -182,46 +260,54 @@ impl RedisTier {
         }
     }
 
-    /// Makes sure each generation key of `names` exists (creating absent
-    /// ones with a fresh random token, `SET NX`) and returns each one's
-    /// token; `None` for all when Redis did not answer.
+    /// Makes sure the generation key of each of `tags` (tag, key name)
+    /// exists (creating absent ones with a fresh random token and, for a
+    /// ranged tag, an empty log: `SET NX`) and returns each one's state;
+    /// `None` for all when Redis did not answer.
     pub(super) async fn ensure_generations(
         &self,
-        names: &[&str],
-    ) -> Option<Vec<Option<Generation>>> {
-        let keys = names.iter().map(|name| (*name).into()).collect();
-        let proposed = names
-            .iter()
-            .map(|_| generation_text(envelope::new_generation()))
-            .collect();
-        let tokens = self
+        tags: &[(&str, &str)],
+    ) -> Option<Vec<Option<TagState>>> {
+        let keys = tags.iter().map(|(_, name)| (*name).into()).collect();
+        let proposed = tags.iter().map(|(tag, _)| fresh_value(tag)).collect();
+        let values = self
             .redis
             .ensure_generations(keys, proposed, GENERATION_TTL)
             .await
             .ok()?;
         Some(
-            tokens
-                .iter()
-                .map(|token| token.as_deref().and_then(|t| parse_generation(t.as_bytes())))
+            tags.iter()
+                .zip(values)
+                .map(|((tag, _), value)| TagState::parse(tag, value?.as_bytes()))
                 .collect(),
         )
     }
 
-    /// The current generations of `names` (`None` for absent ones).
+    /// The current states of `tags` (tag, key name; `None` for absent ones).
     pub(super) async fn generations(
         &self,
-        names: &[Arc<str>],
-    ) -> Result<Vec<Option<Generation>>, ()> {
-        let keys: Vec<Key> = names.iter().map(|name| (&**name).into()).collect();
+        tags: &[(Tag, Arc<str>)],
+    ) -> Result<Vec<Option<TagState>>, ()> {
+        let keys: Vec<Key> = tags.iter().map(|(_, name)| (&**name).into()).collect();
         let values = self.redis.mget(keys).await.map_err(drop)?;
-        Ok(values.iter().map(generation_of).collect())
+        Ok(tags
+            .iter()
+            .zip(&values)
+            .map(|((tag, _), value)| TagState::parse(tag, value.as_ref()?.as_bytes()?))
+            .collect())
     }
 
     /// The operations that store `payload` under `key` filled under
     /// `meta`: the entry (its Redis TTL longer than its logical one by the
     /// stale window), a refreshed TTL for each generation key, and the
     /// release of the fill lease.
-    pub(super) fn store_ops(&self, key: &QueryKey, meta: &Meta, payload: &[u8], ttl: Duration) -> Vec<Op> {
+    pub(super) fn store_ops(
+        &self,
+        key: &QueryKey,
+        meta: &Meta,
+        payload: &[u8],
+        ttl: Duration,
+    ) -> Vec<Op> {
         let mut ops = Vec::with_capacity(2 + key.generation_keys().len());
         ops.push(Op::Set {
             key: key.key().into(),
@@ -255,30 +341,73 @@ impl RedisTier {
 
     /// `SET lease owner NX PX ttl` for `key`: whether this caller holds the
     /// fill lease now. `Err` when Redis failed.
-    pub(super) async fn try_lease(&self, key: &QueryKey, owner: &str, ttl: Duration) -> Result<bool, ()> {
+    pub(super) async fn try_lease(
+        &self,
+        key: &QueryKey,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, ()> {
         self.redis
             .try_lease(&self.keys.lease_key(key.key()), owner, ttl)
             .await
             .map_err(drop)
     }
 
-    /// The operations that give each of `tags` a new generation: every
-    /// entry depending on one of them becomes a miss for every instance.
+    /// The operations that give each of `tags` a new generation (a ranged
+    /// one also an empty log): every entry depending on one of them becomes
+    /// a miss for every instance.
     pub(super) fn bump_ops(&self, tags: &[impl AsRef<str>]) -> Vec<Op> {
         tags.iter()
             .map(|tag| Op::Set {
                 key: self.keys.generation_key(tag.as_ref()).into(),
-                value: generation_text(envelope::new_generation()).into_bytes(),
+                value: fresh_value(tag.as_ref()).into_bytes(),
                 ttl: GENERATION_TTL,
             })
             .collect()
     }
+
+    /// Logs each change against its ranged tag (creating the tag first if
+    /// it is absent), in one pipeline; tags whose log outgrew
+    /// [`ranged::MAX_LOG_BYTES`] are reset (a new token: their entries
+    /// miss). `Err` when Redis failed.
+    pub(super) async fn log_changes(&self, changes: &[(String, ranged::Change)]) -> Result<(), ()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, String, String)> = changes
+            .iter()
+            .map(|(tag, change)| {
+                (
+                    self.keys.generation_key(tag),
+                    fresh_value(tag),
+                    change.log_entry(),
+                )
+            })
+            .collect();
+        let lengths = self
+            .redis
+            .append_logs(&entries, GENERATION_TTL)
+            .await
+            .map_err(drop)?;
+        let full: Vec<&str> = changes
+            .iter()
+            .zip(lengths)
+            .filter(|(_, length)| *length > ranged::MAX_LOG_BYTES)
+            .map(|((tag, _), _)| tag.as_str())
+            .collect();
+        self.run(self.bump_ops(&full)).await
+    }
 }
 
-/// A generation key's value from an MGET reply (`None`: absent, or not a
-/// token we wrote).
-fn generation_of(value: &Option<Value>) -> Option<Generation> {
-    value.as_ref()?.as_bytes().and_then(parse_generation)
+/// A new value for the generation key of `tag`: a fresh token, and for a
+/// ranged tag an empty log.
+fn fresh_value(tag: &str) -> String {
+    let token = envelope::new_generation();
+    if ranged::is_ranged(tag) {
+        ranged::fresh_value(token)
+    } else {
+        generation_text(token)
+    }
 }
 
 pub(super) fn as_ms(duration: Duration) -> u64 {

@@ -229,7 +229,8 @@ impl ResponseStore {
         let Some(cache) = &self.cache else {
             return false;
         };
-        if response.expires_at_ms <= now_ms() || !self.log.is_current(&response.tags, response.start)
+        if response.expires_at_ms <= now_ms()
+            || !self.log.is_current(&response.tags, response.start)
         {
             return false;
         }
@@ -338,11 +339,10 @@ mod tests {
         for status in [CacheStatus::Stale, CacheStatus::Bypass] {
             let deps = Dependencies::default();
             deps.record(
-            &[Tag::from("popular")],
+                &[Tag::from("popular")],
                 &fetched(CacheStatus::Hit, now + 60_000),
             );
-            deps.record(
-            &[Tag::from("anime:1")], &fetched(status, now + 60_000));
+            deps.record(&[Tag::from("anime:1")], &fetched(status, now + 60_000));
             assert!(deps.finish().is_none(), "{status:?}");
         }
         assert!(Dependencies::default().finish().is_none());

@@ -358,26 +358,25 @@ fn count_select(filter: &AnimeFilter) -> Select<anime::Entity> {
 }
 
 /// Ids of rows `offset .. offset + limit` of the anime `filter` keeps, in
-/// `order` (see the module doc for the statements this takes). Only the
-/// id column is read: the rows themselves are entities the cache holds on
-/// their own.
+/// `order` (see the module doc for the statements this takes), each with
+/// its value of the order's column when that is a number (popularity,
+/// score, year; `None` when absent, and for title and id orders). Only the
+/// id and that column are read: the rows themselves are entities the cache
+/// holds on their own.
 pub async fn list(
     conn: &impl ConnectionTrait,
     filter: &AnimeFilter,
     order: AnimeOrder,
     offset: u64,
     limit: u64,
-) -> Result<Vec<i32>, DbErr> {
-    let ids = |select: Select<anime::Entity>| {
-        select
-            .select_only()
-            .column(anime::Column::Id)
-            .into_tuple::<i32>()
-    };
+) -> Result<Vec<(i32, Option<f64>)>, DbErr> {
     let first = first_part(filter, order);
-    let mut found = ids(ordered(filter, order, first).offset(offset).limit(limit))
-        .all(conn)
-        .await?;
+    let mut found = ids_and_values(
+        conn,
+        order.sort,
+        ordered(filter, order, first).offset(offset).limit(limit),
+    )
+    .await?;
     let got = found.len() as u64;
     if first == Part::All || got == limit {
         return Ok(found);
@@ -393,13 +392,57 @@ pub async fn list(
             .unwrap_or_default();
         offset.saturating_sub(u64::try_from(valued).unwrap_or_default())
     };
-    let nulls = ids(ordered(filter, order, Part::Nulls)
-        .offset(nulls_offset)
-        .limit(limit - got))
-    .all(conn)
+    let nulls = ids_and_values(
+        conn,
+        order.sort,
+        ordered(filter, order, Part::Nulls)
+            .offset(nulls_offset)
+            .limit(limit - got),
+    )
     .await?;
     found.extend(nulls);
     Ok(found)
+}
+
+/// Runs `select` for the id and, for a numeric `sort`, its column.
+async fn ids_and_values(
+    conn: &impl ConnectionTrait,
+    sort: AnimeSort,
+    select: Select<anime::Entity>,
+) -> Result<Vec<(i32, Option<f64>)>, DbErr> {
+    let select = select.select_only().column(anime::Column::Id);
+    Ok(match sort {
+        AnimeSort::Score => {
+            select
+                .column(anime::Column::Score)
+                .into_tuple::<(i32, Option<f64>)>()
+                .all(conn)
+                .await?
+        }
+        AnimeSort::Year => select
+            .column(anime::Column::Year)
+            .into_tuple::<(i32, Option<i32>)>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|(id, year)| (id, year.map(f64::from)))
+            .collect(),
+        AnimeSort::Popularity => select
+            .column(anime::Column::Popularity)
+            .into_tuple::<(i32, i32)>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|(id, popularity)| (id, Some(f64::from(popularity))))
+            .collect(),
+        AnimeSort::Title | AnimeSort::Id => select
+            .into_tuple::<i32>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|id| (id, None))
+            .collect(),
+    })
 }
 
 /// How many anime `filter` keeps: `SELECT COUNT(anime.id) FROM anime WHERE …`.

@@ -117,15 +117,26 @@ impl AnimeRepo {
     /// Ids of the `limit` most popular anime: `ORDER BY popularity DESC,
     /// id ASC` (served by `idx_anime_popularity_desc_id`).
     pub async fn popular_ids(&self, limit: u64) -> Result<Vec<i32>> {
-        Ok(Anime::find()
+        let ranked = self.popular_ranked(limit).await?;
+        Ok(ranked.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// [`Self::popular_ids`] with each anime's members count.
+    pub async fn popular_ranked(&self, limit: u64) -> Result<Vec<(i32, Option<f64>)>> {
+        let rows: Vec<(i32, i32)> = Anime::find()
             .select_only()
             .column(anime::Column::Id)
+            .column(anime::Column::Popularity)
             .order_by_desc(anime::Column::Popularity)
             .order_by_asc(anime::Column::Id)
             .limit(limit)
             .into_tuple()
             .all(&self.db)
-            .await?)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, popularity)| (id, Some(f64::from(popularity))))
+            .collect())
     }
 
     /// Ids of one page in id order: rows `offset .. offset + limit`.
@@ -151,6 +162,20 @@ impl AnimeRepo {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<i32>> {
+        let ranked = self.ranked(filter, order, offset, limit).await?;
+        Ok(ranked.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// [`Self::list_ids`] with each anime's value of the order's column
+    /// when that is a number (popularity, score, year): what a cached page
+    /// covers of the ranking (`service::tags`).
+    pub async fn ranked(
+        &self,
+        filter: &AnimeFilter,
+        order: AnimeOrder,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<(i32, Option<f64>)>> {
         Ok(anime_query::list(&self.db, filter, order, offset, limit).await?)
     }
 

@@ -187,8 +187,10 @@ pub async fn link_ids_of(
     conn: &impl ConnectionTrait,
     anime_ids: &[i32],
 ) -> Result<HashMap<i32, [Vec<i32>; 3]>, DbErr> {
-    let mut out: HashMap<i32, [Vec<i32>; 3]> =
-        anime_ids.iter().map(|&id| (id, Default::default())).collect();
+    let mut out: HashMap<i32, [Vec<i32>; 3]> = anime_ids
+        .iter()
+        .map(|&id| (id, Default::default()))
+        .collect();
     for chunk in distinct(anime_ids).chunks(MAX_IDS_PER_STATEMENT) {
         let select = |kind: Taxonomy| {
             Query::select()

@@ -224,7 +224,11 @@ async fn fetch_all(
     };
     keys.iter()
         .zip(local)
-        .map(|(key, local)| local.or_else(|| loaded.get(key).cloned()).ok_or_else(|| lost(key)))
+        .map(|(key, local)| {
+            local
+                .or_else(|| loaded.get(key).cloned())
+                .ok_or_else(|| lost(key))
+        })
         .collect()
 }
 

@@ -109,7 +109,10 @@ impl CatalogQuery {
     async fn anime(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Anime>> {
         let id = parse_id(&id).extend()?;
         let anime = load(ctx, state(ctx)?.anime.by_id(id)).await?;
-        Ok(anime.as_ref().as_ref().map(|row| Anime::entity(Arc::clone(row))))
+        Ok(anime
+            .as_ref()
+            .as_ref()
+            .map(|row| Anime::entity(Arc::clone(row))))
     }
 }
 

@@ -185,6 +185,53 @@ impl RedisStore {
             .await
     }
 
+    /// For each (key, fresh value, entry): `SET key fresh NX PX ttl` (the
+    /// key exists afterwards) then `APPEND key entry`, all in one pipelined
+    /// round trip; the length of each key's value after its append
+    /// (ranged tags' change logs, `cache::ranged`).
+    pub async fn append_logs(
+        &self,
+        entries: &[(String, String, String)],
+        ttl: Duration,
+    ) -> Result<Vec<usize>, Error> {
+        let pipeline = self.client.pipeline();
+        for (key, fresh, entry) in entries {
+            let _: () = pipeline
+                .set(
+                    key.as_str(),
+                    fresh.as_str(),
+                    Some(Expiration::PX(millis(ttl))),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await?;
+            let _: () = pipeline.append(key.as_str(), entry.as_str()).await?;
+        }
+        let count = entries.len();
+        let round_trip = async {
+            let replies = pipeline.all::<Vec<Value>>().await?;
+            if replies.len() != count * 2 {
+                return Err(Error::new(
+                    fred::error::ErrorKind::Protocol,
+                    format!("{} replies to {count} appends", replies.len()),
+                ));
+            }
+            Ok(replies
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .map(|length| {
+                    length
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .unwrap_or(usize::MAX)
+                })
+                .collect())
+        };
+        let within = Guard::CacheWithin(self.command_timeout * 4);
+        self.breaker.guarded("APPEND", within, round_trip).await
+    }
+
     /// `INCRBY key by` and `PEXPIRE key ttl` in one round trip: the
     /// counter's value after adding `by` (admission budgets).
     pub async fn incr_by(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, Error> {
@@ -219,7 +266,12 @@ impl RedisStore {
 
     /// `SET key value NX PX ttl` off the request path (admin timeout, not
     /// counted by the breaker): whether the value was set.
-    pub async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, Error> {
+    pub async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
         let client = self.client.with_options(&self.admin_options());
         let set = client.set::<Value, _, _>(
             key,

@@ -48,4 +48,3 @@ pub(super) fn render(cache: &Cache, db: &Database) -> String {
     handle.run_upkeep();
     handle.render()
 }
-

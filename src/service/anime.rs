@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::tags::InvalidationPolicy;
+use super::tags::{Covered, InvalidationPolicy};
 use crate::cache::dictionary::Samples;
 use crate::cache::entity::IdList;
+use crate::cache::ranged::Span;
 use crate::cache::{Cache, CachedQuery, Resolver};
 use crate::db::{AnimeEntity, AnimeFilter, AnimeRepo, AnimeSort};
 use crate::error::{AppError, Result};
@@ -66,6 +67,25 @@ pub struct PageResult {
     pub total: u64,
     /// The ids of the anime on the page, in order (empty past the end).
     pub ids: Vec<i32>,
+    /// What the page covers of its ranking, when ranked by a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<Covered>,
+}
+
+/// A ranking's first anime ids (`popularAnime`), with what they cover of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    /// The ids, best first.
+    pub ids: Vec<i32>,
+    /// The members counts of the first and last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<Covered>,
+}
+
+impl IdList for Ranking {
+    fn ids(&self) -> &[i32] {
+        &self.ids
+    }
 }
 
 impl IdList for PageResult {
@@ -82,7 +102,7 @@ pub struct PopularAnime {
 }
 
 impl CachedQuery for PopularAnime {
-    type Output = Vec<i32>;
+    type Output = Ranking;
     const RESOLVER: Resolver = Resolver::PopularAnime;
 
     fn params(&self) -> String {
@@ -94,8 +114,20 @@ impl CachedQuery for PopularAnime {
             .list(&AnimeFilter::default(), AnimeSort::Popularity.natural())
     }
 
+    fn spans(&self, output: &Self::Output) -> Vec<(String, Vec<Span>)> {
+        self.policy.spans(
+            &AnimeFilter::default(),
+            AnimeSort::Popularity.natural(),
+            output.covered,
+        )
+    }
+
     async fn load(&self) -> Result<Self::Output> {
-        self.repo.popular_ids(self.limit).await
+        let ranked = self.repo.popular_ranked(self.limit).await?;
+        Ok(Ranking {
+            covered: Covered::of(&ranked),
+            ids: ranked.into_iter().map(|(id, _)| id).collect(),
+        })
     }
 }
 
@@ -128,12 +160,15 @@ impl CachedQuery for AnimePage {
         let ids = if request.offset() >= total {
             Vec::new()
         } else {
-            self.repo.page_ids(request.offset(), request.per_page).await?
+            self.repo
+                .page_ids(request.offset(), request.per_page)
+                .await?
         };
         Ok(PageResult {
             request,
             total,
             ids,
+            covered: None,
         })
     }
 }
@@ -190,7 +225,12 @@ impl CachedQuery for AnimeById {
     }
 
     async fn load(&self) -> Result<Self::Output> {
-        Ok(self.repo.entities(&[self.id]).await?.remove(&self.id).map(Arc::new))
+        Ok(self
+            .repo
+            .entities(&[self.id])
+            .await?
+            .remove(&self.id)
+            .map(Arc::new))
     }
 
     async fn load_many(queries: &[&Self]) -> Result<Vec<Self::Output>> {
@@ -201,7 +241,10 @@ impl CachedQuery for AnimeById {
         };
         let ids: Vec<i32> = queries.iter().map(|query| query.id).collect();
         let mut found = first.repo.entities(&ids).await?;
-        Ok(ids.iter().map(|id| found.remove(id).map(Arc::new)).collect())
+        Ok(ids
+            .iter()
+            .map(|id| found.remove(id).map(Arc::new))
+            .collect())
     }
 }
 
@@ -314,7 +357,9 @@ impl AnimeService {
                     .map(|entity| {
                         let entry: <AnimeById as CachedQuery>::Output = Some(Arc::new(entity));
                         serde_json::to_vec(&entry).map_err(|err| {
-                            AppError::Internal(anyhow::Error::new(err).context("serializing a sample"))
+                            AppError::Internal(
+                                anyhow::Error::new(err).context("serializing a sample"),
+                            )
                         })
                     })
                     .collect()

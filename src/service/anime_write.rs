@@ -217,8 +217,9 @@ impl AnimeService {
     }
 
     async fn invalidate_change(&self, change: &AnimeChange<'_>) -> Result<()> {
+        let invalidation = self.policy.for_anime_change(change);
         self.cache
-            .invalidate(self.policy.for_anime_change(change))
+            .invalidate_with_changes(invalidation.tags, invalidation.changes)
             .await
             .map(drop)
     }

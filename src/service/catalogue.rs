@@ -30,8 +30,9 @@ use crate::entities::anime::{Format, Season, Status};
 use crate::error::Result;
 
 use super::anime::{AnimeCount, AnimeService, PageRequest, PageResult};
-use super::tags::InvalidationPolicy;
+use super::tags::{Covered, InvalidationPolicy};
 use super::taxonomy::is_slug;
+use crate::cache::ranged::Span;
 
 /// `animeList(filter, sort, order, page, perPage)`: one page of the anime
 /// `filter` keeps, in `order` (ties by id), with their total.
@@ -65,20 +66,25 @@ impl CachedQuery for AnimeList {
         self.policy.list(&self.filter, self.order)
     }
 
+    fn spans(&self, output: &Self::Output) -> Vec<(String, Vec<Span>)> {
+        self.policy.spans(&self.filter, self.order, output.covered)
+    }
+
     async fn load(&self) -> Result<Self::Output> {
         let request = self.page;
         let total = self.repo.count(&self.filter).await?;
-        let ids = if request.offset() >= total {
+        let ranked = if request.offset() >= total {
             Vec::new()
         } else {
             self.repo
-                .list_ids(&self.filter, self.order, request.offset(), request.per_page)
+                .ranked(&self.filter, self.order, request.offset(), request.per_page)
                 .await?
         };
         Ok(PageResult {
             request,
             total,
-            ids,
+            covered: Covered::of(&ranked),
+            ids: ranked.into_iter().map(|(id, _)| id).collect(),
         })
     }
 }

@@ -17,8 +17,6 @@ pub use anime::{
 };
 pub use anime_write::{AnimeChanges, AnimeDraft};
 pub use catalogue::{AnimeList, CountQuery, FilteredAnimeCount};
-pub use relations::{
-    AnimeEpisodes, AnimePlayers, EpisodeEntry, PlayerEntry,
-};
+pub use relations::{AnimeEpisodes, AnimePlayers, EpisodeEntry, PlayerEntry};
 pub use search::{SearchAnime, SearchText};
 pub use taxonomy::{TaxonBySlug, TaxonList, TaxonomyList};

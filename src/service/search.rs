@@ -44,8 +44,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::admission::Admission;
 use crate::cache::{CachedQuery, Resolver};
-use crate::db::anime_query::normalize_search;
 use crate::db::AnimeRepo;
+use crate::db::anime_query::normalize_search;
 use crate::error::{AppError, Result};
 
 use super::AnimeService;

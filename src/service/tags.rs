@@ -23,7 +23,8 @@
 //! |---|---|---|
 //! | `list:{partition}` | who is in the partition | the anime joins or leaves it (create, delete, a genre, theme or studio change) |
 //! | `list:{partition}:by:{field}` | a filter on `field` (year, season, format, status, score, and theme or studio below a genre, studio below a theme) | the anime's `field` changes |
-//! | `list:{partition}:order:{field}` | the order by `field` (popularity, score, year, title) | the anime's `field` changes |
+//! | `~list:{partition}:order:{field}` | the order by `field` (popularity, score, year): a ranged tag (`cache::ranged`) | the anime's `field` changes: the change (old and new value) is logged, and only the pages whose values it crosses or lands among are dropped |
+//! | `list:{partition}:order:title` | the order by title | the anime's title changes |
 //! | `catalogue` | everything list-shaped | rare global events: a taxon's slug moves or a taxon is deleted, `invalidateAnime` |
 //!
 //! So a synopsis, picture or player edit drops the anime's own entry and
@@ -55,7 +56,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::db::{AnimeFacts, AnimeFilter, AnimeOrder, AnimeSort, Taxon, Taxonomy};
+use crate::cache::ranged::{Change, Span};
+use crate::db::{AnimeFacts, AnimeFilter, AnimeOrder, AnimeSort, SortDirection, Taxon, Taxonomy};
 
 /// Tag of everything list-shaped (module doc).
 pub const CATALOGUE: &str = "catalogue";
@@ -175,6 +177,37 @@ pub enum TaxonWrite {
     Deleted,
 }
 
+/// What a write invalidates: tags to bump, and value changes to log
+/// against ranged tags.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Invalidation {
+    /// Tags whose every entry the write may have changed.
+    pub tags: Vec<String>,
+    /// For ranged tags: the value each moved from and to.
+    pub changes: Vec<(String, Change)>,
+}
+
+/// The values of a page's order field at its first and last anime, when
+/// the order is by a number: what a cached page covers of its ranking.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Covered {
+    /// The first anime's value (`None`: absent).
+    pub first: Option<f64>,
+    /// The last anime's value.
+    pub last: Option<f64>,
+}
+
+impl Covered {
+    /// What the page of `ranked` (ids with their values, in order) covers;
+    /// `None` for an empty page.
+    pub fn of(ranked: &[(i32, Option<f64>)]) -> Option<Self> {
+        Some(Self {
+            first: ranked.first()?.1,
+            last: ranked.last()?.1,
+        })
+    }
+}
+
 /// A set of tags being built (sorted, distinct).
 #[derive(Default)]
 struct Tags(BTreeSet<String>);
@@ -186,6 +219,13 @@ impl Tags {
 
     fn into_vec(self) -> Vec<String> {
         self.0.into_iter().collect()
+    }
+
+    fn into_invalidation(self, changes: Vec<(String, Change)>) -> Invalidation {
+        Invalidation {
+            tags: self.into_vec(),
+            changes,
+        }
     }
 }
 
@@ -275,6 +315,24 @@ fn order_field(sort: AnimeSort) -> Option<ListField> {
     }
 }
 
+/// The tag of the order by `field` in `partition`: ranged for numbers.
+fn order_tag(partition: &str, field: ListField) -> String {
+    match field {
+        ListField::Title => format!("list:{partition}:order:title"),
+        numeric => format!("~list:{partition}:order:{}", numeric.name()),
+    }
+}
+
+/// The value of `field` in `row`, for a ranged tag's log.
+fn value_of(row: &crate::entities::anime::Model, field: ListField) -> Option<f64> {
+    match field {
+        ListField::Popularity => Some(f64::from(row.popularity)),
+        ListField::Score => row.score,
+        ListField::Year => row.year.map(f64::from),
+        ListField::Title => None,
+    }
+}
+
 /// The partitions `facts` is in: all, and one per genre, theme and studio.
 fn partitions(facts: &AnimeFacts) -> BTreeSet<String> {
     let mut out = BTreeSet::from(["all".to_owned()]);
@@ -326,17 +384,55 @@ impl InvalidationPolicy {
     /// `popularAnime`: no filter, by popularity; `animePage`: by id).
     pub fn list(&self, filter: &AnimeFilter, order: AnimeOrder) -> Vec<String> {
         let mut tags = self.count(filter);
-        if self.mode == Mode::Precise
-            && let Some(field) = order_field(order.sort)
-            && !self.is_relaxed(field)
-        {
-            tags.push(format!(
-                "list:{}:order:{}",
-                partition_of(filter),
-                field.name()
-            ));
+        if let Some(tag) = self.ranked_tag(filter, order) {
+            tags.push(tag);
         }
         tags
+    }
+
+    /// The tag of the order of a page of `filter` in `order`, when a write
+    /// can change that order and it is not relaxed.
+    fn ranked_tag(&self, filter: &AnimeFilter, order: AnimeOrder) -> Option<String> {
+        let field = order_field(order.sort)?;
+        (self.mode == Mode::Precise && !self.is_relaxed(field))
+            .then(|| order_tag(&partition_of(filter), field))
+    }
+
+    /// What a page of `filter` in `order` whose first and last anime have
+    /// `covered` values covers of its ranged order tag: the values between
+    /// them (absent values sit last in either direction); an empty page
+    /// covers nothing.
+    pub fn spans(
+        &self,
+        filter: &AnimeFilter,
+        order: AnimeOrder,
+        covered: Option<Covered>,
+    ) -> Vec<(String, Vec<Span>)> {
+        let Some(tag) = self
+            .ranked_tag(filter, order)
+            .filter(|tag| tag.starts_with('~'))
+        else {
+            return Vec::new();
+        };
+        let none_at = match order.direction {
+            SortDirection::Desc => f64::NEG_INFINITY,
+            SortDirection::Asc => f64::INFINITY,
+        };
+        let span = match covered {
+            Some(covered) => Span::between(
+                covered.first.unwrap_or(none_at),
+                covered.last.unwrap_or(none_at),
+                none_at,
+            ),
+            // Nothing can move into a page past the end without a
+            // membership change, which bumps the partition's tag.
+            None => Span {
+                lo: f64::INFINITY,
+                hi: f64::NEG_INFINITY,
+                none_at: 0.0,
+            },
+        };
+        vec![(tag, vec![span])]
     }
 
     /// Tags of the number of anime `filter` keeps.
@@ -368,7 +464,9 @@ impl InvalidationPolicy {
     pub fn search(&self) -> Vec<String> {
         let mut tags = vec![CATALOGUE.to_owned(), SEARCH.to_owned()];
         if self.mode == Mode::Precise && !self.is_relaxed(ListField::Popularity) {
-            tags.push("list:all:order:popularity".to_owned());
+            // Ranked by title match first, so it records no span: any
+            // members-count change drops it.
+            tags.push(order_tag("all", ListField::Popularity));
         }
         tags
     }
@@ -388,9 +486,10 @@ impl InvalidationPolicy {
         vec![self::relation(id, relation)]
     }
 
-    /// The tags a write to one anime bumps.
-    pub fn for_anime_change(&self, change: &AnimeChange<'_>) -> Vec<String> {
+    /// What a write to one anime invalidates.
+    pub fn for_anime_change(&self, change: &AnimeChange<'_>) -> Invalidation {
         let mut tags = Tags::default();
+        let mut changes = Vec::new();
         let id = change.id;
         tags.add(anime(id));
         let (before, after) = match (change.before, change.after) {
@@ -414,7 +513,7 @@ impl InvalidationPolicy {
                         }
                     }
                 }
-                return tags.into_vec();
+                return tags.into_invalidation(changes);
             }
         };
         for kind in Taxonomy::ALL {
@@ -434,7 +533,7 @@ impl InvalidationPolicy {
             for relation in Relation::ALL {
                 tags.add(self::relation(id, relation));
             }
-            return tags.into_vec();
+            return tags.into_invalidation(changes);
         }
         let (old, new) = (&before.row, &after.row);
         let titles_changed = old.title != new.title
@@ -452,14 +551,8 @@ impl InvalidationPolicy {
             tags.add(SEARCH);
         }
         let dims_changed: Vec<Dim> = [
-            (
-                slugs(&before.themes) != slugs(&after.themes),
-                Dim::Theme,
-            ),
-            (
-                slugs(&before.studios) != slugs(&after.studios),
-                Dim::Studio,
-            ),
+            (slugs(&before.themes) != slugs(&after.themes), Dim::Theme),
+            (slugs(&before.studios) != slugs(&after.studios), Dim::Studio),
             (old.year != new.year, Dim::Year),
             (old.season != new.season, Dim::Season),
             (old.format != new.format, Dim::Format),
@@ -496,11 +589,22 @@ impl InvalidationPolicy {
                     tags.add(format!("list:{partition}:by:{}", dim.name()));
                 }
             }
-            for field in &orders_changed {
-                tags.add(format!("list:{partition}:order:{}", field.name()));
+            for &field in &orders_changed {
+                let tag = order_tag(partition, field);
+                if tag.starts_with('~') {
+                    changes.push((
+                        tag,
+                        Change {
+                            old: value_of(old, field),
+                            new: value_of(new, field),
+                        },
+                    ));
+                } else {
+                    tags.add(tag);
+                }
             }
         }
-        tags.into_vec()
+        tags.into_invalidation(changes)
     }
 
     /// The tags a write of `kind` to a taxon of `taxonomy` bumps; `members`
@@ -620,8 +724,12 @@ mod tests {
         }
     }
 
-    fn overlaps(read: &[String], bumped: &[String]) -> bool {
-        read.iter().any(|tag| bumped.contains(tag))
+    /// Whether a read with tags `read` may be dropped by `bumped`: one of
+    /// its tags bumped, or a change logged against one of them.
+    fn overlaps(read: &[String], bumped: &Invalidation) -> bool {
+        read.iter().any(|tag| {
+            bumped.tags.contains(tag) || bumped.changes.iter().any(|(changed, _)| changed == tag)
+        })
     }
 
     fn by(sort: AnimeSort) -> AnimeOrder {
@@ -642,7 +750,8 @@ mod tests {
         let mut after = facts();
         after.row.synopsis = "Another sky.".to_owned();
         let bumped = policy.for_anime_change(&change(&before, &after));
-        assert_eq!(bumped, vec![anime(7)]);
+        assert_eq!(bumped.tags, vec![anime(7)]);
+        assert!(bumped.changes.is_empty());
     }
 
     #[test]
@@ -656,8 +765,14 @@ mod tests {
             min_score: Some(8.0),
             ..genre("action")
         };
-        assert!(overlaps(&policy.list(&genre("action"), by(AnimeSort::Score)), &bumped));
-        assert!(overlaps(&policy.list(&AnimeFilter::default(), by(AnimeSort::Score)), &bumped));
+        assert!(overlaps(
+            &policy.list(&genre("action"), by(AnimeSort::Score)),
+            &bumped
+        ));
+        assert!(overlaps(
+            &policy.list(&AnimeFilter::default(), by(AnimeSort::Score)),
+            &bumped
+        ));
         assert!(overlaps(&policy.count(&filtered), &bumped));
         for (filter, sort) in [
             (genre("action"), AnimeSort::Popularity),
@@ -682,16 +797,31 @@ mod tests {
         let mut after = facts();
         after.genres = vec![taxon(1, "action"), taxon(3, "comedy")];
         let bumped = policy.for_anime_change(&change(&before, &after));
-        assert!(overlaps(&policy.list(&genre("drama"), by(AnimeSort::Id)), &bumped));
-        assert!(overlaps(&policy.list(&genre("comedy"), by(AnimeSort::Popularity)), &bumped));
+        assert!(overlaps(
+            &policy.list(&genre("drama"), by(AnimeSort::Id)),
+            &bumped
+        ));
+        assert!(overlaps(
+            &policy.list(&genre("comedy"), by(AnimeSort::Popularity)),
+            &bumped
+        ));
         assert!(overlaps(&policy.count(&genre("comedy")), &bumped));
-        assert!(!overlaps(&policy.list(&genre("action"), by(AnimeSort::Score)), &bumped));
-        assert!(!overlaps(&policy.list(&genre("romance"), by(AnimeSort::Score)), &bumped));
-        assert!(!overlaps(&policy.list(&AnimeFilter::default(), by(AnimeSort::Score)), &bumped));
-        assert!(bumped.contains(&taxonomy(Taxonomy::Genre)));
-        assert!(bumped.contains(&anime(7)));
-        assert!(!bumped.contains(&relation(7, Relation::Players)));
-        assert!(!bumped.contains(&taxonomy(Taxonomy::Theme)));
+        assert!(!overlaps(
+            &policy.list(&genre("action"), by(AnimeSort::Score)),
+            &bumped
+        ));
+        assert!(!overlaps(
+            &policy.list(&genre("romance"), by(AnimeSort::Score)),
+            &bumped
+        ));
+        assert!(!overlaps(
+            &policy.list(&AnimeFilter::default(), by(AnimeSort::Score)),
+            &bumped
+        ));
+        assert!(bumped.tags.contains(&taxonomy(Taxonomy::Genre)));
+        assert!(bumped.tags.contains(&anime(7)));
+        assert!(!bumped.tags.contains(&relation(7, Relation::Players)));
+        assert!(!bumped.tags.contains(&taxonomy(Taxonomy::Theme)));
     }
 
     #[test]
@@ -700,12 +830,19 @@ mod tests {
         let mut after = facts();
         after.row.popularity += 1;
         let relaxed = InvalidationPolicy::default();
-        assert_eq!(relaxed.for_anime_change(&change(&before, &after)), vec![anime(7)]);
+        let bumped = relaxed.for_anime_change(&change(&before, &after));
+        assert_eq!((bumped.tags, bumped.changes), (vec![anime(7)], Vec::new()));
         let strict = InvalidationPolicy::new(Mode::Precise, &[]);
         let bumped = strict.for_anime_change(&change(&before, &after));
-        assert!(overlaps(&strict.list(&AnimeFilter::default(), by(AnimeSort::Popularity)), &bumped));
+        assert!(overlaps(
+            &strict.list(&AnimeFilter::default(), by(AnimeSort::Popularity)),
+            &bumped
+        ));
         assert!(overlaps(&strict.search(), &bumped));
-        assert!(!overlaps(&strict.list(&AnimeFilter::default(), by(AnimeSort::Id)), &bumped));
+        assert!(!overlaps(
+            &strict.list(&AnimeFilter::default(), by(AnimeSort::Id)),
+            &bumped
+        ));
     }
 
     #[test]
@@ -723,10 +860,13 @@ mod tests {
             assert!(overlaps(&policy.count(&filter), &bumped), "{filter:?}");
             assert!(overlaps(&policy.list(&filter, by(AnimeSort::Id)), &bumped));
         }
-        assert!(!overlaps(&policy.list(&genre("romance"), by(AnimeSort::Score)), &bumped));
+        assert!(!overlaps(
+            &policy.list(&genre("romance"), by(AnimeSort::Score)),
+            &bumped
+        ));
         assert!(overlaps(&policy.search(), &bumped));
-        assert!(bumped.contains(&relation(7, Relation::Episodes)));
-        assert!(bumped.contains(&taxonomy(Taxonomy::Studio)));
+        assert!(bumped.tags.contains(&relation(7, Relation::Episodes)));
+        assert!(bumped.tags.contains(&taxonomy(Taxonomy::Studio)));
     }
 
     #[test]
@@ -740,12 +880,18 @@ mod tests {
             years: Some(YearRange::single(2004)),
             ..genre("drama")
         };
-        assert!(overlaps(&policy.list(&years, by(AnimeSort::Popularity)), &bumped));
+        assert!(overlaps(
+            &policy.list(&years, by(AnimeSort::Popularity)),
+            &bumped
+        ));
         let movies = AnimeFilter {
             format: Some(Format::Movie),
             ..genre("drama")
         };
-        assert!(!overlaps(&policy.list(&movies, by(AnimeSort::Popularity)), &bumped));
+        assert!(!overlaps(
+            &policy.list(&movies, by(AnimeSort::Popularity)),
+            &bumped
+        ));
     }
 
     #[test]
@@ -755,9 +901,12 @@ mod tests {
         let mut after = facts();
         after.row.synopsis = "x".to_owned();
         let bumped = policy.for_anime_change(&change(&before, &after));
-        assert!(overlaps(&policy.list(&genre("romance"), by(AnimeSort::Id)), &bumped));
+        assert!(overlaps(
+            &policy.list(&genre("romance"), by(AnimeSort::Id)),
+            &bumped
+        ));
         assert!(overlaps(&policy.search(), &bumped));
-        assert!(bumped.contains(&relation(7, Relation::Players)));
+        assert!(bumped.tags.contains(&relation(7, Relation::Players)));
     }
 
     #[test]
@@ -775,14 +924,69 @@ mod tests {
             TaxonWrite::Renamed { slug_changed: true },
             &[1],
         );
-        assert!(overlaps(&policy.list(&genre("action"), by(AnimeSort::Id)), &moved));
+        let moved = Invalidation {
+            tags: moved,
+            changes: Vec::new(),
+        };
+        assert!(overlaps(
+            &policy.list(&genre("action"), by(AnimeSort::Id)),
+            &moved
+        ));
         let deleted = policy.for_taxon_write(Taxonomy::Theme, TaxonWrite::Deleted, &[4]);
-        assert!(overlaps(&policy.count(&AnimeFilter::default()), &deleted));
-        assert!(deleted.contains(&anime(4)), "its members' entries hold its id");
+        assert!(overlaps(
+            &policy.count(&AnimeFilter::default()),
+            &Invalidation {
+                tags: deleted.clone(),
+                changes: Vec::new(),
+            }
+        ));
+        assert!(
+            deleted.contains(&anime(4)),
+            "its members' entries hold its id"
+        );
         assert_eq!(
             policy.for_taxon_write(Taxonomy::Genre, TaxonWrite::Created, &[]),
             vec![taxonomy(Taxonomy::Genre)]
         );
+    }
+
+    #[test]
+    fn a_score_change_is_logged_and_spares_the_pages_it_does_not_reach() {
+        let policy = InvalidationPolicy::default();
+        let before = facts();
+        let mut after = facts();
+        after.row.score = Some(7.0);
+        let bumped = policy.for_anime_change(&change(&before, &after));
+        let (tag, logged) = bumped
+            .changes
+            .iter()
+            .find(|(tag, _)| tag == "~list:genre:action:order:score")
+            .expect("logged against the genre's score order");
+        assert_eq!((logged.old, logged.new), (Some(7.5), Some(7.0)));
+        let order = by(AnimeSort::Score);
+        let top = policy.spans(
+            &genre("action"),
+            order,
+            Some(Covered {
+                first: Some(9.5),
+                last: Some(8.5),
+            }),
+        );
+        let middle = policy.spans(
+            &genre("action"),
+            order,
+            Some(Covered {
+                first: Some(7.4),
+                last: Some(6.9),
+            }),
+        );
+        let survives = |spans: &[(String, Vec<Span>)]| {
+            let spans = &spans.iter().find(|(name, _)| name == tag).expect("spans").1;
+            crate::cache::ranged::survives(spans, &[*logged])
+        };
+        assert!(survives(&top), "7.5 to 7.0 does not reach 8.5-9.5");
+        assert!(!survives(&middle), "it lands among 6.9-7.4");
+        assert!(policy.list(&genre("action"), order).contains(tag));
     }
 
     #[test]

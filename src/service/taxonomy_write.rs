@@ -87,7 +87,10 @@ impl AnimeService {
             .await?
             .ok_or_else(|| not_found(kind, slug))?;
         self.cache
-            .invalidate(self.policy.for_taxon_write(kind, TaxonWrite::Deleted, &members))
+            .invalidate(
+                self.policy
+                    .for_taxon_write(kind, TaxonWrite::Deleted, &members),
+            )
             .await?;
         Ok(deleted)
     }

@@ -51,9 +51,9 @@ async fn two_instances_share_one_trained_dictionary_and_read_each_others_entries
     // Assert
     assert_eq!(stored[0], WITH_DICTIONARY, "compressed with the dictionary");
     assert_eq!(
-        u32::from_le_bytes([stored[22], stored[23], stored[24], stored[25]]),
+        u32::from_le_bytes([stored[23], stored[24], stored[25], stored[26]]),
         id,
-        "naming it (after the 2-byte head, one generation, expiry and load time)"
+        "naming it (after the 2-byte head, one generation, expiry, load time and the ranges count)"
     );
     assert_eq!(
         statuses(&on_b)[0],
@@ -85,7 +85,7 @@ async fn an_entry_compressed_with_an_unknown_dictionary_is_a_miss_and_is_replace
     // and nothing in memory: only Redis can answer.
     let mut bytes = redis.get_bytes(&key).expect("stored");
     assert_eq!(bytes[0], WITH_DICTIONARY);
-    bytes[22..26].copy_from_slice(&0x0bad_d1c7_u32.to_le_bytes());
+    bytes[23..27].copy_from_slice(&0x0bad_d1c7_u32.to_le_bytes());
     let b = a.state.cache.clone();
     b.local().invalidate_all();
     redis.set_bytes(&key, &bytes);
@@ -96,7 +96,7 @@ async fn an_entry_compressed_with_an_unknown_dictionary_is_a_miss_and_is_replace
     until("the entry replaced", Duration::from_secs(10), async || {
         redis
             .get_bytes(&key)
-            .is_some_and(|now| now[22..26] != 0x0bad_d1c7_u32.to_le_bytes())
+            .is_some_and(|now| now[23..27] != 0x0bad_d1c7_u32.to_le_bytes())
     })
     .await;
 }

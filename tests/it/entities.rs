@@ -97,14 +97,20 @@ async fn a_synopsis_edit_keeps_every_list_and_reloads_only_that_anime() {
         .to_owned();
     let statements = app.db_queries();
 
-    // Act
-    write(
-        &app,
-        &format!(
-            r#"updateAnime(id: "{target}", input: {{ synopsis: "A new synopsis." }}) {{ id }}"#
-        ),
-    )
-    .await;
+    // Act: through the service (the mutation reads the anime back through
+    // the cache, which would refill it before the next read).
+    let id: i32 = target.parse().expect("an id");
+    app.state
+        .anime
+        .update(
+            id,
+            anigo::service::AnimeChanges {
+                synopsis: Some("A new synopsis.".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
     let after_write = app.db_queries();
     let body = app.graphql_debug(HOME).await;
 
@@ -363,4 +369,48 @@ async fn a_kept_response_is_dropped_when_an_anime_in_it_changes_and_only_then() 
     assert_eq!(kept(&app), before, "the response with anime 7 was dropped");
     app.graphql(without, json!({})).await;
     assert_eq!(kept(&app), before + 1, "the other one was kept");
+}
+
+#[tokio::test]
+async fn a_score_change_drops_only_the_ranking_pages_it_reaches() {
+    // Arrange: the top of the score ranking, and the anime with the lowest
+    // score (far below that page).
+    let redis = RedisServer::start();
+    let app = app(&redis, &[]).await;
+    let query = "{ top: animeList(sort: SCORE, perPage: 10) { items { id score } } }";
+    warm(&app, query).await;
+    let lowest = app
+        .data(
+            "{ animeList(sort: SCORE, order: ASC, perPage: 1) { items { id score } } }",
+            json!({}),
+        )
+        .await["animeList"]["items"][0]
+        .clone();
+    let (low_id, low_score) = (
+        lowest["id"].as_str().expect("id").to_owned(),
+        lowest["score"].as_f64().expect("a score"),
+    );
+    let key = "anime_list:sort=score_desc:page=1:per_page=10";
+
+    // Act + assert: a change far below the page leaves it a hit...
+    write(
+        &app,
+        &format!(
+            r#"updateAnime(id: "{low_id}", input: {{ score: {} }}) {{ id }}"#,
+            low_score + 0.1
+        ),
+    )
+    .await;
+    let body = app.graphql_debug(query).await;
+    assert_eq!(status(&app, &body, key), "HIT", "{body}");
+
+    // ...and one that lands on it drops it.
+    write(
+        &app,
+        &format!(r#"updateAnime(id: "{low_id}", input: {{ score: 9.99 }}) {{ id }}"#),
+    )
+    .await;
+    let body = app.graphql_debug(query).await;
+    assert_eq!(status(&app, &body, key), "MISS", "{body}");
+    assert_eq!(body["data"]["top"]["items"][0]["id"], json!(low_id));
 }
