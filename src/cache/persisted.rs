@@ -14,16 +14,17 @@ use std::time::Duration;
 
 use moka::future::Cache as Moka;
 
-use super::remote::RedisTier;
 use super::local::ENTRY_OVERHEAD_BYTES;
+use super::remote::RedisTier;
 use super::response::hex;
 use crate::redis::Op;
 
 /// How long Redis keeps a registered text.
 const PERSISTED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Bytes of query text kept in memory at most.
-const LOCAL_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes of query text kept in memory at most (with each entry's key and
+/// bookkeeping; public for the server's budget report).
+pub const LOCAL_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Query texts by SHA-256, in memory.
 pub(super) struct PersistedQueries {
@@ -36,8 +37,9 @@ impl Default for PersistedQueries {
             local: Moka::builder()
                 .max_capacity(LOCAL_BUDGET_BYTES)
                 .weigher(|_hash: &[u8; 32], text: &Arc<str>| {
-                    // The text, its hash key and moka's per-entry cost.
-                    u32::try_from(text.len() + 32 + ENTRY_OVERHEAD_BYTES as usize)
+                    // The text with its `Arc` counts, its hash key and
+                    // moka's per-entry cost.
+                    u32::try_from(text.len() + 16 + 32 + ENTRY_OVERHEAD_BYTES as usize)
                         .unwrap_or(u32::MAX)
                 })
                 .build(),

@@ -11,14 +11,15 @@
 //! and block strings are copied verbatim. `{ animeCount }`,
 //! `{animeCount}` and `{\n  animeCount # total\n}` share one key.
 
+use std::mem::{align_of, size_of};
 use std::sync::Arc;
 
-use async_graphql::Positioned;
-use async_graphql::ServerError;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
-    SelectionSet,
+    BaseType, Directive, DocumentOperations, ExecutableDocument, FragmentDefinition,
+    OperationDefinition, OperationType, Selection, SelectionSet, Type, VariableDefinition,
 };
+use async_graphql::{Name, Positioned, ServerError, Value as ConstValue};
+use async_graphql_value::Value;
 use moka::future::Cache as Moka;
 use sha2::{Digest as _, Sha256};
 
@@ -29,10 +30,21 @@ use crate::cache::ResponseKey;
 use crate::config::GraphqlConfig;
 use crate::error::code;
 
-/// Budget of the parsed-document cache, weighed by document text length
-/// (the parsed form takes a few times more). A client sending endless
-/// distinct documents only evicts others.
-const DOCUMENT_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+/// Budget of the parsed-document cache, weighed by what each parsed
+/// document holds ([`Parsed::weight`]). A client sending endless distinct
+/// documents only evicts others. 4 MiB keeps several hundred typical
+/// documents (5-10 KB parsed each), far more than a frontend sends.
+pub const DOCUMENT_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What the cache spends per document besides the document itself: the
+/// key, moka's per-entry bookkeeping and the `Arc`'s counts (see
+/// `cache::local::ENTRY_OVERHEAD_BYTES` for how moka's share was measured).
+const DOCUMENT_ENTRY_BYTES: usize = size_of::<DocumentHash>()
+    + crate::cache::local::ENTRY_OVERHEAD_BYTES as usize
+    + ARC_COUNTS_BYTES;
+
+/// The strong and weak counts in front of an `Arc`'s value.
+const ARC_COUNTS_BYTES: usize = 2 * size_of::<usize>();
 
 /// Longest document kept parsed; longer ones are parsed per request.
 const MAX_CACHED_DOCUMENT_BYTES: usize = 16 * 1024;
@@ -295,8 +307,9 @@ pub struct DocumentCache {
 pub struct Parsed {
     /// The document.
     pub document: Arc<ExecutableDocument>,
-    /// Length of its text: its weight in the cache.
-    length: u32,
+    /// Its weight in the cache: [`held_bytes`] of the document plus the
+    /// entry's own cost.
+    weight: u32,
 }
 
 impl Parsed {
@@ -318,7 +331,7 @@ impl Default for DocumentCache {
         Self {
             documents: Moka::builder()
                 .max_capacity(DOCUMENT_BUDGET_BYTES)
-                .weigher(|_hash: &DocumentHash, parsed: &Parsed| parsed.length.saturating_add(64))
+                .weigher(|_hash: &DocumentHash, parsed: &Parsed| parsed.weight)
                 .build(),
         }
     }
@@ -365,14 +378,189 @@ impl DocumentCache {
         if !bad_values.is_empty() {
             return Err(bad_values);
         }
+        let weight = held_bytes(&document) + DOCUMENT_ENTRY_BYTES;
         let parsed = Parsed {
             document: Arc::new(document),
-            length: u32::try_from(query.len()).unwrap_or(u32::MAX),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
         };
         if query.len() <= MAX_CACHED_DOCUMENT_BYTES {
             self.documents.insert(hash, parsed.clone()).await;
         }
         Ok(parsed)
+    }
+}
+
+/// Heap bytes a parsed document holds, read off the tree itself: the
+/// document, every vector and map at its capacity (the parser grows them
+/// by doubling, so up to half a vector may be spare room), and every name
+/// (an `Arc<str>` of its own per occurrence). The parsed form is 24 to 67
+/// times its text (a 165-byte `anime(id)` query with 15 fields holds 6.2
+/// KB), so weighing documents by their text let a 4 MiB budget hold some
+/// 100 MiB. Requested sizes: what the allocator rounds up on top is
+/// not counted. The test `the_weight_is_what_a_parsed_document_holds`
+/// checks the sum against a counting allocator.
+pub fn held_bytes(document: &ExecutableDocument) -> usize {
+    let operations = match &document.operations {
+        DocumentOperations::Single(operation) => operation_bytes(&operation.node),
+        DocumentOperations::Multiple(operations) => {
+            table_bytes::<(Name, Positioned<OperationDefinition>)>(operations.capacity())
+                + operations
+                    .iter()
+                    .map(|(name, operation)| name_bytes(name) + operation_bytes(&operation.node))
+                    .sum::<usize>()
+        }
+    };
+    let fragments =
+        table_bytes::<(Name, Positioned<FragmentDefinition>)>(document.fragments.capacity())
+            + document
+                .fragments
+                .iter()
+                .map(|(name, fragment)| {
+                    name_bytes(name)
+                        + name_bytes(&fragment.node.type_condition.node.on.node)
+                        + directives_bytes(&fragment.node.directives)
+                        + selections_bytes(&fragment.node.selection_set.node)
+                })
+                .sum::<usize>();
+    size_of::<ExecutableDocument>() + operations + fragments
+}
+
+/// A name's shared string: the `Arc`'s counts and the bytes, padded to
+/// the counts' alignment.
+fn name_bytes(name: &Name) -> usize {
+    (ARC_COUNTS_BYTES + name.len()).next_multiple_of(align_of::<usize>())
+}
+
+/// A hash table of `capacity` slots of `T` (std's, and the index of an
+/// `IndexMap`): one control byte per bucket plus a group of 16, buckets a
+/// power of two at most 7/8 full.
+fn table_bytes<T>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity + capacity / 7 + 1).next_power_of_two();
+    buckets * (size_of::<T>() + 1) + 16
+}
+
+fn operation_bytes(operation: &OperationDefinition) -> usize {
+    operation.variable_definitions.capacity() * size_of::<Positioned<VariableDefinition>>()
+        + operation
+            .variable_definitions
+            .iter()
+            .map(|definition| {
+                let definition = &definition.node;
+                name_bytes(&definition.name.node)
+                    + type_bytes(&definition.var_type.node)
+                    + directives_bytes(&definition.directives)
+                    + definition
+                        .default_value
+                        .as_ref()
+                        .map_or(0, |value| const_value_bytes(&value.node))
+            })
+            .sum::<usize>()
+        + directives_bytes(&operation.directives)
+        + selections_bytes(&operation.selection_set.node)
+}
+
+fn type_bytes(ty: &Type) -> usize {
+    match &ty.base {
+        BaseType::Named(name) => name_bytes(name),
+        BaseType::List(inner) => size_of::<Type>() + type_bytes(inner),
+    }
+}
+
+fn selections_bytes(set: &SelectionSet) -> usize {
+    set.items.capacity() * size_of::<Positioned<Selection>>()
+        + set
+            .items
+            .iter()
+            .map(|selection| match &selection.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    field
+                        .alias
+                        .as_ref()
+                        .map_or(0, |alias| name_bytes(&alias.node))
+                        + name_bytes(&field.name.node)
+                        + arguments_bytes(&field.arguments)
+                        + directives_bytes(&field.directives)
+                        + selections_bytes(&field.selection_set.node)
+                }
+                Selection::FragmentSpread(spread) => {
+                    name_bytes(&spread.node.fragment_name.node)
+                        + directives_bytes(&spread.node.directives)
+                }
+                Selection::InlineFragment(fragment) => {
+                    fragment
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .map_or(0, |condition| name_bytes(&condition.node.on.node))
+                        + directives_bytes(&fragment.node.directives)
+                        + selections_bytes(&fragment.node.selection_set.node)
+                }
+            })
+            .sum::<usize>()
+}
+
+fn directives_bytes(directives: &Vec<Positioned<Directive>>) -> usize {
+    directives.capacity() * size_of::<Positioned<Directive>>()
+        + directives
+            .iter()
+            .map(|directive| {
+                name_bytes(&directive.node.name.node) + arguments_bytes(&directive.node.arguments)
+            })
+            .sum::<usize>()
+}
+
+fn arguments_bytes(arguments: &Vec<(Positioned<Name>, Positioned<Value>)>) -> usize {
+    arguments.capacity() * size_of::<(Positioned<Name>, Positioned<Value>)>()
+        + arguments
+            .iter()
+            .map(|(name, value)| name_bytes(&name.node) + value_bytes(&value.node))
+            .sum::<usize>()
+}
+
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::Variable(name) | Value::Enum(name) => name_bytes(name),
+        Value::String(text) => text.capacity(),
+        Value::Binary(bytes) => bytes.len(),
+        Value::List(items) => {
+            items.capacity() * size_of::<Value>() + items.iter().map(value_bytes).sum::<usize>()
+        }
+        Value::Object(fields) => {
+            // An `IndexMap`: its entries (hash, key, value) in a vector,
+            // and a hash table of their indices.
+            fields.capacity() * (size_of::<usize>() + size_of::<(Name, Value)>())
+                + table_bytes::<usize>(fields.capacity())
+                + fields
+                    .iter()
+                    .map(|(name, value)| name_bytes(name) + value_bytes(value))
+                    .sum::<usize>()
+        }
+        Value::Null | Value::Number(_) | Value::Boolean(_) => 0,
+    }
+}
+
+fn const_value_bytes(value: &ConstValue) -> usize {
+    match value {
+        ConstValue::Enum(name) => name_bytes(name),
+        ConstValue::String(text) => text.capacity(),
+        ConstValue::Binary(bytes) => bytes.len(),
+        ConstValue::List(items) => {
+            items.capacity() * size_of::<ConstValue>()
+                + items.iter().map(const_value_bytes).sum::<usize>()
+        }
+        ConstValue::Object(fields) => {
+            fields.capacity() * (size_of::<usize>() + size_of::<(Name, ConstValue)>())
+                + table_bytes::<usize>(fields.capacity())
+                + fields
+                    .iter()
+                    .map(|(name, value)| name_bytes(name) + const_value_bytes(value))
+                    .sum::<usize>()
+        }
+        ConstValue::Null | ConstValue::Number(_) | ConstValue::Boolean(_) => 0,
     }
 }
 
@@ -617,6 +805,52 @@ mod tests {
 
     fn parse(query: &str) -> ExecutableDocument {
         async_graphql::parser::parse_query(query).expect("parses")
+    }
+
+    /// Documents of every shape the estimate walks: bare fields, aliases,
+    /// arguments of each value kind, variables with defaults and list
+    /// types, directives, fragments and inline fragments, several
+    /// operations, and a long one with many fields.
+    fn weighed_documents() -> Vec<String> {
+        let mut documents: Vec<String> = [
+            "{ animeCount }",
+            "query Op123 { anime(id: \"123\") { id title } }",
+            "query Op123($id: ID!) { anime(id: $id) { id title titleEnglish format episodes status season year score popularity genres pictureUrl synopsis createdAt updatedAt } }",
+            "query($page: Int! = 2) { animePage(page: $page, perPage: 20) { total page perPage hasNextPage items { id title pictureUrl score format year } } }",
+            "{ animeList(filter: { genre: \"action\", yearFrom: 2000, yearTo: 2010, format: TV, minScore: 7.5 }, sort: SCORE, order: DESC, page: 3, perPage: 50) { total items { id f1: title f2: year } } }",
+            "query Detail($id: ID!, $skip: Boolean = false) { anime(id: $id) { id title genreList @skip(if: $skip) { name slug } themes { name slug } studios { name slug } players { embedUrl translator quality } episodeList { number title airedOn } } }",
+            "query A { ...F } fragment F on Query { animeCount popularAnime(limit: 3) { ...G } } fragment G on Anime { id title score }",
+            "query A { animeCount } query B($ids: [ID!]! = [\"1\", \"2\"], $f: AnimeFilterInput = { genre: \"drama\" }) { ... on Query { a1: anime(id: \"1\") { id } a2: anime(id: \"2\") { ... @include(if: true) { title } } } }",
+            "{ a1: anime(id: \"1\") { id title } a2: anime(id: \"2\") { id title } a3: anime(id: \"3\") { id title } a4: anime(id: \"4\") { id title } a5: anime(id: \"5\") { id title } }",
+        ]
+        .map(str::to_owned)
+        .into();
+        let fields: Vec<String> = (0..400).map(|i| format!("f{i}: title")).collect();
+        documents.push(format!(
+            "{{ popularAnime(limit: 100) {{ {} }} }}",
+            fields.join(" ")
+        ));
+        documents
+    }
+
+    #[test]
+    fn the_weight_is_what_a_parsed_document_holds() {
+        for query in weighed_documents() {
+            let mut held = None;
+            // Counts this thread's allocations only: other tests running
+            // meanwhile cannot disturb it.
+            let measured = allocation_counter::measure(|| {
+                held = Some(Arc::new(parse(&query)));
+            });
+            let document = held.expect("parsed");
+            let measured = usize::try_from(measured.bytes_current).expect("the document is held");
+            let estimated = held_bytes(&document) + ARC_COUNTS_BYTES;
+            assert!(
+                estimated >= measured && estimated <= measured + measured / 10,
+                "estimated {estimated} bytes, measured {measured}: {query}"
+            );
+            assert!(measured > 20 * query.len(), "{measured} bytes for {query}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::mem::size_of;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -58,18 +59,26 @@ use crate::cache::ResponseKey;
 use crate::graphql::loader::CACHE_DEBUG_HEADER;
 use crate::metrics::OperationMetrics;
 
-/// Budget of the request index, weighed by the bytes of the requests it
-/// holds plus its per-entry bookkeeping. A client sending endless distinct
-/// bodies only evicts others; a miss costs one normal request.
-const INDEX_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+/// Budget of the request index, weighed by what each entry holds (see
+/// [`entry_weight`]). A client sending endless distinct bodies only
+/// evicts others; a miss costs one normal request.
+pub(super) const INDEX_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Largest request kept in the index; longer ones take the full path.
 const MAX_INDEXED_BYTES: usize = 16 * 1024;
 
-/// What the index adds to each entry's weight besides the request bytes:
-/// the key, the handles and moka's own bookkeeping (measured order of
-/// magnitude, not exact).
-const ENTRY_OVERHEAD_BYTES: usize = 128;
+/// What an index entry holds: its own copy of the request bytes (see
+/// [`RequestIndex::insert`]), the key and the entry (the entry behind its
+/// `Arc` counts), and moka's per-entry bookkeeping (measured, see
+/// `cache::local::ENTRY_OVERHEAD_BYTES`).
+fn entry_weight(raw: &RequestBytes) -> u32 {
+    let held = raw.bytes.len()
+        + size_of::<RequestBytes>()
+        + 2 * size_of::<usize>()
+        + size_of::<IndexEntry>()
+        + crate::cache::local::ENTRY_OVERHEAD_BYTES as usize;
+    u32::try_from(held).unwrap_or(u32::MAX)
+}
 
 /// The GraphQL endpoint's path.
 const GRAPHQL_PATH: &str = "/graphql";
@@ -144,16 +153,18 @@ impl Default for RequestIndex {
         Self {
             entries: moka::future::Cache::builder()
                 .max_capacity(INDEX_BUDGET_BYTES)
-                .weigher(|raw: &RequestBytes, _entry: &Arc<IndexEntry>| {
-                    u32::try_from(raw.bytes.len() + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
-                })
+                .weigher(|raw: &RequestBytes, _entry: &Arc<IndexEntry>| entry_weight(raw))
                 .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 }
 
 impl RequestIndex {
-    /// Remembers that `raw` leads to the kept response `key`.
+    /// Remembers that `raw` leads to the kept response `key`. The index
+    /// keeps a copy of the bytes: a POST body is a slice of the buffer
+    /// hyper read the connection into (8 KB or more), and holding the
+    /// slice would hold that whole buffer, many times what the entry
+    /// weighs.
     pub(super) async fn insert(
         &self,
         raw: RequestBytes,
@@ -161,6 +172,10 @@ impl RequestIndex {
         operation: Arc<OperationMetrics>,
     ) {
         if raw.bytes.len() <= MAX_INDEXED_BYTES && !self.entries.contains_key(&raw) {
+            let raw = RequestBytes {
+                is_get: raw.is_get,
+                bytes: Bytes::copy_from_slice(&raw.bytes),
+            };
             self.entries
                 .insert(raw, Arc::new(IndexEntry { key, operation }))
                 .await;

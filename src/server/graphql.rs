@@ -312,7 +312,7 @@ async fn answer(
         && response.extensions.is_empty()
         && let Ok(body) = serde_json::to_vec(&response)
         && let Some(kept) = cache
-            .store_response(key, Bytes::from(body), &dependencies, epoch)
+            .store_response(key, exact_bytes(body), &dependencies, epoch)
             .await
     {
         if let (Some(raw), Some(operation)) = (raw, indexed_operation) {
@@ -323,6 +323,19 @@ async fn answer(
     Answer::Executed {
         response,
         is_timeout,
+    }
+}
+
+/// `body` in an allocation of its own length, for keeping: serde_json grew
+/// the vector by doubling, so it may hold up to twice its length, while a
+/// kept response is weighed by its length and lives for minutes. A copy,
+/// not `shrink_to_fit`: mimalloc leaves a block that shrinks by less than
+/// half where it is, at its old size.
+fn exact_bytes(body: Vec<u8>) -> Bytes {
+    if body.capacity() == body.len() {
+        Bytes::from(body)
+    } else {
+        Bytes::copy_from_slice(&body)
     }
 }
 

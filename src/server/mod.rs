@@ -49,7 +49,7 @@ use tower_http::trace::TraceLayer;
 use crate::cache::ResponseKey;
 use crate::error::{INTERNAL_MESSAGE, code};
 use crate::graphql::Schemas;
-use crate::graphql::document::DocumentCache;
+use crate::graphql::document::{DOCUMENT_BUDGET_BYTES, DocumentCache};
 use crate::graphql::errors::attach_request_id;
 use crate::graphql::loader::CACHE_DEBUG_HEADER;
 use crate::redis::RedisStatus;
@@ -64,8 +64,18 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `graphql_post` (a larger body is 413 with a GraphQL error).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Validated requests remembered (32 bytes each, plus moka's bookkeeping).
-const VALIDATED_REQUESTS: u64 = 50_000;
+/// Budget of the validation memo. Each remembered request costs
+/// [`VALIDATED_ENTRY_BYTES`], so 4 MiB remembers about 14,500 requests:
+/// a request not among them is validated again (tens of microseconds),
+/// nothing worse. It was 50,000 entries by count, about 13 MiB that no
+/// budget accounted for.
+pub const VALIDATED_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What one remembered request costs: its 32-byte key in moka's entry and
+/// moka's bookkeeping. Measured with a counting allocator (the test
+/// `a_remembered_request_costs_what_the_memo_weighs`): about 256 bytes
+/// requested per entry, plus an eighth for the allocator's size classes.
+const VALIDATED_ENTRY_BYTES: u32 = 288;
 
 /// How long readiness waits for the database before calling it down (the
 /// database guard's own bound is acquire + statement timeout; this caps it
@@ -112,15 +122,50 @@ pub async fn serve(
     // and no layer to run on every request.
     let cors =
         (!origins.is_empty()).then(|| cors_layer(origins, &app.config.http.cors_allowed_headers));
+    log_budgets(&app);
     let state = ServerState(Arc::new(ServerInner {
         app,
         schema,
         documents: DocumentCache::default(),
-        validated: moka::future::Cache::new(VALIDATED_REQUESTS),
+        validated: validation_memo(),
         requests: front::RequestIndex::default(),
     }));
     let router = router(state.clone());
     front::serve(listener, state, router, cors, shutdown, drain_timeout).await
+}
+
+/// The validation memo: requests that passed strict validation once,
+/// bounded by [`VALIDATED_BUDGET_BYTES`].
+fn validation_memo() -> moka::future::Cache<ResponseKey, ()> {
+    moka::future::Cache::builder()
+        .max_capacity(VALIDATED_BUDGET_BYTES)
+        .weigher(|_key: &ResponseKey, _: &()| VALIDATED_ENTRY_BYTES)
+        .build()
+}
+
+/// Logs what each in-process cache may hold, and their sum: resident
+/// memory should stay within it plus a fixed allowance for the runtime,
+/// the allocator and the connection pools (`scripts/soak` checks it, and
+/// reads its budgets from this line).
+fn log_budgets(app: &AppState) {
+    let cache = &app.config.cache;
+    let persisted = crate::cache::persisted::LOCAL_BUDGET_BYTES;
+    let total = cache.local_max_bytes
+        + cache.response_max_bytes
+        + DOCUMENT_BUDGET_BYTES
+        + VALIDATED_BUDGET_BYTES
+        + front::INDEX_BUDGET_BYTES
+        + persisted;
+    tracing::info!(
+        local_bytes = cache.local_max_bytes,
+        responses_bytes = cache.response_max_bytes,
+        documents_bytes = DOCUMENT_BUDGET_BYTES,
+        validated_bytes = VALIDATED_BUDGET_BYTES,
+        request_index_bytes = front::INDEX_BUDGET_BYTES,
+        persisted_bytes = persisted,
+        total_bytes = total,
+        "In-process cache budgets"
+    );
 }
 
 /// The routes with their middleware stack (CORS, when configured, wraps
@@ -340,7 +385,39 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt as _;
     use tower::ServiceExt as _;
+
+    #[test]
+    fn a_remembered_request_costs_what_the_memo_weighs() {
+        const ENTRIES: u64 = 12_000;
+        let memo = validation_memo();
+        let mut held = 0;
+        for i in 0..ENTRIES {
+            let mut key = [0; 32];
+            key[..8].copy_from_slice(&i.to_le_bytes());
+            let insert = memo.insert(ResponseKey(key), ());
+            // moka's future cache inserts without waiting here; what it
+            // allocates on this thread is the entry's cost. Counting is
+            // per thread, so tests running meanwhile do not count.
+            held += allocation_counter::measure(|| {
+                insert.now_or_never().expect("inserted at once");
+            })
+            .bytes_current;
+        }
+        let pending = memo.run_pending_tasks();
+        held += allocation_counter::measure(|| {
+            pending.now_or_never().expect("maintenance runs at once");
+        })
+        .bytes_current;
+        assert_eq!(memo.entry_count(), ENTRIES, "nothing was evicted");
+        let per_entry = u64::try_from(held).expect("entries are held") / ENTRIES;
+        let weighed = u64::from(VALIDATED_ENTRY_BYTES);
+        assert!(
+            per_entry <= weighed && per_entry >= weighed * 3 / 4,
+            "{per_entry} bytes per entry, weighed {weighed}"
+        );
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_internal_with_the_request_id() {
