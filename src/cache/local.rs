@@ -23,7 +23,7 @@ use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
 
-use super::deps::{Dependents, Epoch, Invalidations, Tag};
+use super::deps::{Dependents, Epoch, Invalidations, REGISTRATION_BYTES, Tag};
 use super::envelope::now_ms;
 use super::query::SharedValue;
 use super::ranged::{self, Change, Span};
@@ -50,8 +50,8 @@ pub struct LocalEntry {
     pub spans: Arc<[(String, Vec<Span>)]>,
     /// Logical expiry, unix ms.
     pub expires_at_ms: u64,
-    /// Bytes of the payload it was decoded from (its weight is this plus
-    /// the bookkeeping).
+    /// Length of the JSON it was decoded from (its weight is about this
+    /// plus the bookkeeping).
     pub weight: u32,
 }
 
@@ -91,35 +91,23 @@ impl Expiry<Arc<str>, Held> for UntilLogicalExpiry {
     }
 }
 
-/// Bytes of decoded value one byte of an entry's `weight` stands for. The
-/// weight is the payload as stored: its JSON when this instance loaded
-/// it, but the compressed envelope when it came from Redis (zstd with the
-/// catalogue's dictionary packs an anime's 1,714 bytes of JSON into 364),
-/// while the tier holds the decoded value, about as large as the JSON.
-/// Under `scripts/soak`, where most entries come from Redis, an 8 MiB tier
-/// weighed as stored held 22 MiB of heap (heaptrack: 15.6 MiB of decoded
-/// values, 6.7 MiB of entries and registrations). Counting stored bytes
-/// four times weighs an entry from Redis about as it holds; one loaded
-/// here is over-weighed, which costs hit ratio, never memory. The exact
-/// cure is a weight from the decoded payload's length on the Redis path.
-const DECODED_PER_STORED_BYTE: u32 = 4;
-
-/// What one dependency registration costs in [`Dependents`]: 152 bytes
-/// requested (counting allocator, 12,000 entries of one tag each, as an
-/// anime entity has), since a tag with a single dependent has a map of its
-/// own (`deps::REGISTRATION_BYTES` is the cost once a tag is shared).
-const REGISTRATION_COST_BYTES: u32 = 160;
+/// Bytes of decoded value per byte of an entry's `weight`, in quarters:
+/// the weight is the length of the value's JSON (after decompression for an
+/// entry from Redis), and a decoded anime takes about as much heap as its
+/// JSON (its text fields, less the JSON's names and quotes, plus the
+/// struct and its `Arc`); a quarter more covers the allocator's rounding.
+/// (Weighed by the compressed bytes from Redis instead, an 8 MiB tier held
+/// 22 MiB of heap under `scripts/soak`: 15.6 MiB of decoded values.)
+const DECODED_QUARTERS_PER_JSON_BYTE: u32 = 5;
 
 /// What an entry of `key` weighs: its decoded value (see
-/// [`DECODED_PER_STORED_BYTE`]), its key (an `Arc<str>`), its
+/// [`DECODED_QUARTERS_PER_JSON_BYTE`]), its key (an `Arc<str>`), its
 /// registrations and moka's per-entry cost.
 fn weight(key: &str, held: &Held) -> u32 {
     let registrations = u32::try_from(held.entry.tags.len())
         .unwrap_or(u32::MAX)
-        .saturating_mul(REGISTRATION_COST_BYTES);
-    held.entry
-        .weight
-        .saturating_mul(DECODED_PER_STORED_BYTE)
+        .saturating_mul(REGISTRATION_BYTES);
+    (held.entry.weight.saturating_mul(DECODED_QUARTERS_PER_JSON_BYTE) / 4)
         .saturating_add(u32::try_from(key.len() + 16).unwrap_or(u32::MAX))
         .saturating_add(registrations)
         .saturating_add(ENTRY_OVERHEAD_BYTES)

@@ -133,7 +133,7 @@ pub enum DecodeError {
 /// Object-safe view of a [`CachedQuery`].
 trait ErasedQuery: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Loaded, AppError>>;
-    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), DecodeError>;
+    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue, usize), DecodeError>;
     fn loads_in_batches(&self) -> bool;
     fn admission(&self) -> Admission;
     fn as_any(&self) -> &dyn Any;
@@ -216,10 +216,10 @@ impl<Q: CachedQuery> ErasedQuery for Q {
         }))
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), DecodeError> {
+    fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue, usize), DecodeError> {
         let (meta, payload) = envelope::unwrap(bytes)?;
         let value: Q::Output = serde_json::from_slice(&payload)?;
-        Ok((meta, Arc::new(value) as SharedValue))
+        Ok((meta, Arc::new(value) as SharedValue, payload.len()))
     }
 }
 
@@ -334,7 +334,9 @@ impl QueryKey {
         }
     }
 
-    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue), DecodeError> {
+    /// The meta and value stored in `bytes`, and the length of the
+    /// value's JSON (its weight in memory).
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(Meta, SharedValue, usize), DecodeError> {
         self.query.decode(bytes)
     }
 }

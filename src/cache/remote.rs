@@ -30,7 +30,7 @@ pub const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How a Redis entry looked at lookup time.
 pub(super) enum Found {
-    /// Valid and before its logical expiry (with its stored size).
+    /// Valid and before its logical expiry (with the length of its JSON).
     Fresh(SharedValue, Meta, usize),
     /// Valid, expired less than the stale-while-revalidate window ago.
     Revalidate(SharedValue),
@@ -218,7 +218,7 @@ impl RedisTier {
         let Some(bytes) = value.as_bytes() else {
             return Found::Missing;
         };
-        let (meta, value) = match key.decode(bytes) {
+        let (meta, value, json_len) = match key.decode(bytes) {
             Ok(decoded) => decoded,
             Err(err) => {
                 // Garbage or an old shape under our key: a miss, and the
@@ -250,7 +250,7 @@ impl RedisTier {
             return Found::Missing;
         }
         if now < meta.expires_at_ms {
-            Found::Fresh(value, meta, bytes.len())
+            Found::Fresh(value, meta, json_len)
         } else if now < meta.expires_at_ms + revalidate_ms {
             Found::Revalidate(value)
         } else if now < meta.expires_at_ms + stale_ms {
