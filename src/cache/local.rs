@@ -107,10 +107,14 @@ fn weight(key: &str, held: &Held) -> u32 {
     let registrations = u32::try_from(held.entry.tags.len())
         .unwrap_or(u32::MAX)
         .saturating_mul(REGISTRATION_BYTES);
-    (held.entry.weight.saturating_mul(DECODED_QUARTERS_PER_JSON_BYTE) / 4)
-        .saturating_add(u32::try_from(key.len() + 16).unwrap_or(u32::MAX))
-        .saturating_add(registrations)
-        .saturating_add(ENTRY_OVERHEAD_BYTES)
+    (held
+        .entry
+        .weight
+        .saturating_mul(DECODED_QUARTERS_PER_JSON_BYTE)
+        / 4)
+    .saturating_add(u32::try_from(key.len() + 16).unwrap_or(u32::MAX))
+    .saturating_add(registrations)
+    .saturating_add(ENTRY_OVERHEAD_BYTES)
 }
 
 impl LocalTier {
