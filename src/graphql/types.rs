@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::cache::CachedQuery;
 use crate::cache::entity::IdList;
-use crate::db::{AnimeEntity, Taxonomy};
+use crate::db::{AnimeEntity, AnimeFacts, Taxonomy};
 use crate::entities::anime;
 use crate::error::AppError;
 use crate::service::anime_write::{MAX_EPISODES, MAX_NAMES, MAX_PLAYERS};
@@ -57,15 +57,12 @@ struct ListBatches {
 }
 
 impl Anime {
-    /// Anime `id` read through the cache (a write's result, read after
-    /// the write's invalidation: what any client reads next); NOT_FOUND
-    /// when it is gone.
-    pub async fn read(ctx: &Context<'_>, id: i32) -> Result<Self> {
-        let entity = load(ctx, state(ctx)?.anime.by_id(id)).await?;
-        match entity.as_ref() {
-            Some(entity) => Ok(Self::entity(Arc::clone(entity))),
-            None => Err(AppError::NotFound(format!("anime {id}")).extend()),
-        }
+    /// The anime a write left, as its own transaction read it back: the
+    /// mutation's answer costs no cache fill (the entry the write dropped
+    /// is loaded by the next reader, if any). Its relations still resolve
+    /// through the cache.
+    pub fn written(facts: &AnimeFacts) -> Self {
+        Self::entity(Arc::new(facts.entity()))
     }
 
     /// One cached entity.

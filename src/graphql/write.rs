@@ -165,8 +165,8 @@ impl CatalogMutation {
             .create(input.into())
             .await
             .map_err(|err| err.into_field_error(ctx))?;
-        tracing::info!(id = created.anime.id, "Anime created");
-        Anime::read(ctx, created.anime.id).await
+        tracing::info!(id = created.row.id, "Anime created");
+        Ok(Anime::written(&created))
     }
 
     /// Changes an anime; an unknown id is NOT_FOUND. Admin only. Every
@@ -186,7 +186,7 @@ impl CatalogMutation {
             .await
             .map_err(|err| err.into_field_error(ctx))?;
         tracing::info!(id, "Anime updated");
-        Anime::read(ctx, updated.anime.id).await
+        Ok(Anime::written(&updated))
     }
 
     /// Deletes an anime; an unknown id is NOT_FOUND. Admin only.

@@ -60,6 +60,15 @@ const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
 /// dead (a frozen or partitioned Redis) and reconnected.
 const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
 
+/// Connection events (errors, reconnects) a client buffers for its
+/// listeners: fred's `on_error` and `on_reconnect` tasks end at the first
+/// lag, so fred's default of 32 is too tight for a burst of failures.
+const NOTIFICATIONS_BUFFERED: usize = 256;
+
+/// Pub/sub messages the subscriber's client buffers before the listener
+/// reads them (fred's broadcast channel capacity).
+const PUBSUB_BUFFERED_MESSAGES: usize = 4_096;
+
 /// Timeout for administrative commands (INFO, SCAN, UNLINK, STRLEN).
 const ADMIN_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -67,7 +76,8 @@ const ADMIN_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct RedisStore {
     client: Client,
-    /// Kept to build the pub/sub connection with the same settings.
+    /// Kept to build the pub/sub connection with the same settings (and a
+    /// deeper message buffer).
     builder: Arc<Builder>,
     /// `host:port`, for logs and readiness output.
     addr: String,
@@ -105,9 +115,7 @@ impl RedisStore {
         builder
             .with_performance_config(|perf| {
                 perf.default_command_timeout = config.command_timeout;
-                // Pub/sub messages wait here until the listener reads them;
-                // fred's default of 32 is easy to overrun under load.
-                perf.broadcast_channel_capacity = 4_096;
+                perf.broadcast_channel_capacity = NOTIFICATIONS_BUFFERED;
             })
             .with_connection_config(|conn| {
                 conn.connection_timeout = config.connect_timeout;
@@ -128,10 +136,19 @@ impl RedisStore {
                 2,
             ));
         let client = builder.build().context("building the Redis client")?;
+        // Pub/sub messages wait in a broadcast channel until the listener
+        // reads them; fred's default of 32 is easy to overrun under load.
+        // Only the subscriber gets the deep buffer: fred preallocates every
+        // slot of its eight broadcast channels per client, and the command
+        // client receives no messages.
+        let mut subscriber_builder = builder;
+        subscriber_builder.with_performance_config(|perf| {
+            perf.broadcast_channel_capacity = PUBSUB_BUFFERED_MESSAGES;
+        });
 
         let store = Self {
             client,
-            builder: Arc::new(builder),
+            builder: Arc::new(subscriber_builder),
             addr: config.display_addr.clone(),
             command_timeout: config.command_timeout,
             breaker: Arc::new(Breaker::new(&config.display_addr)),

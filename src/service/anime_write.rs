@@ -15,7 +15,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 
 use super::AnimeService;
 use super::tags::AnimeChange;
-use crate::db::AnimeRecord;
+use crate::db::AnimeFacts;
 use crate::db::relations::{EpisodeDraft, PlayerDraft, RelationWrites};
 use crate::entities::anime::{self, AgeRating, Format, Season, Status};
 use crate::error::{AppError, Result};
@@ -153,8 +153,8 @@ impl AnimeChanges {
 impl AnimeService {
     /// Inserts an anime with its relations (one transaction; a genre, theme
     /// or studio name without a row gets one), then invalidates what it
-    /// changes.
-    pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeRecord> {
+    /// changes. Returns the anime as the transaction wrote it.
+    pub async fn create(&self, draft: AnimeDraft) -> Result<AnimeFacts> {
         let (row, relations) = validate_draft(draft)?.into_parts(Utc::now());
         let created = self.repo.create(row, &relations).await?;
         self.invalidate_change(&AnimeChange {
@@ -165,13 +165,14 @@ impl AnimeService {
             has_new_episodes: true,
         })
         .await?;
-        Ok(created.record())
+        Ok(created)
     }
 
     /// Applies `changes` to anime `id` (its row and, when given, its
     /// relations, in one transaction), then invalidates what they changed:
     /// the policy compares the anime before and after (`service::tags`).
-    pub async fn update(&self, id: i32, mut changes: AnimeChanges) -> Result<AnimeRecord> {
+    /// Returns the anime as the transaction left it.
+    pub async fn update(&self, id: i32, mut changes: AnimeChanges) -> Result<AnimeFacts> {
         changes = validate_changes(changes)?;
         let relations = changes.take_relations();
         let (before, after) = self
@@ -187,7 +188,7 @@ impl AnimeService {
             has_new_episodes: relations.episodes.is_some(),
         })
         .await?;
-        Ok(after.record())
+        Ok(after)
     }
 
     /// Deletes anime `id`, then invalidates what that changes.

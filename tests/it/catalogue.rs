@@ -439,7 +439,8 @@ async fn writes_keep_genre_rows_in_step(backend: Backend) {
         .anime
         .create(draft(&["Sci Fi", "Drama", "Cyberpunk Noir"]))
         .await
-        .expect("create");
+        .expect("create")
+        .record();
 
     // Assert: names in the order validation leaves them (alphabetical).
     let id = created.anime.id;
@@ -476,7 +477,8 @@ async fn writes_keep_genre_rows_in_step(backend: Backend) {
             },
         )
         .await
-        .expect("update");
+        .expect("update")
+        .record();
     assert_eq!(renamed.genres, created.genres);
     let regenred = app
         .state
@@ -489,7 +491,8 @@ async fn writes_keep_genre_rows_in_step(backend: Backend) {
             },
         )
         .await
-        .expect("update genres");
+        .expect("update genres")
+        .record();
     assert_eq!(regenred.genres, ["Action", "Drama"]);
     assert_eq!(
         raw_links(&app, Taxonomy::Genre).await[&id],
@@ -506,7 +509,8 @@ async fn writes_keep_genre_rows_in_step(backend: Backend) {
             },
         )
         .await
-        .expect("clear genres");
+        .expect("clear genres")
+        .record();
     assert!(cleared.genres.is_empty());
     assert!(!raw_links(&app, Taxonomy::Genre).await.contains_key(&id));
 
@@ -842,7 +846,8 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend)
         .anime
         .create(draft(&["Drama"]))
         .await
-        .expect("create");
+        .expect("create")
+        .record();
     let repo = AnimeRepo::new(app.state.db.clone());
     let all = anime::Entity::find()
         .all(&app.state.db)
@@ -946,7 +951,7 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend)
         .iter()
         .map(|r| r.anime.id)
         .collect();
-    assert_eq!(order, [twin.anime.id, id], "more popular first");
+    assert_eq!(order, [twin.row.id, id], "more popular first");
     app.state
         .anime
         .update(
@@ -965,7 +970,7 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend)
         .iter()
         .map(|r| r.anime.id)
         .collect();
-    assert_eq!(order, [id, twin.anime.id], "popularity followed");
+    assert_eq!(order, [id, twin.row.id], "popularity followed");
     app.state.anime.delete(id).await.expect("delete");
     let order: Vec<i32> = repo
         .search("vwxyz", 10)
@@ -974,7 +979,7 @@ async fn search_finds_titles_in_any_column_ranked_by_relevance(backend: Backend)
         .iter()
         .map(|r| r.anime.id)
         .collect();
-    assert_eq!(order, [twin.anime.id]);
+    assert_eq!(order, [twin.row.id]);
     answers
 }
 

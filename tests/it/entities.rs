@@ -97,8 +97,7 @@ async fn a_synopsis_edit_keeps_every_list_and_reloads_only_that_anime() {
         .to_owned();
     let statements = app.db_queries();
 
-    // Act: through the service (the mutation reads the anime back through
-    // the cache, which would refill it before the next read).
+    // Act: a synopsis edit (through the service: no HTTP round trip).
     let id: i32 = target.parse().expect("an id");
     app.state
         .anime
