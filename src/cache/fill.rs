@@ -44,6 +44,15 @@ const LEASE_POLL: Duration = Duration::from_millis(10);
 /// TTLs are shortened by a random 0-5 % (at most 30 s) so that keys written
 /// together do not expire together.
 const JITTER_FRACTION: f64 = 0.05;
+
+/// How long a finished batch load stays joinable at most. Its values reach
+/// the tiers only when their write-back (spawned; two Redis round trips)
+/// has run, and a request that missed both tiers meantime would load them
+/// again; joining the finished load instead is as fresh as the local hit
+/// it would have had (only requests of the same invalidation epoch join).
+/// The write-back unregisters it when done; this bounds the case where
+/// none runs (the writer's request was dropped, the queue was full).
+const BATCH_JOINABLE_FOR: Duration = Duration::from_secs(1);
 const MAX_JITTER: Duration = Duration::from_secs(30);
 
 /// A load that concurrent callers in this process share.
@@ -102,6 +111,9 @@ impl Filled {
 struct NewLoad {
     key: QueryKey,
     is_refresh: bool,
+    /// A fill to be written back ([`Fill::Leased`]): it stays joinable
+    /// until its write-back ran.
+    is_kept: bool,
     id: u64,
     superseded: Arc<AtomicBool>,
 }
@@ -330,8 +342,10 @@ impl Fills {
     /// joins only a refresh) joins that load, like [`Fills::load_once`];
     /// the others load together, one `CachedQuery::load_many` per resolver,
     /// each registered as loading so that concurrent batches join it
-    /// instead of loading it again. No fill lease is taken: one statement
-    /// per batch bounds the database's work already. Returns, per item,
+    /// instead of loading it again, and for [`BATCH_JOINABLE_FOR`] after it
+    /// finished (until its write-back has filled the tiers). No fill lease
+    /// is taken: one statement per batch bounds the database's work
+    /// already. Returns, per item,
     /// the outcome and whether this caller is to write it back.
     pub(super) async fn load_batches<T>(
         self: &Arc<Self>,
@@ -363,6 +377,7 @@ impl Fills {
                 let entry = NewLoad {
                     key: key.clone(),
                     is_refresh,
+                    is_kept: fill == Fill::Leased,
                     id,
                     superseded: Arc::clone(&superseded),
                 };
@@ -379,10 +394,15 @@ impl Fills {
             let mut loads: HashMap<Arc<str>, SharedLoad> = HashMap::new();
             for group in groups {
                 let keys: Vec<QueryKey> = group.iter().map(|new| new.key.clone()).collect();
-                let ids: Vec<(Arc<str>, u64)> = group
+                // Refreshes and loads nothing will store are forgotten as
+                // soon as they finish (a refresh must not hand its value to
+                // one asked for later; `no-store` keeps nothing), the
+                // others by their write-back or after BATCH_JOINABLE_FOR
+                // (all at once on an error).
+                let (kept, passing): (Vec<_>, Vec<_>) = group
                     .iter()
-                    .map(|new| (Arc::clone(new.key.key_arc()), new.id))
-                    .collect();
+                    .map(|new| (Arc::clone(new.key.key_arc()), new.id, new.is_kept))
+                    .partition(|(.., is_kept)| *is_kept);
                 let fills = Arc::clone(self);
                 let batch = async move {
                     for key in &keys {
@@ -390,11 +410,15 @@ impl Fills {
                     }
                     let refs: Vec<&QueryKey> = keys.iter().collect();
                     let loaded = QueryKey::load_batch(&refs).await.map_err(Arc::new);
-                    let mut inflight = fills.inflight();
-                    for (key, id) in &ids {
-                        if inflight.get(key).is_some_and(|running| running.id == *id) {
-                            inflight.remove(key);
-                        }
+                    fills.forget(&passing);
+                    if loaded.is_ok() {
+                        let fills = Arc::clone(&fills);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(BATCH_JOINABLE_FOR).await;
+                            fills.forget(&kept);
+                        });
+                    } else {
+                        fills.forget(&kept);
                     }
                     loaded.map(Arc::new)
                 }
@@ -404,6 +428,7 @@ impl Fills {
                     let NewLoad {
                         key,
                         is_refresh,
+                        is_kept: _,
                         id,
                         superseded,
                     } = new;
@@ -454,6 +479,30 @@ impl Fills {
             (item, result, is_writer)
         }))
         .await
+    }
+
+    /// Unregisters the finished loads of `keys` (their write-back ran: the
+    /// tiers hold what they loaded, or a newer write made it obsolete).
+    fn forget_finished<'k>(&self, keys: impl Iterator<Item = &'k QueryKey>) {
+        let mut inflight = self.inflight();
+        for key in keys {
+            if inflight
+                .get(key.key_arc())
+                .is_some_and(|running| running.load.peek().is_some())
+            {
+                inflight.remove(key.key_arc());
+            }
+        }
+    }
+
+    /// Unregisters the loads `(key, id, _)` that are still registered.
+    fn forget(&self, loads: &[(Arc<str>, u64, bool)]) {
+        let mut inflight = self.inflight();
+        for (key, id, _) in loads {
+            if inflight.get(key).is_some_and(|running| running.id == *id) {
+                inflight.remove(key);
+            }
+        }
     }
 
     /// Refreshes `key` in the background (early refresh or revalidation):
@@ -510,6 +559,13 @@ impl Fills {
     /// may be older than the write), then writes the rest in one pipeline
     /// and fills the local tier.
     pub(super) async fn write_back(&self, writes: Vec<Write>, start: Epoch) {
+        let keys: Vec<QueryKey> = writes.iter().map(|(key, ..)| key.clone()).collect();
+        self.commit(writes, start).await;
+        self.forget_finished(keys.iter());
+    }
+
+    /// [`Fills::write_back`] but for unregistering the loads.
+    async fn commit(&self, writes: Vec<Write>, start: Epoch) {
         if writes.is_empty() || !self.bus.is_redis_trusted() {
             return;
         }
