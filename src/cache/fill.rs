@@ -44,6 +44,7 @@ const LEASE_POLL: Duration = Duration::from_millis(10);
 /// TTLs are shortened by a random 0-5 % (at most 30 s) so that keys written
 /// together do not expire together.
 const JITTER_FRACTION: f64 = 0.05;
+const MAX_JITTER: Duration = Duration::from_secs(30);
 
 /// How long a finished batch load stays joinable at most. Its values reach
 /// the tiers only when their write-back (spawned; two Redis round trips)
@@ -53,7 +54,6 @@ const JITTER_FRACTION: f64 = 0.05;
 /// The write-back unregisters it when done; this bounds the case where
 /// none runs (the writer's request was dropped, the queue was full).
 const BATCH_JOINABLE_FOR: Duration = Duration::from_secs(1);
-const MAX_JITTER: Duration = Duration::from_secs(30);
 
 /// A load that concurrent callers in this process share.
 type SharedLoad = Shared<BoxFuture<'static, Result<Filled, Arc<AppError>>>>;
@@ -345,8 +345,8 @@ impl Fills {
     /// instead of loading it again, and for [`BATCH_JOINABLE_FOR`] after it
     /// finished (until its write-back has filled the tiers). No fill lease
     /// is taken: one statement per batch bounds the database's work
-    /// already. Returns, per item,
-    /// the outcome and whether this caller is to write it back.
+    /// already. Returns, per item, the outcome and whether this caller is
+    /// to write it back.
     pub(super) async fn load_batches<T>(
         self: &Arc<Self>,
         items: Vec<(T, &QueryKey, Fill)>,
